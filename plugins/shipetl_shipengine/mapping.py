@@ -1,0 +1,109 @@
+"""ShipEngine tracking replies -> ``shipments`` and ``tracking_events``, as DuckDB SQL over the raw pages.
+
+Time rule (providers.md 6.1): an event's instant is ``occurred_at`` unless ``carrier_occurred_at`` carries
+an explicit non-Z offset, which then wins (USPS replies double-convert ``occurred_at``).
+``carrier_occurred_at`` is kept as text in ``occurred_at_local``: its ``Z`` is not proof of UTC.
+Event status: the event's own status detail or status code when present, else the carrier's table for
+its ``carrier_status_code``, else the newest event takes the reply's top-level status and older ones
+stay ``unknown``.
+"""
+
+from shipetl import TableMapping
+
+_EVENT = (
+    "STRUCT(occurred_at VARCHAR, carrier_occurred_at VARCHAR, description VARCHAR, city_locality VARCHAR, "
+    "state_province VARCHAR, postal_code VARCHAR, country_code VARCHAR, company_name VARCHAR, signer VARCHAR, "
+    "event_code VARCHAR, carrier_detail_code VARCHAR, status_code VARCHAR, status_detail_code VARCHAR, "
+    "status_description VARCHAR, carrier_status_code VARCHAR, carrier_status_description VARCHAR, "
+    "latitude DOUBLE, longitude DOUBLE)"
+)
+TRACKING_BODY = (
+    "STRUCT(tracking_number VARCHAR, tracking_url VARCHAR, status_code VARCHAR, status_detail_code VARCHAR, "
+    "status_description VARCHAR, carrier_code VARCHAR, carrier_id VARCHAR, carrier_detail_code VARCHAR, "
+    "carrier_status_code VARCHAR, carrier_status_description VARCHAR, ship_date VARCHAR, "
+    f"estimated_delivery_date VARCHAR, actual_delivery_date VARCHAR, exception_description VARCHAR, events {_EVENT}[])"
+)
+LABELS_BODY = "STRUCT(total BIGINT, page BIGINT, pages BIGINT)"
+
+# An ISO text with an explicit offset (or Z) is an instant; without one it is a local date-time.
+_HAS_OFFSET = r"'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
+_EXPLICIT_OFFSET = r"'[+-][0-9]{2}:?[0-9]{2}$'"
+
+
+def _instant(expr: str) -> str:
+    return f"CASE WHEN regexp_matches({expr}, {_HAS_OFFSET}) THEN {expr} END"
+
+
+EVENTS_SQL = f"""
+WITH scans AS (
+    SELECT body.tracking_number AS tracking_number, body.carrier_code AS carrier_code,
+           body.status_code AS top_code, body.status_detail_code AS top_detail,
+           unnest(body.events) AS e, generate_subscripts(body.events, 1) AS pos
+    FROM pages WHERE body.tracking_number IS NOT NULL
+), timed AS (
+    SELECT *, CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at
+                   ELSE e.occurred_at END AS instant
+    FROM scans
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY tracking_number ORDER BY utc_from_iso(instant) DESC NULLS LAST, pos) = 1 AS newest
+    FROM timed
+)
+SELECT
+    tracking_number AS shipment_id,
+    tracking_number,
+    carrier_code,
+    instant AS occurred_at,
+    e.carrier_occurred_at AS occurred_at_local,
+    coalesce(nullif(e.event_code, ''), e.carrier_status_code) AS status_raw,
+    CASE WHEN nullif(e.status_detail_code, '') IS NOT NULL OR nullif(e.status_code, '') IS NOT NULL
+         THEN coalesce(status_of('shipengine.detail', e.status_detail_code), status_of('shipengine', e.status_code))
+         ELSE coalesce(status_of(carrier_code, e.carrier_status_code),
+                       CASE WHEN newest THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END,
+                       'unknown')
+    END AS status,
+    e.description,
+    e.city_locality AS city,
+    e.state_province AS state,
+    e.postal_code,
+    e.country_code AS country,
+    e.latitude,
+    e.longitude,
+    json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
+                'carrier_status_code', e.carrier_status_code, 'carrier_status_description', e.carrier_status_description,
+                'carrier_detail_code', e.carrier_detail_code, 'company_name', nullif(e.company_name, ''),
+                'signer', nullif(e.signer, ''), 'occurred_at_reported', e.occurred_at) AS extras
+FROM ranked
+"""
+
+SHIPMENTS_SQL = f"""
+SELECT
+    body.tracking_number AS shipment_id,
+    body.tracking_number AS tracking_number,
+    body.carrier_code AS carrier_code,
+    meta->>'service_code' AS service,
+    coalesce(status_of('shipengine.detail', body.status_detail_code), status_of('shipengine', body.status_code)) AS status,
+    body.status_code AS status_raw,
+    coalesce(final_of('shipengine.detail', body.status_detail_code), final_of('shipengine', body.status_code)) AS is_final,
+    meta->>'ship_from_country' AS origin_country,
+    meta->>'ship_to_country' AS destination_country,
+    meta->>'created_at' AS created_at,
+    {_instant('body.ship_date')} AS shipped_at,
+    {_instant('body.estimated_delivery_date')} AS estimated_delivery_at,
+    {_instant('body.actual_delivery_date')} AS delivered_at,
+    list_max(list_transform(body.events, e -> utc_from_iso(
+        CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at ELSE e.occurred_at END
+    ))) AS last_event_at,
+    body.tracking_url,
+    json_object('label_id', meta->>'label_id', 'label_carrier_code', meta->>'label_carrier_code',
+                'carrier_id', body.carrier_id, 'status_detail_code', body.status_detail_code,
+                'ship_date', body.ship_date, 'estimated_delivery_date', body.estimated_delivery_date,
+                'actual_delivery_date', body.actual_delivery_date,
+                'exception_description', body.exception_description) AS extras
+FROM pages WHERE body.tracking_number IS NOT NULL
+"""
+
+TIMES = {"created_at": "iso", "shipped_at": "iso", "estimated_delivery_at": "iso", "delivered_at": "iso"}
+TRACKING_MAPPINGS = (
+    TableMapping("shipments", SHIPMENTS_SQL, TIMES),
+    TableMapping("tracking_events", EVENTS_SQL, {"occurred_at": "iso"}),
+)

@@ -1,0 +1,26 @@
+"""shipetl: orders, shipments and tracking events from marketplaces and carriers into one warehouse.
+
+The names below are what plugin authors may import; everything else is internal and may move.
+"""
+
+from .errors import (
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    PluginError,
+    ShipetlError,
+    SourceError,
+    TerminalError,
+    TransientError,
+)
+from .hookspecs import API_VERSION, hookimpl, hookspec
+from .httpclient import HttpClient, http_client
+from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
+from .ratelimit import RateLimit
+
+__version__ = "0.1.0"
+__all__ = [
+    "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
+    "PluginError", "Provider", "RateLimit", "ShipetlError", "SourceError", "Stream", "TableMapping", "TerminalError",
+    "TransientError", "hookimpl", "hookspec", "http_client",
+]

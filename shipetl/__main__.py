@@ -1,0 +1,5 @@
+"""Lets ``python -m shipetl`` start the CLI."""
+
+from .cli import main
+
+main()

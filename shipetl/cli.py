@@ -1,0 +1,160 @@
+"""The ``shipetl`` command: each subcommand reads its options, calls one core function, prints the result."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+
+from . import __version__
+
+
+def _load(pipeline: str):
+    from . import config
+
+    return config.load(pipeline)
+
+
+class _Cli(click.Group):
+    """Turns shipetl's own errors into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        from .errors import ShipetlError
+
+        try:
+            return super().invoke(ctx)
+        except ShipetlError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Cli)
+@click.version_option(__version__, prog_name="shipetl")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto", show_default=True,
+              help="Console output on a terminal, JSON lines for cron and log shippers.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def cli(log_format: str, log_level: str) -> None:
+    """Pull orders, shipments and tracking events into one DuckDB + Parquet warehouse."""
+    from . import log
+
+    log.configure(log_format, log_level)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--since", type=click.DateTime(), help="Fetch from this UTC time instead of the stored cursor.")
+@click.option("--until", type=click.DateTime(), help="Fetch up to this UTC time (default: now).")
+@click.option("--only", multiple=True, metavar="SOURCE", help="Run only this source (repeatable).")
+@click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")
+def run(pipeline: str, since: datetime | None, until: datetime | None, only: tuple[str, ...], progress: bool | None) -> None:
+    """Run every source in PIPELINE and print the summary; exit 1 if any source failed."""
+    from . import progress as progress_mod
+    from . import runner, summary
+
+    with progress_mod.display(enabled=progress) as tick:
+        result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
+    summary.render(result)
+    sys.exit(0 if result.ok else 1)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+def validate(pipeline: str) -> None:
+    """Check PIPELINE: keys, types, ${VAR}s, provider names and options; print it with secrets masked."""
+    from . import config, plugins
+    from .errors import ConfigError
+
+    cfg = _load(pipeline)
+    registry = plugins.load_registry()
+    for src in cfg.sources:
+        try:
+            config.validate_options(cfg, src, registry.provider(src.provider).options_model)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"{pipeline}: sources: {src.name}: {exc}") from None
+    import yaml
+
+    click.echo(yaml.safe_dump(cfg.redacted_dict(), sort_keys=False, allow_unicode=True), nl=False)
+    click.echo(f"{pipeline}: ok ({len(cfg.sources)} source(s))", err=True)
+
+
+@cli.command("plugins")
+def plugins_cmd() -> None:
+    """List installed plugins: name, version, module, what each provides, and why any failed to load."""
+    from . import plugins
+
+    registry = plugins.load_registry()
+    for info in registry.plugins.values():
+        dist = f"{info.distribution} {info.version}" if info.distribution else "?"
+        status = "ok" if info.ok else f"BROKEN: {info.error}"
+        click.echo(f"{info.name:<14} {dist:<24} {info.module:<24} {', '.join(info.provides) or '-'}  [{status}]")
+
+
+@cli.command()
+@click.argument("table", required=False)
+def schema(table: str | None) -> None:
+    """Print the canonical tables (or one TABLE): columns, types, nullability, descriptions."""
+    from . import docs
+
+    click.echo(docs.schema_text(table), nl=False)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True,
+              help="table on a terminal; csv and json (lines) to stdout; parquet needs --out.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file.")
+def sql(pipeline: str, query: str, fmt: str, out: str | None) -> None:
+    """Run a read-only SQL QUERY over the warehouse of PIPELINE."""
+    from . import query as query_mod
+
+    query_mod.run(_load(pipeline), query, fmt, out)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--limit", default=20, show_default=True)
+def runs(pipeline: str, limit: int) -> None:
+    """Show the run history: one line per source account per run."""
+    from . import query as query_mod
+
+    query_mod.run_history(_load(pipeline), limit)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+def state(pipeline: str) -> None:
+    """Show each source account's stored cursors."""
+    from . import query as query_mod
+
+    query_mod.show_state(_load(pipeline))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
+@click.option("--port", default=8765, show_default=True)
+@click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
+@click.option("--scale", default=1.0, show_default=True, help="Multiplies the seeded data volume.")
+@click.option("--latency-ms", default=0, show_default=True)
+@click.option("--rate-429", default=0.0, show_default=True, help="Share of requests answered 429.")
+@click.option("--rate-5xx", default=0.0, show_default=True, help="Share of requests answered 503.")
+@click.option("--rate-truncate", default=0.0, show_default=True, help="Share of replies cut in half.")
+def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate_429: float, rate_5xx: float, rate_truncate: float) -> None:
+    """Serve every built-in provider's API on loopback from deterministic data, with faults on request."""
+    from . import plugins
+    from .sandbox import SandboxSettings, serve
+    from .sandbox.faults import Faults
+
+    registry = plugins.load_registry()
+    faults = Faults(latency_ms=latency_ms, rate_429=rate_429, rate_5xx=rate_5xx, rate_truncate=rate_truncate, seed=seed)
+    settings = SandboxSettings(host=host, port=port, seed=seed, scale=scale, faults=faults)
+    click.echo(f"sandbox on http://{host}:{port}/ serving: {', '.join(sorted(registry.sandboxes))}", err=True)
+    serve(registry.sandboxes, settings)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="shipetl")

@@ -1,0 +1,86 @@
+"""The ExtractContext core hands a provider for one account of one source."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from .httpclient import HttpClient, http_client
+from .ratelimit import RateLimit, limiter_for
+
+DEFAULT_FIRST_WINDOW = timedelta(days=30)
+
+
+def as_utc(value: date | datetime) -> datetime:
+    """A config date or datetime as an aware UTC datetime (naive means UTC)."""
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class SourceContext:
+    """Implements :class:`shipetl.provider.ExtractContext` over the pipeline config and the warehouse."""
+
+    def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
+                 cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
+                 since: datetime | None, until: datetime, log: Any) -> None:
+        self.source_name = source.name
+        self._source = source
+        self._provider = provider_cls
+        self.options = options
+        self.account_id = account_id
+        self.label = label
+        self.timezone = source.timezone or provider_cls.default_timezone
+        self._since_override = since
+        self.until = until
+        self.log = log
+        self._cursors = dict(cursors)
+        self.new_cursors: dict[str, Any] = {}
+        self._open = open_shipments
+        self.counters: Counter = Counter()
+
+    @property
+    def since(self) -> datetime | None:
+        """The ``--since`` given on the command line, if any."""
+        return self._since_override
+
+    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
+        """The time window to fetch: ``--since``, else the stored cursor minus the lookback, else ``start:``."""
+        if self._since_override:
+            return self._since_override, self.until
+        stored = self._cursors.get(cursor_key)
+        if stored:
+            return datetime.fromisoformat(stored) - self._source.lookback, self.until
+        if self._source.start:
+            return as_utc(self._source.start), self.until
+        return self.until - DEFAULT_FIRST_WINDOW, self.until
+
+    def http(self, **overrides: Any) -> HttpClient:
+        base = self._provider.default_rate_limit or RateLimit()
+        limits = self._source.rate_limit.model_dump(exclude_none=True) if self._source.rate_limit else {}
+        config = RateLimit(**{**base.__dict__, **limits})
+        kwargs: dict[str, Any] = {
+            "base_url": (self._source.base_url or self._provider.default_base_url).rstrip("/"),
+            "source": self.label,
+            "rate_limit": limiter_for(f"{self._provider.name}/{self.account_id}", config),
+        }
+        kwargs.update(overrides)
+        return http_client(**kwargs)
+
+    def secret(self, name: str) -> str:
+        return self._source.secret(name)
+
+    def cursor(self, key: str, default: Any = None) -> Any:
+        return self.new_cursors.get(key, self._cursors.get(key, default))
+
+    def set_cursor(self, key: str, value: Any) -> None:
+        self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
+
+    def open_shipments(self) -> list[dict[str, Any]]:
+        return list(self._open)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n

@@ -1,0 +1,44 @@
+"""Country names and codes to ISO 3166-1 alpha-2 (``HONG KONG`` and ``Hong Kong`` become ``HK``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pycountry
+
+# Names providers use that pycountry spells otherwise.
+ALIASES = {
+    "hong kong sar": "HK", "hongkong": "HK", "macau": "MO", "macao sar": "MO", "taiwan": "TW",
+    "south korea": "KR", "korea": "KR", "russia": "RU", "vietnam": "VN", "uk": "GB", "great britain": "GB",
+    "united states of america": "US", "usa": "US", "mainland china": "CN", "china mainland": "CN",
+}
+
+
+@lru_cache(maxsize=1)
+def name_table() -> dict[str, str]:
+    """Lower-case names and codes (alpha-2, alpha-3, common and official names) -> alpha-2."""
+    table: dict[str, str] = {}
+    for c in pycountry.countries:
+        for attr in ("alpha_2", "alpha_3", "name", "common_name", "official_name"):
+            value = getattr(c, attr, None)
+            if value:
+                table[value.lower()] = c.alpha_2
+    table.update(ALIASES)
+    return table
+
+
+def to_alpha2(value: str | None) -> str | None:
+    """ISO alpha-2 for a name or code in any case; None when absent or unknown."""
+    if not value or not value.strip():
+        return None
+    return name_table().get(value.strip().lower())
+
+
+def install(con) -> None:
+    """Create the ``country_names`` table and the ``iso_country(x)`` macro in a DuckDB connection."""
+    con.execute("CREATE OR REPLACE TEMP TABLE country_names (name VARCHAR PRIMARY KEY, alpha2 VARCHAR)")
+    con.executemany("INSERT INTO country_names VALUES (?, ?)", list(name_table().items()))
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO iso_country(x) AS "
+        "(SELECT c.alpha2 FROM country_names c WHERE c.name = lower(trim(CAST(x AS VARCHAR))))"
+    )

@@ -1,0 +1,50 @@
+"""The exception family: what went wrong, and whether trying again can help."""
+
+from __future__ import annotations
+
+
+class ShipetlError(Exception):
+    """Base of every error shipetl raises on purpose; its message is meant for the user."""
+
+
+class ConfigError(ShipetlError):
+    """The pipeline file is wrong; the message names the file and the key path."""
+
+
+class PluginError(ShipetlError):
+    """A plugin failed to load, declared something invalid, or clashed with another plugin."""
+
+
+class SourceError(ShipetlError):
+    """A source cannot go on in this run; other sources are unaffected.
+
+    ``source`` names the source (``shipengine/acct-1``) so the summary can say which one failed.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class TransientError(SourceError):
+    """A failure that may pass (HTTP 429, 5xx, timeouts, a provider's 'busy'): retry with backoff."""
+
+    def __init__(self, message: str, *, source: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, source=source)
+        self.retry_after = retry_after
+
+
+class TerminalError(SourceError):
+    """A failure retrying will not fix (bad request, missing permission): fail the source."""
+
+
+class AuthError(TerminalError):
+    """Credentials were refused; the message says which credential to fix."""
+
+
+class NotFoundError(TerminalError):
+    """The provider does not know the requested record; callers usually skip it and count a miss."""
+
+
+class WarehouseBusyError(ShipetlError):
+    """The warehouse file is locked by another process (a writer, or readers while we commit)."""

@@ -1,0 +1,299 @@
+"""The one HTTP client every plugin uses: retries, backoff, rate limits, error mapping, redacted logs."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from shipetl.errors import AuthError, NotFoundError, SourceError, TerminalError, TransientError
+from shipetl.log import get_logger
+from shipetl.ratelimit import RateLimiter
+from shipetl.redact import SECRET_KEYS, redact_text, register_secret
+
+Classify = Callable[[httpx.Response], None]
+
+# ShipEngine's SDK spells it without the dash; both are honoured.
+RETRY_AFTER_HEADERS = ("Retry-After", "RetryAfter")
+RATE_RESET_HEADER = "X-RateLimit-Reset"
+# An X-RateLimit-Reset above this is an epoch instant, below it a number of seconds.
+_EPOCH_THRESHOLD = 1_000_000_000
+_EXCERPT_CHARS = 200
+
+_log = get_logger()
+
+
+class _Retry(Exception):  # noqa: N818 - internal signal, never escapes this module
+    """This attempt failed in a way another attempt may fix."""
+
+    def __init__(self, reason: str, failure: str, retry_after: float | None = None) -> None:
+        super().__init__(failure)
+        self.reason = reason
+        self.failure = failure
+        self.retry_after = retry_after
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After``/``RetryAfter`` (seconds or HTTP-date) or ``X-RateLimit-Reset``."""
+    now = time.time() if now is None else now
+    for name in RETRY_AFTER_HEADERS:
+        value = headers.get(name)
+        if not value:
+            continue
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - now)
+    reset = headers.get(RATE_RESET_HEADER)
+    if reset:
+        try:
+            seconds = float(reset.strip())
+        except ValueError:
+            return None
+        return max(0.0, seconds - now if seconds > _EPOCH_THRESHOLD else seconds)
+    return None
+
+
+def _declares_json(response: httpx.Response) -> bool:
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _redacted_target(url: httpx.URL) -> str:
+    return redact_text(url.raw_path.decode("ascii", errors="replace"))
+
+
+def _excerpt(response: httpx.Response) -> str:
+    # Redact before cutting, so a secret straddling the cut is still recognised whole.
+    text = redact_text(response.text[:4000])
+    return " ".join(text.split())[:_EXCERPT_CHARS]
+
+
+def _register_header_secrets(headers: Mapping[str, str] | None) -> None:
+    for name, value in (headers or {}).items():
+        if name.lower() in SECRET_KEYS and isinstance(value, str):
+            register_secret(value)
+            scheme, _, credential = value.partition(" ")
+            if credential and scheme.lower() in ("bearer", "basic", "token"):
+                register_secret(credential)
+
+
+class HttpClient:
+    """A thread-safe wrapper over ``httpx.Client``; build it with :func:`http_client`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        source: str,
+        headers: dict[str, str] | None,
+        rate_limit: RateLimiter | None,
+        timeout: float,
+        max_retries: int,
+        backoff_base: float,
+        backoff_max: float,
+        classify: Classify | None,
+        transport: httpx.BaseTransport | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        _register_header_secrets(headers)
+        self.source = source
+        self.rate_limit = rate_limit
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._classify = classify
+        self._sleep = sleep
+        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request, retrying transient failures; return the successful response.
+
+        :raises TransientError: still failing after every retry (429, 5xx, network, truncated JSON).
+        :raises AuthError: HTTP 401/403. :raises NotFoundError: HTTP 404.
+        :raises TerminalError: any other 4xx; or whatever ``classify`` raises that is not transient.
+        """
+        response, _ = self._send(method, path, False, params=params, json=json, data=data, headers=headers)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Like :meth:`request` but return the decoded JSON body; an undecodable body is retried."""
+        _, body = self._send(method, path, True, **kwargs)
+        return body
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """``request("GET", path, ...)``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """``request("POST", path, ...)``."""
+        return self.request("POST", path, **kwargs)
+
+    def _slot(self) -> contextlib.AbstractContextManager[None]:
+        return self.rate_limit.slot() if self.rate_limit is not None else contextlib.nullcontext()
+
+    def _send(self, method: str, path: str, want_json: bool, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        method = method.upper()
+        _register_header_secrets(kwargs.get("headers"))
+        request = self._client.build_request(method, path, **kwargs)
+        target = _redacted_target(request.url)
+        attempts = self.max_retries + 1
+        last = _Retry("none", "no attempt made")
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(request, attempt, target, want_json)
+            except _Retry as retry:
+                last = retry
+                if attempt == attempts:
+                    break
+                delay = self._delay(attempt - 1, retry.retry_after)
+                if retry.reason == "http_429" and self.rate_limit is not None:
+                    self.rate_limit.pause_for(delay)
+                _log.warning(
+                    "http_retry", source=self.source, method=method, url=target, attempt=attempt,
+                    reason=retry.reason, delay_s=round(delay, 3),
+                )
+                self._sleep(delay)
+        raise TransientError(
+            f"{self.source}: {method} {target} still failing after {attempts} attempts: {last.failure}",
+            source=self.source,
+            retry_after=last.retry_after,
+        ) from (last.__cause__ or last)
+
+    def _attempt(
+        self, request: httpx.Request, attempt: int, target: str, want_json: bool
+    ) -> tuple[httpx.Response, Any]:
+        url = redact_text(str(request.url))
+        with self._slot():
+            started = time.perf_counter()
+            try:
+                response = self._client.send(request)
+            except httpx.TransportError as exc:
+                elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+                _log.info(
+                    "http_request", source=self.source, method=request.method, url=url, status=None,
+                    elapsed_ms=elapsed_ms, attempt=attempt, error=type(exc).__name__,
+                )
+                raise _Retry("transport_error", f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        status = response.status_code
+        _log.info(
+            "http_request", source=self.source, method=request.method, url=url, status=status,
+            elapsed_ms=elapsed_ms, attempt=attempt,
+        )
+        body = self._decode(response, want_json)
+        if self._classify is not None:
+            try:
+                self._classify(response)
+            except TransientError as exc:
+                raise _Retry("classified_transient", redact_text(str(exc)), exc.retry_after) from exc
+            except SourceError as exc:
+                if exc.source is None:
+                    exc.source = self.source
+                raise
+        if status == 429 or status >= 500:
+            raise _Retry(f"http_{status}", f"HTTP {status}", parse_retry_after(response.headers))
+        self._raise_for_status(response, request.method, target)
+        return response, body
+
+    def _decode(self, response: httpx.Response, want_json: bool) -> Any:
+        """Decode a successful JSON body; a body that fails to decode was cut short, so retry."""
+        if response.status_code >= 400:
+            return None
+        if not want_json and not (_declares_json(response) and response.content):
+            return None
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            failure = f"HTTP {response.status_code}: undecodable JSON body ({len(response.content)} bytes)"
+            raise _Retry("truncated_json", failure) from exc
+
+    def _raise_for_status(self, response: httpx.Response, method: str, target: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        where = f"{method} {target}"
+        if status in (401, 403):
+            raise AuthError(
+                f"source {self.source}: credentials refused (HTTP {status}) on {where}; "
+                f"check this source's credentials: {_excerpt(response)}",
+                source=self.source,
+            )
+        if status == 404:
+            raise NotFoundError(f"source {self.source}: {where} not found (HTTP 404)", source=self.source)
+        raise TerminalError(
+            f"source {self.source}: {where} was rejected (HTTP {status}): {_excerpt(response)}",
+            source=self.source,
+        )
+
+    def _delay(self, retry_index: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff, or the server's own wait plus a little jitter."""
+        if retry_after is not None:
+            return min(retry_after + random.uniform(0, min(self.backoff_base, 1.0)), self.backoff_max * 4)
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**retry_index))
+
+
+def http_client(
+    *,
+    base_url: str,
+    source: str,
+    headers: dict[str, str] | None = None,
+    rate_limit: RateLimiter | None = None,
+    timeout: float = 30.0,
+    max_retries: int = 5,
+    backoff_base: float = 0.5,
+    backoff_max: float = 30.0,
+    classify: Classify | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HttpClient:
+    """Build the client a plugin uses for one source.
+
+    :param source: names the source in logs and errors (``shipengine/acct-1``).
+    :param headers: sent on every request; values under secret names (``Authorization``,
+        ``API-Key``...) are registered with :mod:`shipetl.redact` so they never reach a log.
+    :param rate_limit: shared limiter, usually from :func:`shipetl.ratelimit.limiter_for`.
+    :param max_retries: retries after the first attempt, so at most ``max_retries + 1`` requests.
+    :param classify: the provider's envelope check, called on every response before the default
+        status mapping. It may raise ``TransientError`` (retried, its ``retry_after`` honoured),
+        or ``AuthError``/``NotFoundError``/``TerminalError`` (raised at once); it must cope with
+        non-JSON bodies, since it also sees 429 and 5xx responses.
+    :param transport: for tests, e.g. ``httpx.MockTransport``.
+    :param sleep: how to wait between retries; tests pass a fake.
+    """
+    return HttpClient(
+        base_url=base_url, source=source, headers=headers, rate_limit=rate_limit, timeout=timeout,
+        max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
+        classify=classify, transport=transport, sleep=sleep,
+    )

@@ -1,0 +1,68 @@
+"""Writes Hive-partitioned Parquet beside the warehouse and removes what a crash left half-published.
+
+Files are written under ``<lake>/_staging/<commit_id>/`` inside the warehouse transaction, then moved
+into ``<lake>/<table>/provider=<p>/date=<YYYY-MM-DD>/`` by atomic renames once that transaction has
+committed. Readers of ``<lake>/<table>/**`` never see a partial file: a file is either not there or
+whole. ``repair`` finishes the moves of committed runs and deletes staging of runs that never committed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .log import get_logger
+from .schema import Table
+
+STAGING = "_staging"
+
+
+def staging_dir(lake: Path, commit_id: str) -> Path:
+    return Path(lake) / STAGING / commit_id
+
+
+def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) -> int:
+    """COPY ``relation`` (rows of ``table``) into the commit's staging area, partitioned; returns files written."""
+    target = staging_dir(lake, commit_id) / table.name
+    target.mkdir(parents=True, exist_ok=True)
+    date = f"strftime(coalesce(\"{table.partition_time}\", extracted_at) AT TIME ZONE 'UTC', '%Y-%m-%d')"
+    con.execute(
+        f"COPY (SELECT *, {date} AS date FROM {relation}) TO '{target}' "
+        f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (provider, date), OVERWRITE_OR_IGNORE, "
+        f"FILENAME_PATTERN '{commit_id}-{{i}}')"
+    )
+    return sum(1 for _ in target.rglob("*.parquet"))
+
+
+def publish(lake: Path, commit_id: str) -> int:
+    """Move a committed staging area into place, file by file (each rename is atomic); returns files moved."""
+    root = staging_dir(lake, commit_id)
+    moved = 0
+    for src in sorted(root.rglob("*.parquet")):
+        dest = Path(lake) / src.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        moved += 1
+    shutil.rmtree(root, ignore_errors=True)
+    return moved
+
+
+def pending(lake: Path) -> list[str]:
+    """Commit ids with a staging area still on disk."""
+    root = Path(lake) / STAGING
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def repair(lake: Path, committed: set[str]) -> None:
+    """Publish staging areas whose commit is recorded; delete the rest (their transaction never committed).
+
+    Call only while holding the warehouse write lock, so no other commit is writing its staging area.
+    """
+    log = get_logger()
+    for commit_id in pending(lake):
+        if commit_id in committed:
+            log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id))
+        else:
+            shutil.rmtree(staging_dir(lake, commit_id), ignore_errors=True)
+            log.warning("lake_staging_discarded", commit_id=commit_id)

@@ -1,0 +1,122 @@
+"""Base classes a provider plugin fills in: Provider, Stream, TableMapping, Page, ExtractContext.
+
+A provider fetches pages (``Provider.extract``) and declares, per stream, how a page maps to canonical
+columns as DuckDB SQL (``TableMapping``). Core does everything generic around it: raw zone, typing,
+UTC conversion, statuses, keys, rejects, loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from .httpclient import HttpClient
+    from .ratelimit import RateLimit
+
+
+@dataclass(frozen=True)
+class Page:
+    """One provider response as received (decoded JSON), tagged with its stream.
+
+    ``meta`` carries request context the mapping needs and the body lacks (the carrier code asked for,
+    the order a tracking reply belongs to, what is already known of a shipment).
+    """
+
+    stream: str
+    body: Any
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """How one stream's pages become rows of one canonical table.
+
+    ``sql`` is a DuckDB SELECT over the relation ``pages(meta JSON, body <Stream.body_type>)``. It
+    outputs canonical column names; columns it leaves out are NULL. Time columns come out raw (text or
+    numbers) and are listed in ``times`` with their kind (``iso``, ``epoch_s``, ``epoch_ms``, ``local``):
+    core converts them to UTC and turns unparseable values into rejects. ``status`` may be NULL where
+    no table knows the raw code (core makes it ``unknown`` and counts it); the macros
+    ``status_of(namespace, code)`` and ``final_of(namespace, code)`` look codes up in the registered
+    status tables. A column ``reject_reason`` (text) rejects the row with that reason.
+    """
+
+    table: str
+    sql: str
+    times: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A kind of page a provider fetches, with the DuckDB type of its body and its table mappings."""
+
+    name: str
+    body_type: str
+    mappings: tuple[TableMapping, ...] = ()
+
+
+class NoOptions(BaseModel):
+    """Options model of a provider that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExtractContext(Protocol):
+    """What core hands ``Provider.extract`` for one account of one source."""
+
+    source_name: str
+    account_id: str
+    options: BaseModel
+    timezone: str | None
+    since: datetime | None
+    until: datetime
+    log: Any
+
+    def http(self, **overrides: Any) -> HttpClient:
+        """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs."""
+
+    def secret(self, name: str) -> str:
+        """The raw value of ``credentials.<name>``; a missing one is a config error naming the key."""
+
+    def cursor(self, key: str, default: Any = None) -> Any:
+        """A cursor as the last committed run of this account left it."""
+
+    def set_cursor(self, key: str, value: Any) -> None:
+        """Record a cursor; it is committed together with this run's rows, or not at all."""
+
+    def open_shipments(self) -> list[dict[str, Any]]:
+        """Latest snapshot of this account's shipments that are not final (they need polling)."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""
+
+
+class Provider:
+    """A source of orders, shipments or tracking events; subclass per provider.
+
+    One instance serves one source of the pipeline; ``extract`` runs once per account.
+    """
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    default_timezone: ClassVar[str | None] = None
+    default_rate_limit: ClassVar[RateLimit | None] = None
+    options_model: ClassVar[type[BaseModel]] = NoOptions
+    streams: ClassVar[tuple[Stream, ...]] = ()
+    secrets: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, source_name: str, options: BaseModel) -> None:
+        self.source_name = source_name
+        self.options = options
+
+    def accounts(self) -> list[str]:
+        """Account ids this source covers (shops of one seller, ...); default: one, named like the source."""
+        return [getattr(self.options, "account_id", None) or self.source_name]
+
+    def extract(self, ctx: ExtractContext) -> Iterator[Page]:
+        """Yield every page of this account for the window ``ctx.since`` .. ``ctx.until``."""
+        raise NotImplementedError

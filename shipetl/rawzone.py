@@ -1,0 +1,72 @@
+"""Keeps each provider page as received (secrets masked), so a run can be replayed and nothing is lost.
+
+Layout: ``<raw>/<provider>/<account>/<YYYY-MM-DD>/<run_id>/<stream>-<nnnnn>.ndjson.zst``, one page a
+line as ``{"meta": ..., "body": ...}``; files rotate at ``rotate_bytes`` of uncompressed text. The
+transform stage reads these same files, so what is loaded is exactly what was kept.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import zstandard
+
+from .provider import Page
+from .redact import redact_bytes
+
+SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+
+
+def safe_name(text: str) -> str:
+    """A path segment for any account or stream name."""
+    return SAFE.sub("_", text) or "_"
+
+
+class RawZoneWriter:
+    """Appends pages of one run of one account, stream by stream."""
+
+    def __init__(self, root: Path, provider: str, account_id: str, run_id: str, started_at: datetime, rotate_bytes: int = 64 << 20):
+        self.dir = Path(root) / safe_name(provider) / safe_name(account_id) / started_at.strftime("%Y-%m-%d") / run_id
+        self.rotate_bytes = rotate_bytes
+        self._open: dict[str, tuple[object, object, int]] = {}
+        self._files: dict[str, list[Path]] = {}
+        self.pages = 0
+
+    def write(self, page: Page) -> None:
+        """Mask secrets in the page and append it to its stream's current file."""
+        line = redact_bytes(orjson.dumps({"meta": page.meta, "body": page.body}, option=orjson.OPT_NON_STR_KEYS)) + b"\n"
+        fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
+        writer.write(line)
+        size += len(line)
+        self._open[page.stream] = (fh, writer, size)
+        self.pages += 1
+        if size >= self.rotate_bytes:
+            self._finish(page.stream)
+
+    def _start(self, stream: str):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        files = self._files.setdefault(stream, [])
+        path = self.dir / f"{safe_name(stream)}-{len(files) + 1:05d}.ndjson.zst"
+        files.append(path)
+        fh = open(path, "wb")
+        writer = zstandard.ZstdCompressor(level=3).stream_writer(fh)
+        return fh, writer, 0
+
+    def _finish(self, stream: str) -> None:
+        fh, writer, _ = self._open.pop(stream)
+        writer.close()  # also closes fh
+
+    def close(self) -> dict[str, list[Path]]:
+        """Flush every file; return ``{stream: [files]}`` for the transform stage."""
+        for stream in list(self._open):
+            self._finish(stream)
+        return {s: list(f) for s, f in self._files.items()}
+
+    def __enter__(self) -> RawZoneWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,159 @@
+"""One run: each source account, isolated, goes extract -> raw zone -> map/transform -> load.
+
+A source that fails (bad credentials, an API down past its retries, a plugin bug) is recorded with one
+line saying why; the other sources go on. Sources run in parallel up to ``run.max_parallel_sources``;
+their commits take turns on the warehouse.
+"""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import config as config_mod
+from . import state, transform, warehouse
+from .config import PipelineConfig
+from .context import SourceContext, as_utc
+from .errors import ShipetlError
+from .log import get_logger
+from .plugins import load_registry
+from .rawzone import RawZoneWriter, safe_name
+from .registry import Registry
+from .runs import SourceRun, new_run_id
+
+OPEN_SHIPMENT_COLUMNS = "*"
+
+
+@dataclass
+class RunResult:
+    """Every source account's outcome in one run."""
+
+    run_id: str
+    sources: list[SourceRun] = field(default_factory=list)
+    broken_plugins: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.sources)
+
+
+@dataclass
+class _Job:
+    source: config_mod.SourceConfig
+    provider_cls: type
+    options: object
+    account_id: str
+
+
+def _read_start_state(pipeline: PipelineConfig, source: str, provider: str, account_id: str):
+    with warehouse.connect(pipeline.warehouse.path, read_only=True, timeout=pipeline.warehouse.commit_timeout) as con:
+        if con is None or not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0]:
+            return {}, []
+        cursors = state.read(con, source, account_id)
+        rel = con.execute(
+            "SELECT * FROM shipments_latest WHERE provider = ? AND account_id = ? AND NOT is_final", [provider, account_id]
+        )
+        names = [d[0] for d in rel.description]
+        return cursors, [dict(zip(names, row)) for row in rel.fetchall()]
+
+
+def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id: str, since, until, progress) -> SourceRun:
+    src, provider_cls = job.source, job.provider_cls
+    started = datetime.now(timezone.utc)
+    run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, started)
+    log = get_logger(source=run.label, run_id=run_id)
+    staging = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
+    try:
+        cursors, open_shipments = _read_start_state(pipeline, src.name, provider_cls.name, job.account_id)
+        ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
+                            label=run.label, cursors=cursors, open_shipments=open_shipments,
+                            since=since, until=until, log=log)
+        provider = provider_cls(src.name, job.options)
+        log.info("source_started", open_shipments=len(open_shipments))
+        with RawZoneWriter(Path(pipeline.warehouse.raw), provider_cls.name, job.account_id, run_id, started) as raw:
+            for page in provider.extract(ctx):
+                raw.write(page)
+                if progress:
+                    progress(run.label, raw.pages)
+            files = raw.close()
+        run.pages = raw.pages
+        con = transform.connect(pipeline.warehouse.memory_limit, staging / "spill", registry.statuses)
+        try:
+            result = transform.transform(con, provider_cls.streams, files, provider=provider_cls.name,
+                                         account_id=job.account_id, run_id=run_id, extracted_at=started,
+                                         timezone=ctx.timezone, staging=staging)
+        finally:
+            con.close()
+        run.extracted = {t: c.mapped for t, c in result.tables.items()}
+        run.rejected = {t: c.rejected for t, c in result.tables.items() if c.rejected}
+        for (table, code), n in result.unmapped.items():
+            log.warning("status_unmapped", table=table, status_raw=code, rows=n)
+            run.unmapped[f"{table}:{code}"] = n
+        for name, n in result.unknown_countries.items():
+            log.warning("country_unknown", value=name, rows=n)
+        run.counters = dict(ctx.counters)
+        if result.unknown_countries:
+            run.counters["unknown_countries"] = sum(result.unknown_countries.values())
+        run.status, run.finished_at = "ok", datetime.now(timezone.utc)
+        warehouse.commit(pipeline.warehouse.path, Path(pipeline.warehouse.lake), result, run, ctx.new_cursors,
+                         timeout=pipeline.warehouse.commit_timeout)
+    except Exception as exc:
+        run.status, run.finished_at = "failed", datetime.now(timezone.utc)
+        if isinstance(exc, ShipetlError):
+            run.error = str(exc).splitlines()[0]
+            log.error("source_failed", error=run.error, error_type=type(exc).__name__)
+        else:
+            run.error = f"internal error in provider {provider_cls.name}: {type(exc).__name__}: {exc}"
+            log.error("source_failed", error=run.error, traceback=traceback.format_exc())
+        try:
+            warehouse.record_failure(pipeline.warehouse.path, run, timeout=pipeline.warehouse.commit_timeout)
+        except ShipetlError as rec_exc:
+            log.error("run_record_failed", error=str(rec_exc))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return run
+
+
+def _plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str], result: RunResult, run_id: str) -> list[_Job]:
+    jobs = []
+    for src in pipeline.sources:
+        if not src.enabled or (only and src.name not in only):
+            continue
+        try:
+            provider_cls = registry.provider(src.provider)
+            options = config_mod.validate_options(pipeline, src, provider_cls.options_model)
+            provider = provider_cls(src.name, options)
+            accounts = provider.accounts()
+        except ShipetlError as exc:
+            now = datetime.now(timezone.utc)
+            result.sources.append(SourceRun(run_id, src.name, src.provider, src.name, now, now, "failed", str(exc).splitlines()[0]))
+            continue
+        jobs.extend(_Job(src, provider_cls, options, account) for account in accounts)
+    return jobs
+
+
+def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, until: datetime | None = None,
+                 only: Sequence[str] = (), registry: Registry | None = None,
+                 progress: Callable[[str, int], None] | None = None) -> RunResult:
+    """Run every enabled source of ``pipeline`` (or those in ``only``) and return what each did."""
+    registry = registry or load_registry()
+    run_id = new_run_id()
+    result = RunResult(run_id, broken_plugins={p.name: p.error for p in registry.plugins.values() if p.error})
+    unknown = set(only) - {s.name for s in pipeline.sources}
+    if unknown:
+        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}")
+    until = as_utc(until) if until else datetime.now(timezone.utc)
+    since = as_utc(since) if since else None
+    jobs = _plan(pipeline, registry, only, result, run_id)
+    get_logger(run_id=run_id).info("run_started", sources=len(jobs))
+    with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
+        futures = [pool.submit(_run_account, pipeline, registry, job, run_id, since, until, progress) for job in jobs]
+        result.sources.extend(f.result() for f in futures)
+    shutil.rmtree(Path(pipeline.warehouse.path).parent / ".staging" / run_id, ignore_errors=True)
+    get_logger(run_id=run_id).info("run_finished", ok=result.ok)
+    return result

@@ -1,0 +1,80 @@
+"""One record per source account per run, and the history ``shipetl runs`` shows."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+DDL = """CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR NOT NULL, source VARCHAR NOT NULL, provider VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, status VARCHAR NOT NULL, error VARCHAR,
+    pages BIGINT, extracted BIGINT, loaded BIGINT, deduplicated BIGINT, rejected BIGINT, unmapped BIGINT,
+    commit_id VARCHAR, details JSON)"""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique: ``20261127T142241Z-3fa9c1``."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class SourceRun:
+    """What happened to one account of one source in one run; the summary table is made of these."""
+
+    run_id: str
+    source: str
+    provider: str
+    account_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = "running"
+    error: str | None = None
+    pages: int = 0
+    extracted: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        return self.source if self.account_id == self.source else f"{self.source}/{self.account_id}"
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(extracted, loaded, deduplicated, rejected) over all tables."""
+        ext, load, rej = sum(self.extracted.values()), sum(self.loaded.values()), sum(self.rejected.values())
+        return ext, load, max(ext - rej - load, 0), rej
+
+    def record(self, commit_id: str | None) -> list[Any]:
+        ext, load, dedup, rej = self.totals()
+        details = {"extracted": self.extracted, "loaded": self.loaded, "rejected": self.rejected,
+                   "unmapped": self.unmapped, "counters": self.counters}
+        return [self.run_id, self.source, self.provider, self.account_id, self.started_at, self.finished_at,
+                self.status, self.error, self.pages, ext, load, dedup, rej, sum(self.unmapped.values()),
+                commit_id, orjson.dumps(details).decode()]
+
+
+def insert(con, run: SourceRun, commit_id: str | None) -> None:
+    con.execute("INSERT INTO runs VALUES (" + ", ".join("?" * 16) + ")", run.record(commit_id))
+
+
+def committed_ids(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT commit_id FROM runs WHERE commit_id IS NOT NULL").fetchall()}
+
+
+def history(con, limit: int = 20) -> list[tuple]:
+    """Latest runs first, one row per source account."""
+    return con.execute(
+        "SELECT run_id, source, account_id, status, started_at, round(epoch(finished_at - started_at), 1) AS seconds, "
+        "extracted, loaded, deduplicated, rejected, unmapped, error FROM runs ORDER BY started_at DESC, source LIMIT ?",
+        [limit],
+    ).fetchall()

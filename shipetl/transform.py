@@ -1,0 +1,232 @@
+"""Turns a run's raw pages into typed canonical rows, staged as Parquet, and splits off rejects.
+
+Everything happens in DuckDB, column by column: the provider's mapping SQL picks fields from the pages,
+then the wrapper built here casts each column to its canonical type, converts times to UTC, fills
+statuses, computes event ids and snapshot hashes, and gives every bad row its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from . import countries, keys, statuses, timestamps
+from .errors import PluginError
+from .provider import Stream, TableMapping
+from .schema import COMMON, TABLES, Table
+
+COMMON_NAMES = {f.name for f in COMMON}
+COUNTRY_COLUMNS = {"destination_country", "origin_country", "country"}
+SPECIAL = {"reject_reason"}
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """DuckDB column type for a canonical Arrow type."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    return {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}[t]
+
+
+def quote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class TableCounts:
+    mapped: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class TransformResult:
+    """Counts per table, unmapped status codes, and where the staged Parquet files are."""
+
+    staging: Path
+    tables: dict[str, TableCounts] = field(default_factory=dict)
+    unmapped: Counter = field(default_factory=Counter)
+    unknown_countries: Counter = field(default_factory=Counter)
+
+    def staged_files(self, table: str) -> list[Path]:
+        return sorted((self.staging / table).glob("*.parquet"))
+
+
+def connect(memory_limit: str = "1GB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with shipetl's macros, bounded memory and a spill directory."""
+    con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
+    if temp_dir:
+        con.execute(f"SET temp_directory = {quote(str(temp_dir))}")
+    timestamps.install_macros(con)
+    statuses.install(con, status_tables or statuses.StatusTables())
+    countries.install(con)
+    return con
+
+
+class _Wrapper:
+    """Builds the typing SQL around one table mapping."""
+
+    def __init__(self, table: Table, mapping: TableMapping, mapped_columns: Sequence[str], provider: str, zone: str | None):
+        self.table, self.mapping, self.provider = table, mapping, provider
+        self.cols = set(mapped_columns)
+        self.zone_sql = quote(zone) if zone else "NULL"
+        unknown = self.cols - set(table.column_names) - SPECIAL
+        if unknown:
+            raise PluginError(f"mapping of {table.name} outputs unknown column(s) {', '.join(sorted(unknown))}; see `shipetl schema`")
+        bad_kinds = {c: k for c, k in mapping.times.items() if k not in timestamps.TIME_KINDS}
+        if bad_kinds:
+            raise PluginError(f"mapping of {table.name}: unknown time kind(s) {bad_kinds}; use one of {timestamps.TIME_KINDS}")
+        if "local" in mapping.times.values() and not zone:
+            raise PluginError(f"mapping of {table.name} reads naive local times but the source has no timezone")
+
+    def _typed(self, f: pa.Field) -> tuple[str, str | None]:
+        """(SQL for the typed value, SQL for its reject reason or None)."""
+        name, src = f.name, f'm."{f.name}"'
+        if name not in self.cols:
+            return "NULL", None
+        if name in self.mapping.times:
+            kind = self.mapping.times[name]
+            return (timestamps.sql_expr(kind, src, self.zone_sql),
+                    timestamps.reject_reason_sql(kind, name, src, self.zone_sql))
+        if name == "extras":
+            return f"CAST(CAST({src} AS JSON) AS VARCHAR)", None
+        if name in COUNTRY_COLUMNS:
+            return f"iso_country({src})", None
+        dtype = duckdb_type(f.type)
+        if dtype == "VARCHAR":
+            return f"nullif(trim(CAST({src} AS VARCHAR)), '')", None
+        text = f"nullif(trim(CAST({src} AS VARCHAR)), '')"
+        reason = f"CASE WHEN {text} IS NOT NULL AND TRY_CAST({text} AS {dtype}) IS NULL THEN {quote(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
+        return f"TRY_CAST({text} AS {dtype})", reason
+
+    def sql(self, run_id: str, account_id: str, extracted_at: datetime) -> str:
+        consts = {
+            "provider": quote(self.provider), "account_id": quote(account_id), "run_id": quote(run_id),
+            "extracted_at": f"TIMESTAMPTZ {quote(extracted_at.isoformat())}",
+        }
+        inner, reasons = [], []
+        for f in self.table.columns:
+            if f.name in COMMON_NAMES:
+                inner.append(f'{consts[f.name]} AS "{f.name}"')
+                continue
+            expr, reason = self._typed(f)
+            if f.name == "status":
+                expr = f"coalesce({expr}, 'unknown')"
+            if f.name == "status" and "status" in self.cols:
+                reasons.append(f"CASE WHEN m.status IS NOT NULL AND m.status NOT IN ({', '.join(map(quote, statuses.STATUSES))}) "
+                               f"THEN 'status: ' || m.status || ' is not a canonical status' END")
+            if f.name in ("event_id", "record_hash", "is_final") and f.name not in self.cols:
+                expr = "NULL"
+            inner.append(f'{expr} AS "{f.name}"')
+            if reason:
+                reasons.append(reason)
+        if "reject_reason" in self.cols:
+            reasons.append("m.reject_reason")
+        unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
+        country_raw = next((c for c in COUNTRY_COLUMNS & self.cols), None)
+        inner.append(f"{unmapped} AS __unmapped")
+        inner.append(f"{f'm.{country_raw}' if country_raw else 'NULL'} AS __country_raw")
+        inner.append(f"nullif(concat_ws('; ', {', '.join(reasons) or 'NULL'}), '') AS __reason_inner")
+        inner.append("m AS __m")
+        return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m"
+
+    def outer(self, inner_table: str) -> str:
+        """Derived columns (event_id, is_final, record_hash) and the not-null checks, over typed values."""
+        t = self.table
+        derived = {}
+        if "event_id" in t.column_names and "event_id" not in self.cols:
+            derived["event_id"] = keys.event_id_sql(quote(self.provider), "coalesce(tracking_number, shipment_id)",
+                                                    "occurred_at", "status_raw", "description")
+        if "is_final" in t.column_names and "is_final" not in self.cols:
+            derived["is_final"] = f"status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))})"
+        elif "is_final" in t.column_names:
+            derived["is_final"] = f"coalesce(is_final, status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))}))"
+        if "record_hash" in t.column_names:
+            content = [c for c in t.column_names if c not in COMMON_NAMES and c != "record_hash"]
+            derived["record_hash"] = keys.record_hash_sql([f"\"{c}\"" for c in content])
+
+        def ref(c: str) -> str:
+            return derived.get(c, f'"{c}"')
+
+        select = [f'{ref(c)} AS "{c}"' for c in t.column_names]
+        missing = [f"CASE WHEN {ref(f.name)} IS NULL THEN '{f.name}: missing' END"
+                   for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"]
+        reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join(missing) or 'NULL'}), '')"
+        status_raw = "status_raw" if "status_raw" in t.column_names else "NULL"
+        typed = f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, __country_raw, __m FROM {inner_table}"
+        return f"SELECT * EXCLUDE (__m), CASE WHEN __reason IS NOT NULL THEN CAST(to_json(__m) AS VARCHAR) END AS __record FROM ({typed})"
+
+
+def transform(
+    con: duckdb.DuckDBPyConnection,
+    streams: Sequence[Stream],
+    raw_files: Mapping[str, Sequence[Path]],
+    *,
+    provider: str,
+    account_id: str,
+    run_id: str,
+    extracted_at: datetime,
+    timezone: str | None,
+    staging: Path,
+) -> TransformResult:
+    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet."""
+    result = TransformResult(staging)
+    for stream in streams:
+        files = [str(p) for p in raw_files.get(stream.name, ())]
+        if not files or not stream.mappings:
+            continue
+        columns = {"meta": "JSON", "body": stream.body_type}
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW pages AS SELECT * FROM read_json(?, format='newline_delimited', "
+            "columns=?, compression='zstd', maximum_object_size=268435456)",
+            [files, columns],
+        )
+        for n, mapping in enumerate(stream.mappings):
+            _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, extracted_at, timezone)
+    return result
+
+
+def _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, extracted_at, timezone) -> None:
+    table = TABLES[mapping.table]
+    try:
+        mapped_cols = con.sql(mapping.sql).columns
+    except duckdb.Error as exc:
+        raise PluginError(f"mapping {stream.name} -> {table.name} is not valid SQL for its pages: {exc}") from exc
+    wrapper = _Wrapper(table, mapping, mapped_cols, provider, timezone)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_inner AS {wrapper.sql(run_id, account_id, extracted_at)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {wrapper.outer('typed_inner')}")
+    con.execute("DROP TABLE typed_inner")
+    counts = result.tables.setdefault(table.name, TableCounts())
+    total, rejected = con.execute("SELECT count(*), count(__reason) FROM typed").fetchone()
+    counts.mapped += total
+    counts.rejected += rejected
+    out_dir = result.staging / table.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    target = out_dir / f"{stream.name}-{n}.parquet"
+    con.execute(f"COPY (SELECT {cols} FROM typed WHERE __reason IS NULL) TO {quote(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+    if rejected:
+        rej_dir = result.staging / "rejects"
+        rej_dir.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"COPY (SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
+            f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
+            f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL) "
+            f"TO {quote(str(rej_dir / f'{table.name}-{stream.name}-{n}.parquet'))} (FORMAT parquet)"
+        )
+    for code, count in con.execute("SELECT __status_raw, count(*) FROM typed WHERE __unmapped GROUP BY 1").fetchall():
+        result.unmapped[(table.name, code)] += count
+    if table.name != "rejects":
+        for raw, count in con.execute(
+            "SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL AND trim(CAST(__country_raw AS VARCHAR)) <> '' "
+            "AND iso_country(__country_raw) IS NULL GROUP BY 1"
+        ).fetchall():
+            result.unknown_countries[raw] += count
+    con.execute("DROP TABLE typed")

@@ -1,0 +1,148 @@
+"""The DuckDB warehouse: tables and ``*_latest`` views from the schema, duplicate-free inserts, per-source commits.
+
+DuckDB lets one process write a file and no other process read it meanwhile, so a run opens the file for
+writing only inside :func:`commit`, for as long as one source's rows take to insert. Within this process,
+one lock serializes every open of the file (DuckDB refuses a read-only and a read-write handle at once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import lake, runs, state
+from .errors import WarehouseBusyError
+from .log import get_logger
+from .rawzone import safe_name
+from .schema import DATA_TABLES, TABLES, Table
+from .transform import TransformResult, duckdb_type
+
+_LOCK = threading.RLock()
+LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
+
+
+def table_ddl(table: Table) -> str:
+    cols = ", ".join(f'"{f.name}" {duckdb_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
+
+
+def latest_view_ddl(table: Table) -> str:
+    keys = ", ".join(table.entity_key)
+    return (f"CREATE OR REPLACE VIEW {table.name}_latest AS SELECT * FROM {table.name} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY extracted_at DESC, run_id DESC) = 1")
+
+
+def ensure_schema(con) -> None:
+    """Create every table and view that is missing; safe to run on every commit."""
+    for table in TABLES.values():
+        con.execute(table_ddl(table))
+    for name in ("orders", "order_items", "shipments"):
+        con.execute(latest_view_ddl(TABLES[name]))
+    con.execute(runs.DDL)
+    con.execute(state.DDL)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(m in str(exc) for m in LOCK_MARKERS)
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
+    """Open the warehouse, waiting up to ``timeout`` s while another process holds it; None if a reader finds no file."""
+    path = Path(path)
+    if read_only and not path.exists():
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    with _LOCK:
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                    if _is_lock_error(exc):
+                        mode = "read" if read_only else "write"
+                        raise WarehouseBusyError(
+                            f"{path}: another process holds the warehouse, so it cannot be opened to {mode} "
+                            f"(waited {timeout:.0f} s); a run commits in short bursts, so try again in a moment, "
+                            f"or close the other connection"
+                        ) from None
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+
+@dataclass
+class CommitResult:
+    loaded: dict[str, int] = field(default_factory=dict)
+
+
+def _insert_new_rows(con, table: Table, files: list[Path], lake_root: Path, commit_id: str) -> int:
+    """Insert staged rows not already in the warehouse; write exactly those rows to the lake staging area."""
+    files_sql = "[" + ", ".join(f"'{p}'" for p in files) + "]"
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    if table.name == "rejects":
+        source = f"SELECT {cols} FROM read_parquet({files_sql})"
+    else:
+        within_run = ", ".join(table.entity_key)
+        staged = f"SELECT {cols} FROM read_parquet({files_sql}) QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1"
+        target = f"{table.name}_latest" if table.entity_key != table.key else table.name
+        source = f"SELECT s.* FROM ({staged}) s ANTI JOIN (SELECT {', '.join(table.key)} FROM {target}) t USING ({', '.join(table.key)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {source}")
+    (count,) = con.execute("SELECT count(*) FROM new_rows").fetchone()
+    if count:
+        lake.write_staging(con, table, "new_rows", lake_root, commit_id)
+        con.execute(f"INSERT INTO {table.name} SELECT {cols} FROM new_rows")
+    con.execute("DROP TABLE new_rows")
+    return count
+
+
+def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
+           timeout: float = 60.0) -> CommitResult:
+    """Insert one source account's staged rows, cursors and run record in one transaction, then publish its Parquet.
+
+    A crash before COMMIT leaves the warehouse as it was (staging files are discarded by the next
+    commit); a crash after it leaves files the next commit publishes.
+    """
+    result = CommitResult()
+    commit_id = f"{run.run_id}-{safe_name(run.label)}"
+    with connect(path, read_only=False, timeout=timeout) as con:
+        ensure_schema(con)
+        lake.repair(lake_root, runs.committed_ids(con))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name in (*DATA_TABLES, "rejects"):
+                files = staged.staged_files(name)
+                if files:
+                    result.loaded[name] = _insert_new_rows(con, TABLES[name], files, lake_root, commit_id)
+            run.loaded = {k: v for k, v in result.loaded.items() if k != "rejects"}
+            state.write(con, run.source, run.account_id, run.run_id, cursors)
+            runs.insert(con, run, commit_id)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    lake.publish(lake_root, commit_id)
+    get_logger().info("source_committed", source=run.label, run_id=run.run_id, loaded=run.loaded)
+    return result
+
+
+def record_failure(path: Path, run: runs.SourceRun, timeout: float = 60.0) -> None:
+    """Store the run record of a failed source; its rows and cursors stay as they were."""
+    with connect(path, read_only=False, timeout=timeout) as con:
+        ensure_schema(con)
+        runs.insert(con, run, None)
