@@ -35,10 +35,6 @@ def to_alpha2(value: str | None) -> str | None:
 
 
 def install(con) -> None:
-    """Create the ``country_names`` table and the ``iso_country(x)`` macro in a DuckDB connection."""
+    """Create the ``country_names(name, alpha2)`` table that ``transform`` joins country columns against."""
     con.execute("CREATE OR REPLACE TEMP TABLE country_names (name VARCHAR PRIMARY KEY, alpha2 VARCHAR)")
     con.executemany("INSERT INTO country_names VALUES (?, ?)", list(name_table().items()))
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO iso_country(x) AS "
-        "(SELECT c.alpha2 FROM country_names c WHERE c.name = lower(trim(CAST(x AS VARCHAR))))"
-    )

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Page:
-    """One provider response as received (decoded JSON), tagged with its stream.
+    """One provider response, tagged with its stream.
+
+    ``body`` is the decoded JSON, or better the response bytes exactly as received (kept byte for byte
+    in the raw zone, never decoded and re-encoded).
 
     ``meta`` carries request context the mapping needs and the body lacks (the carrier code asked for,
     the order a tracking reply belongs to, what is already known of a shipment).

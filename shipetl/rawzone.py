@@ -25,6 +25,19 @@ def safe_name(text: str) -> str:
     return SAFE.sub("_", text) or "_"
 
 
+def page_line(page: Page) -> bytes:
+    """One NDJSON line for a page; a body given as bytes is kept byte for byte unless it spans lines."""
+    meta = orjson.dumps(page.meta, option=orjson.OPT_NON_STR_KEYS)
+    body = page.body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body).strip()
+        if b"\n" in body or b"\r" in body:
+            body = orjson.dumps(orjson.loads(body))
+    else:
+        body = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    return b'{"meta":' + meta + b',"body":' + (body or b"null") + b"}\n"
+
+
 class RawZoneWriter:
     """Appends pages of one run of one account, stream by stream."""
 
@@ -37,7 +50,7 @@ class RawZoneWriter:
 
     def write(self, page: Page) -> None:
         """Mask secrets in the page and append it to its stream's current file."""
-        line = redact_bytes(orjson.dumps({"meta": page.meta, "body": page.body}, option=orjson.OPT_NON_STR_KEYS)) + b"\n"
+        line = redact_bytes(page_line(page))
         fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
         writer.write(line)
         size += len(line)
@@ -52,7 +65,7 @@ class RawZoneWriter:
         path = self.dir / f"{safe_name(stream)}-{len(files) + 1:05d}.ndjson.zst"
         files.append(path)
         fh = open(path, "wb")
-        writer = zstandard.ZstdCompressor(level=3).stream_writer(fh)
+        writer = zstandard.ZstdCompressor(level=1, threads=-1).stream_writer(fh)
         return fh, writer, 0
 
     def _finish(self, stream: str) -> None:

@@ -65,17 +65,25 @@ class StatusTables:
         return [(ns, raw, e.status, e.is_final) for (ns, raw), e in sorted(self.entries.items())]
 
 
+def _lookup_macro(tables: StatusTables, name: str, pick) -> str:
+    """A macro ``name(namespace, code)`` as one small MAP per namespace: constant-folded, no join per row."""
+    by_ns: dict[str, list[str]] = {}
+    for (ns, raw), entry in sorted(tables.entries.items()):
+        by_ns.setdefault(ns, []).append(f"{_lit(raw)}: {pick(entry)}")
+    if not by_ns:
+        return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS NULL"
+    cases = " ".join(f"WHEN {_lit(ns)} THEN MAP {{{', '.join(items)}}}[trim(CAST(code AS VARCHAR))]" for ns, items in by_ns.items())
+    return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS CASE ns {cases} END"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def install(con, tables: StatusTables) -> None:
-    """Create the ``status_map`` table and the ``status_of`` / ``final_of`` macros in a DuckDB connection."""
-    con.execute("CREATE OR REPLACE TEMP TABLE status_map (namespace VARCHAR, raw VARCHAR, status VARCHAR, is_final BOOLEAN)")
-    rows = tables.rows()
-    if rows:
-        con.executemany("INSERT INTO status_map VALUES (?, ?, ?, ?)", rows)
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO status_of(ns, code) AS "
-        "(SELECT s.status FROM status_map s WHERE s.namespace = ns AND s.raw = trim(CAST(code AS VARCHAR)))"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO final_of(ns, code) AS "
-        "(SELECT s.is_final FROM status_map s WHERE s.namespace = ns AND s.raw = trim(CAST(code AS VARCHAR)))"
-    )
+    """Create the ``status_of(namespace, code)`` and ``final_of(namespace, code)`` macros in a DuckDB connection.
+
+    Both return NULL for a code no table knows; mapping SQL calls them, core counts what stays unmapped.
+    """
+    con.execute(_lookup_macro(tables, "status_of", lambda e: _lit(e.status)))
+    con.execute(_lookup_macro(tables, "final_of", lambda e: "true" if e.is_final else "false"))

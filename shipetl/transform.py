@@ -98,7 +98,7 @@ class _Wrapper:
         if name == "extras":
             return f"CAST(CAST({src} AS JSON) AS VARCHAR)", None
         if name in COUNTRY_COLUMNS:
-            return f"iso_country({src})", None
+            return f'"cn_{name}".alpha2', None
         dtype = duckdb_type(f.type)
         if dtype == "VARCHAR":
             return f"nullif(trim(CAST({src} AS VARCHAR)), '')", None
@@ -130,12 +130,16 @@ class _Wrapper:
         if "reject_reason" in self.cols:
             reasons.append("m.reject_reason")
         unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
-        country_raw = next((c for c in COUNTRY_COLUMNS & self.cols), None)
+        countries = sorted(COUNTRY_COLUMNS & self.cols)
+        unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
         inner.append(f"{unmapped} AS __unmapped")
-        inner.append(f"{f'm.{country_raw}' if country_raw else 'NULL'} AS __country_raw")
+        inner.append(f"coalesce({', '.join(unknown) or 'NULL'}) AS __country_raw")
         inner.append(f"nullif(concat_ws('; ', {', '.join(reasons) or 'NULL'}), '') AS __reason_inner")
         inner.append("m AS __m")
-        return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m"
+        joins = "".join(
+            f' LEFT JOIN country_names AS "cn_{c}" ON "cn_{c}".name = lower(trim(CAST(m."{c}" AS VARCHAR)))'
+            for c in countries)
+        return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m{joins}"
 
     def outer(self, inner_table: str) -> str:
         """Derived columns (event_id, is_final, record_hash) and the not-null checks, over typed values."""
@@ -176,33 +180,51 @@ def transform(
     timezone: str | None,
     staging: Path,
 ) -> TransformResult:
-    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet."""
+    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet.
+
+    Works one raw file at a time (a raw file holds at most ``rawzone`` rotation size of pages), so
+    memory stays bounded however many pages a run fetched; each file's JSON is parsed once.
+    """
     result = TransformResult(staging)
     for stream in streams:
-        files = [str(p) for p in raw_files.get(stream.name, ())]
-        if not files or not stream.mappings:
+        if not stream.mappings:
             continue
-        columns = {"meta": "JSON", "body": stream.body_type}
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW pages AS SELECT * FROM read_json(?, format='newline_delimited', "
-            "columns=?, compression='zstd', maximum_object_size=268435456)",
-            [files, columns],
-        )
-        for n, mapping in enumerate(stream.mappings):
-            _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, extracted_at, timezone)
+        columns = "{'meta': 'JSON', 'body': " + quote(stream.body_type) + "}"
+        wrappers: list[tuple[TableMapping, _Wrapper]] = []
+        for chunk, path in enumerate(raw_files.get(stream.name, ())):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({quote(str(path))}, "
+                f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
+            )
+            if not wrappers:
+                wrappers = [(m, _wrapper_for(con, stream, m, provider, timezone)) for m in stream.mappings]
+            for n, (mapping, wrapper) in enumerate(wrappers):
+                part = f"{safe_part(stream.name)}-{n}-{chunk:05d}"
+                _stage(con, result, wrapper, part, provider, account_id, run_id, extracted_at)
+        con.execute("DROP TABLE IF EXISTS pages")
     return result
 
 
-def _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, extracted_at, timezone) -> None:
-    table = TABLES[mapping.table]
+def safe_part(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
+    table = TABLES.get(mapping.table)
+    if table is None:
+        raise PluginError(f"stream {stream.name}: mapping targets unknown table {mapping.table!r}; tables: {', '.join(TABLES)}")
     try:
         mapped_cols = con.sql(mapping.sql).columns
     except duckdb.Error as exc:
         raise PluginError(f"mapping {stream.name} -> {table.name} is not valid SQL for its pages: {exc}") from exc
-    wrapper = _Wrapper(table, mapping, mapped_cols, provider, timezone)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_inner AS {wrapper.sql(run_id, account_id, extracted_at)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {wrapper.outer('typed_inner')}")
-    con.execute("DROP TABLE typed_inner")
+    return _Wrapper(table, mapping, mapped_cols, provider, timezone)
+
+
+def _stage(con, result: TransformResult, wrapper: _Wrapper, part: str, provider, account_id, run_id, extracted_at) -> None:
+    """Type one mapping's rows of one raw file; write valid rows and rejects as Parquet parts."""
+    table = wrapper.table
+    inner = wrapper.sql(run_id, account_id, extracted_at)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {wrapper.outer(f'({inner})')}")
     counts = result.tables.setdefault(table.name, TableCounts())
     total, rejected = con.execute("SELECT count(*), count(__reason) FROM typed").fetchone()
     counts.mapped += total
@@ -210,8 +232,8 @@ def _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, 
     out_dir = result.staging / table.name
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(f'"{c}"' for c in table.column_names)
-    target = out_dir / f"{stream.name}-{n}.parquet"
-    con.execute(f"COPY (SELECT {cols} FROM typed WHERE __reason IS NULL) TO {quote(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT {cols} FROM typed WHERE __reason IS NULL) TO {quote(str(out_dir / (part + '.parquet')))} "
+                "(FORMAT parquet, COMPRESSION zstd)")
     if rejected:
         rej_dir = result.staging / "rejects"
         rej_dir.mkdir(parents=True, exist_ok=True)
@@ -219,14 +241,10 @@ def _run_mapping(con, result, stream, n, mapping, provider, account_id, run_id, 
             f"COPY (SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
             f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
             f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL) "
-            f"TO {quote(str(rej_dir / f'{table.name}-{stream.name}-{n}.parquet'))} (FORMAT parquet)"
+            f"TO {quote(str(rej_dir / f'{table.name}-{part}.parquet'))} (FORMAT parquet)"
         )
     for code, count in con.execute("SELECT __status_raw, count(*) FROM typed WHERE __unmapped GROUP BY 1").fetchall():
         result.unmapped[(table.name, code)] += count
-    if table.name != "rejects":
-        for raw, count in con.execute(
-            "SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL AND trim(CAST(__country_raw AS VARCHAR)) <> '' "
-            "AND iso_country(__country_raw) IS NULL GROUP BY 1"
-        ).fetchall():
-            result.unknown_countries[raw] += count
+    for raw, count in con.execute("SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall():
+        result.unknown_countries[raw] += count
     con.execute("DROP TABLE typed")

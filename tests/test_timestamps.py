@@ -166,7 +166,7 @@ def test_install_twice_and_sql_literal_column_name(con) -> None:
 
 # ------------------------------------------------------------------------------------- properties
 
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 naive_datetimes = st.datetimes(min_value=datetime(1990, 1, 2), max_value=datetime(2090, 12, 30))
 

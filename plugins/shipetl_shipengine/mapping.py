@@ -90,7 +90,7 @@ SELECT
     {_instant('body.ship_date')} AS shipped_at,
     {_instant('body.estimated_delivery_date')} AS estimated_delivery_at,
     {_instant('body.actual_delivery_date')} AS delivered_at,
-    list_max(list_transform(body.events, e -> utc_from_iso(
+    list_max(list_transform(body.events, lambda e: utc_from_iso(
         CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at ELSE e.occurred_at END
     ))) AS last_event_at,
     body.tracking_url,

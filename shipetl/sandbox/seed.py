@@ -28,12 +28,12 @@ def fake_id(r: random.Random, digits: int) -> str:
     """A string of ``digits`` decimal digits, never starting with 0 (reads like a provider's id)."""
     if digits < 1:
         raise ValueError("digits must be >= 1")
-    return str(r.randint(1, 9)) + "".join(str(r.randint(0, 9)) for _ in range(digits - 1))
+    return str(r.randrange(10 ** (digits - 1), 10**digits))
 
 
 def fake_alnum(r: random.Random, length: int, alphabet: str = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ") -> str:
     """A string of ``length`` characters drawn from ``alphabet`` (upper case, no I/O by default)."""
-    return "".join(r.choice(alphabet) for _ in range(length))
+    return "".join(r.choices(alphabet, k=length))
 
 
 def fake_uuid(r: random.Random) -> str:

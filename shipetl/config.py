@@ -1,0 +1,574 @@
+"""The pipeline YAML file: read it, expand ``${VAR}``, validate it, and point errors at file, line and key.
+
+Shape (every mapping rejects unknown keys)::
+
+    warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw,
+                memory_limit: 1GB, commit_timeout: 60}     # optional; relative paths are from the cwd
+    run: {max_parallel_sources: 2, expire_after_days: 30}  # optional
+    sources:
+      - name: shipengine-main        # [a-z0-9_-]+, unique; defaults to the provider name
+        provider: shipengine
+        enabled: true
+        base_url: null
+        timezone: null               # IANA zone for naive local times
+        start: 2024-01-01            # first-run lower bound, date or datetime
+        lookback: 2d                 # 90s, 15m, 6h, 2d, 1w
+        rate_limit: {per_second:, per_minute:, per_hour:, burst:, max_in_flight:}
+        credentials: {api_key: "${SHIPENGINE_API_KEY}"}   # every value is a secret
+        options: {}                  # checked later against the provider's own model
+
+``${VAR}`` and ``${VAR:-default}`` are expanded in every string value (never in keys); as in the shell,
+the default also applies when VAR is set but empty. ``$${`` stands for a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Union
+from zoneinfo import ZoneInfo, available_timezones
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+__all__ = [
+    "ConfigError",
+    "PipelineConfig",
+    "RateLimitConfig",
+    "RunConfig",
+    "SourceConfig",
+    "WarehouseConfig",
+    "format_duration",
+    "load",
+    "parse_duration",
+    "validate_options",
+]
+
+MASK = "***"
+KeyPath = tuple[str | int, ...]
+
+# ------------------------------------------------------------------------------------ durations
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
+          "m": timedelta(minutes=1), "s": timedelta(seconds=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"2d"``, ``"1w"`` as a timedelta; raises ValueError otherwise."""
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"expected a duration like '2d' or '6h', got {text!r}")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest ``parse_duration`` text for ``value`` (whole seconds)."""
+    seconds = int(value.total_seconds())
+    for unit, size in _UNITS.items():
+        step = int(size.total_seconds())
+        if seconds and seconds % step == 0:
+            return f"{seconds // step}{unit}"
+    return f"{seconds}s"
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+def _start(value: Any) -> date | datetime | None:
+    if value is None or isinstance(value, date):  # datetime is a date too
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z, got {value!r}")
+
+
+Duration = Annotated[timedelta, PlainValidator(_duration)]
+StartTime = Annotated[Union[date, datetime, None], PlainValidator(_start)]  # noqa: UP007
+
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+# ----------------------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarehouseConfig(_Model):
+    """Where the warehouse lives; relative paths are taken from the current working directory."""
+
+    path: str = "data/warehouse.duckdb"
+    lake: str = "data/lake"
+    raw: str = "data/raw"
+    memory_limit: str = "1GB"
+    commit_timeout: float = Field(60, gt=0)
+    """Seconds to wait for readers to release the file before a commit gives up."""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError(f"expected a size like '1GB' or '512MB', got {value!r}")
+        return value.strip()
+
+
+class RunConfig(_Model):
+    """How a run behaves as a whole."""
+
+    max_parallel_sources: int = Field(2, ge=1)
+    expire_after_days: int = Field(30, ge=1)
+
+
+class RateLimitConfig(_Model):
+    """Overrides of a provider's default rate limit; unset fields keep the provider's value."""
+
+    per_second: float | None = Field(None, gt=0)
+    per_minute: float | None = Field(None, gt=0)
+    per_hour: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+
+
+class SourceConfig(_Model):
+    """One source: a provider plus its account's credentials and options."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    provider: str
+    enabled: bool = True
+    base_url: str | None = None
+    timezone: str | None = None
+    start: StartTime = None
+    lookback: Duration = timedelta(0)
+    rate_limit: RateLimitConfig | None = None
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("provider"), str):
+            data = {**data, "name": data["provider"]}
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value not in _zones():
+            close = difflib.get_close_matches(value, sorted(_zones()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown IANA time zone {value!r}{hint}")
+        ZoneInfo(value)
+        return value
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _credential_text(cls, value: Any) -> Any:
+        # Numeric ids (Shopee partner_id) are fine as credentials; YAML reads them as numbers.
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                    for k, v in value.items()}
+        return value
+
+    @field_serializer("lookback")
+    def _lookback_text(self, value: timedelta) -> str:
+        return format_duration(value)
+
+    @field_serializer("start")
+    def _start_text(self, value: date | datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    def secret(self, name: str) -> str:
+        """The raw value of credential ``name``; ConfigError naming the key when missing or empty."""
+        where = self._where or f"source {self.name!r}"
+        value = self.credentials.get(name)
+        if value is None:
+            have = ", ".join(sorted(self.credentials)) or "none"
+            raise ConfigError(f"{where}.credentials.{name}: missing; source {self.name!r} needs it "
+                              f"(credentials given: {have})")
+        raw = value.get_secret_value()
+        if not raw:
+            raise ConfigError(f"{where}.credentials.{name}: is empty")
+        return raw
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline file. ``path`` is the file it was read from."""
+
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    sources: list[SourceConfig] = Field(min_length=1)
+
+    _path: Path = PrivateAttr(default=Path("<memory>"))
+    _lines: dict[KeyPath, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def source(self, name: str) -> SourceConfig:
+        """The source called ``name``; ConfigError when there is none."""
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"{self._path}: no source named {name!r}; have {', '.join(s.name for s in self.sources)}")
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """The validated config as plain data for ``shipetl validate``; credential values are ``***``."""
+        data = self.model_dump(mode="json")
+        for src in data["sources"]:
+            src["credentials"] = {key: MASK for key in src["credentials"]}
+            if src["rate_limit"]:
+                src["rate_limit"] = {k: v for k, v in src["rate_limit"].items() if v is not None}
+        return data
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read, expand and validate the pipeline file at ``path``; ``env`` defaults to ``os.environ``.
+
+    Raises ConfigError naming the file, the line where known, and the key path of every problem.
+    Every credential value is registered with :mod:`shipetl.redact` before anything can print it.
+    """
+    file = Path(path)
+    shown = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a directory, not a pipeline file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc}") from None
+
+    data, lines = _parse_yaml(text, shown)
+    if data is None:
+        raise ConfigError(f"{shown}: the file is empty; expected a mapping with a 'sources:' list")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {_kind(data)}")
+
+    data = _expand(data, os.environ if env is None else env, shown, lines)
+    secrets = _register_credentials(data)
+
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, shown, lines, PipelineConfig, (), secrets)) from None
+
+    config._path = file
+    config._lines = lines
+    problems = []
+    seen: dict[str, int] = {}
+    for i, src in enumerate(config.sources):
+        src._where = _locate(shown, lines, ("sources", i))
+        if src.name in seen:
+            key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
+            problems.append(f"{_locate(shown, lines, key)}: duplicate source name {src.name!r} "
+                            f"(also sources[{seen[src.name]}]); give each source a unique name")
+        seen.setdefault(src.name, i)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type[BaseModel]) -> BaseModel:
+    """Validate ``source.options`` against a provider's options model and return the instance.
+
+    Raises ConfigError naming ``sources[i].options.<key>`` (and its line when known).
+    """
+    index = next((i for i, s in enumerate(pipeline.sources) if s is source), None)
+    if index is None:
+        index = next((i for i, s in enumerate(pipeline.sources) if s.name == source.name), 0)
+    try:
+        return model.model_validate(source.options)
+    except ValidationError as exc:
+        secrets = [v.get_secret_value() for s in pipeline.sources for v in s.credentials.values()]
+        raise ConfigError(
+            _format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets)
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------ YAML
+
+
+def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[KeyPath, int] = {}
+        _walk(node, (), lines, shown)
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], shown: str) -> None:
+    """Record the line of every key and list item, and refuse duplicate keys (YAML would keep the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _walk(value_node, path, lines, shown)
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            child = (*path, key)
+            if key in seen:
+                raise ConfigError(f"{shown}:{key_node.start_mark.line + 1}: {_fmt(child)}: duplicate key")
+            seen.add(key)
+            lines.setdefault(child, key_node.start_mark.line + 1)
+            _walk(value_node, child, lines, shown)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*path, i)
+            lines.setdefault(child, item.start_mark.line + 1)
+            _walk(item, child, lines, shown)
+
+
+# ------------------------------------------------------------------------------------ expansion
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
+
+
+def _expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, int]) -> Any:
+    problems: list[str] = []
+
+    def one(text: str, path: KeyPath) -> str:
+        def sub(m: re.Match[str]) -> str:
+            whole = m.group(0)
+            if whole == "$${":
+                return "${"
+            name, default = m.group(1), m.group(2)
+            if name is None:
+                problems.append(f"{_locate(shown, lines, path)}: {whole} is not a valid reference; "
+                                "use ${NAME} or ${NAME:-default} (and $${ for a literal ${)")
+                return ""
+            value = env.get(name)
+            if default is not None and not value:
+                return default
+            if value is None:
+                problems.append(f"{_locate(shown, lines, path)}: ${{{name}}} is unset; export it or give a "
+                                f"default with ${{{name}:-...}}")
+                return ""
+            return value
+
+        return _VAR.sub(sub, text)
+
+    def walk(value: Any, path: KeyPath) -> Any:
+        if isinstance(value, str):
+            return one(value, path)
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    result = walk(data, ())
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return result
+
+
+def _register_credentials(data: dict[str, Any]) -> list[str]:
+    """Register every credential value with redact; return them so config errors can mask them too."""
+    from . import redact  # lazy: redact is a sibling module and config must import cheaply
+
+    found: list[str] = []
+    sources = data.get("sources")
+    for src in sources if isinstance(sources, list) else []:
+        creds = src.get("credentials") if isinstance(src, dict) else None
+        for value in creds.values() if isinstance(creds, dict) else []:
+            if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
+                redact.register_secret(str(value))
+                found.append(str(value))
+    return found
+
+
+# --------------------------------------------------------------------------------------- errors
+
+
+def _fmt(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _locate(shown: str, lines: Mapping[KeyPath, int], path: KeyPath) -> str:
+    """``file:line: key.path`` using the nearest enclosing key YAML gave a line for."""
+    line = None
+    for n in range(len(path), 0, -1):
+        line = lines.get(path[:n])
+        if line is not None:
+            break
+    head = f"{shown}:{line}" if line is not None else shown
+    return f"{head}: {_fmt(path)}" if path else head
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+_EXPECTED = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "list_type": "expected a list",
+    "date_parsing": "expected a date like 2024-01-01",
+    "date_from_datetime_parsing": "expected a date like 2024-01-01",
+    "date_type": "expected a date like 2024-01-01",
+    "datetime_parsing": "expected a datetime like 2024-01-01T00:00:00Z",
+    "datetime_from_date_parsing": "expected a datetime like 2024-01-01T00:00:00Z",
+    "datetime_type": "expected a datetime like 2024-01-01T00:00:00Z",
+}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The classes an annotation may hold (Optional, unions, Annotated and generics opened up)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
+    return [annotation]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the keys at ``loc`` (list indexes and dict keys skipped)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if isinstance(part, int):  # an index into the list this model came from
+                continue
+            field = current.model_fields.get(part)
+            if field is None:
+                return None
+            current = field.annotation
+        models = [t for t in _unwrap(current) if isinstance(t, type) and issubclass(t, BaseModel)]
+        if models:
+            current = models[0]
+            continue
+        args = [a for t in _unwrap(current) for a in typing.get_args(t)]
+        models = [t for a in args for t in _unwrap(a) if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not models:
+            return None
+        current = models[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _message(err: Mapping[str, Any], model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    secret = "credentials" in loc
+    if kind == "extra_forbidden":
+        owner = _model_at(model, loc[:-1])
+        names = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key; did you mean {close[0]!r}?"
+        return f"unknown key; expected one of {', '.join(names)}" if names else "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if kind == "too_short" and loc and loc[-1] == "sources":
+        return "needs at least one source"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        text = "use lowercase letters, digits, '-' and '_' only"
+    elif kind in _EXPECTED:
+        text = _EXPECTED[kind]
+    else:
+        msg = str(err["msg"])
+        text = msg[:1].lower() + msg[1:]
+    if secret:
+        return text  # never echo a credential
+    value = err.get("input")
+    got = f"a {_kind(value)}" if isinstance(value, dict | list) or value is None else repr(value)
+    return f"{text}, got {got}"
+
+
+def _format_errors(exc: ValidationError, shown: str, lines: Mapping[KeyPath, int],
+                   model: type[BaseModel], prefix: KeyPath, secrets: list[str]) -> str:
+    errors = exc.errors(include_url=False)
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    out: list[str] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        if loc in missing and loc[-1:] == ("name",) and (*loc[:-1], "provider") in missing:
+            continue  # the name defaults to the provider; saying provider is missing is enough
+        line = f"{_locate(shown, lines, prefix + loc)}: {_message(err, model, loc)}"
+        if line not in out:
+            out.append(line)
+    return _mask("\n".join(out), secrets)
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    """Mask credential values even if they landed in a non-credential key, longest first."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    try:
+        from .redact import redact_text
+    except ImportError:  # pragma: no cover - redact is written alongside
+        return text
+    return redact_text(text)

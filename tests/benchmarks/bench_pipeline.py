@@ -1,0 +1,105 @@
+"""Replays generated ShipEngine tracking replies (no HTTP) through raw zone, map/transform and load.
+
+    python tests/benchmarks/bench_pipeline.py --trackings 100000 [--peers] [--keep DIR]
+
+Generates the input with ../shared/bench/gen_shipengine.py (or takes --input FILE), then runs the same
+code path a real run takes after the HTTP fetch: each reply, as bytes, goes through the raw zone writer
+(secrets masked, zstd), the columnar transform (mapping SQL, UTC times, statuses, event ids, rejects) and
+the warehouse commit (DuckDB insert without duplicates, Parquet lake). Prints events per second and the
+peak RSS of the process; with --peers also runs ``peers.py duckdb-native`` on the same file, in its own
+process, and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_BENCH = Path(os.environ.get("SHIPETL_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+
+
+def generate(trackings: int, out: Path) -> Path:
+    if not out.exists():
+        subprocess.run([sys.executable, str(SHARED_BENCH / "gen_shipengine.py"), "--trackings", str(trackings),
+                        "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def run_once(src: Path, work: Path) -> dict:
+    from shipetl import transform, warehouse
+    from shipetl.plugins import load_registry
+    from shipetl.provider import Page
+    from shipetl.rawzone import RawZoneWriter
+    from shipetl.runs import SourceRun, new_run_id
+    from shipetl_shipengine.provider import ShipEngineProvider
+
+    registry = load_registry()
+    started = datetime.now(timezone.utc)
+    run_id = new_run_id(started)
+    t0 = time.perf_counter()
+    with RawZoneWriter(work / "raw", "shipengine", "bench", run_id, started) as raw, open(src, "rb") as fh:
+        for line in fh:
+            # The label fields the extractor would carry beside each reply.
+            tn = line[line.index(b'"tracking_number":"') + 19:].split(b'"', 1)[0].decode()
+            raw.write(Page("tracking", line, {"tracking_number": tn, "created_at": "2024-01-01T00:00:00Z"}))
+        files = raw.close()
+    t1 = time.perf_counter()
+    con = transform.connect("1GB", work / "spill", registry.statuses)
+    result = transform.transform(con, ShipEngineProvider.streams, files, provider="shipengine", account_id="bench",
+                                 run_id=run_id, extracted_at=started, timezone=None, staging=work / "staging")
+    con.close()
+    t2 = time.perf_counter()
+    run = SourceRun(run_id, "bench", "shipengine", "bench", started, datetime.now(timezone.utc), "ok")
+    run.extracted = {t: c.mapped for t, c in result.tables.items()}
+    warehouse.commit(work / "warehouse.duckdb", work / "lake", result, run, {})
+    t3 = time.perf_counter()
+    return {"events": result.tables["tracking_events"].mapped, "loaded": run.loaded.get("tracking_events", 0),
+            "raw_s": t1 - t0, "transform_s": t2 - t1, "load_s": t3 - t2, "total_s": t3 - t0}
+
+
+def peer(src: Path, work: Path) -> float | None:
+    peers = SHARED_BENCH / "peers.py"
+    if not peers.exists():
+        return None
+    env = {**os.environ, "PEERS_OUT": str(work / "peers")}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, str(peers), "duckdb-native", str(src)], check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trackings", type=int, default=100_000)
+    ap.add_argument("--input", type=Path, help="an NDJSON file from gen_shipengine.py (default: generate one)")
+    ap.add_argument("--peers", action="store_true", help="also time peers.py duckdb-native on the same file")
+    ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="shipetl-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = args.input or generate(args.trackings, work / f"se_{args.trackings}.ndjson")
+    stats = run_once(src, work)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stats["events_per_s"] = round(stats["events"] / stats["total_s"])
+    stats["peak_rss_mib"] = round(peak_mib)
+    if args.peers:
+        peer_s = peer(src, work)
+        if peer_s:
+            stats["peer_duckdb_native_s"] = round(peer_s, 2)
+            stats["peer_events_per_s"] = round(stats["events"] / peer_s)
+            stats["ratio_vs_duckdb_native"] = round(stats["events_per_s"] / stats["peer_events_per_s"], 2)
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in stats.items()}))
+
+
+if __name__ == "__main__":
+    main()
