@@ -155,6 +155,22 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
     serve(registry.sandboxes, settings)
 
 
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False), default="pipelines/demo.yaml")
+@click.option("--seed", default=42, show_default=True)
+def demo(pipeline: str, seed: int) -> None:
+    """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try."""
+    from . import demo as demo_mod
+    from . import progress as progress_mod
+    from . import summary
+
+    with progress_mod.display() as tick:
+        result, cfg = demo_mod.run_demo(pipeline, seed, progress=tick)
+    summary.render(result)
+    click.echo(demo_mod.closing_words(cfg))
+    sys.exit(0 if result.ok else 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="shipetl")

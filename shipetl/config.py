@@ -3,7 +3,7 @@
 Shape (every mapping rejects unknown keys)::
 
     warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw,
-                memory_limit: 1GB, commit_timeout: 60}     # optional; relative paths are from the cwd
+                memory_limit: 512MB, commit_timeout: 60}     # optional; relative paths are from the cwd
     run: {max_parallel_sources: 2, expire_after_days: 30}  # optional
     sources:
       - name: shipengine-main        # [a-z0-9_-]+, unique; defaults to the provider name
@@ -134,7 +134,7 @@ class WarehouseConfig(_Model):
     path: str = "data/warehouse.duckdb"
     lake: str = "data/lake"
     raw: str = "data/raw"
-    memory_limit: str = "1GB"
+    memory_limit: str = "512MB"
     commit_timeout: float = Field(60, gt=0)
     """Seconds to wait for readers to release the file before a commit gives up."""
 

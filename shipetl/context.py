@@ -21,6 +21,19 @@ def as_utc(value: date | datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+RATES = ("per_second", "per_minute", "per_hour")
+
+
+def effective_rate_limit(default: RateLimit | None, configured) -> RateLimit:
+    """The provider's default limit with the source's ``rate_limit:`` applied; rates given replace all default rates."""
+    base = dict((default or RateLimit()).__dict__)
+    given = configured.model_dump(exclude_none=True) if configured else {}
+    if any(r in given for r in RATES):
+        base.update(dict.fromkeys(RATES))
+    base.update(given)
+    return RateLimit(**base)
+
+
 class SourceContext:
     """Implements :class:`shipetl.provider.ExtractContext` over the pipeline config and the warehouse."""
 
@@ -59,9 +72,7 @@ class SourceContext:
         return self.until - DEFAULT_FIRST_WINDOW, self.until
 
     def http(self, **overrides: Any) -> HttpClient:
-        base = self._provider.default_rate_limit or RateLimit()
-        limits = self._source.rate_limit.model_dump(exclude_none=True) if self._source.rate_limit else {}
-        config = RateLimit(**{**base.__dict__, **limits})
+        config = effective_rate_limit(self._provider.default_rate_limit, self._source.rate_limit)
         kwargs: dict[str, Any] = {
             "base_url": (self._source.base_url or self._provider.default_base_url).rstrip("/"),
             "source": self.label,

@@ -208,7 +208,8 @@ class HttpClient:
                 raise _Retry("transport_error", f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         status = response.status_code
-        _log.info(
+        # Every request at debug (--log-level debug); failed ones where a nightly log shows them.
+        (_log.debug if status < 400 else _log.info)(
             "http_request", source=self.source, method=request.method, url=url, status=status,
             elapsed_ms=elapsed_ms, attempt=attempt,
         )

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
+import ahocorasick_rs
 import orjson
 
 MASK = "***"
@@ -50,13 +51,10 @@ _QUOTED_RE = re.compile(
 )
 _BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 
-# Substrings to look for in a lower-cased page: every secret key contains one of them (access_token
-# contains token), so a few fast scans decide whether a page needs a closer look.
-_BYTE_MARKERS: tuple[bytes, ...] = tuple(
-    sorted(k.encode() for k in SECRET_KEYS if not any(o != k and o in k for o in SECRET_KEYS))
-)
-_KEY_BYTES = frozenset(k.encode() for k in SECRET_KEYS)
 _KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+_KEY_SCANNER = ahocorasick_rs.BytesAhoCorasick(
+    [b'"' + k.encode() + b'"' for k in SECRET_KEYS] + [k.encode() + b"=" for k in SECRET_KEYS] + [b"bearer "]
+)
 
 
 def register_secret(value: str | None) -> None:
@@ -158,20 +156,13 @@ def redact_bytes(body: bytes) -> bytes:
 
 
 def _mentions_secret_key(lowered: bytes) -> bool:
-    """True when a lower-cased page holds a secret key as a JSON key or query parameter, or a bearer token."""
-    if b"bearer " in lowered:
-        return True
-    for marker in _BYTE_MARKERS:
-        start = lowered.find(marker)
-        while start != -1:
-            left, right = start, start + len(marker)
-            while left > 0 and lowered[left - 1] in _KEY_CHARS:
-                left -= 1
-            while right < len(lowered) and lowered[right] in _KEY_CHARS:
-                right += 1
-            if lowered[left:right] in _KEY_BYTES:
-                after = lowered[right : right + 1]
-                if after == b"=" or (after == b'"' and lowered[left - 1 : left] == b'"'):
-                    return True
-            start = lowered.find(marker, right)
+    """True when a lower-cased page holds a secret key as a JSON key or query parameter, or a bearer token.
+
+    One Aho-Corasick pass over the page finds every candidate at once; this runs on every raw page.
+    """
+    for _, start, _end in _KEY_SCANNER.find_matches_as_indexes(lowered, overlapping=True):
+        if lowered[start:start + 1] == b'"' or lowered[start:start + 7] == b"bearer ":
+            return True
+        if start == 0 or lowered[start - 1] not in _KEY_CHARS:  # key= but not my_key=
+            return True
     return False

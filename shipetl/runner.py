@@ -26,9 +26,6 @@ from .rawzone import RawZoneWriter, safe_name
 from .registry import Registry
 from .runs import SourceRun, new_run_id
 
-OPEN_SHIPMENT_COLUMNS = "*"
-
-
 @dataclass
 class RunResult:
     """Every source account's outcome in one run."""
@@ -62,60 +59,71 @@ def _read_start_state(pipeline: PipelineConfig, source: str, provider: str, acco
         return cursors, [dict(zip(names, row)) for row in rel.fetchall()]
 
 
+def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: SourceContext, log) -> None:
+    run.extracted = {t: c.mapped for t, c in result.tables.items()}
+    run.rejected = {t: c.rejected for t, c in result.tables.items() if c.rejected}
+    for (table, code), n in result.unmapped.items():
+        log.warning("status_unmapped", table=table, status_raw=code, rows=n)
+        run.unmapped[f"{table}:{code}"] = n
+    for name, n in result.unknown_countries.items():
+        log.warning("country_unknown", value=name, rows=n)
+    run.counters = dict(ctx.counters)
+    if result.unknown_countries:
+        run.counters["unknown_countries"] = sum(result.unknown_countries.values())
+
+
+def _extract_to_raw(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun, progress) -> dict[str, list[Path]]:
+    with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at) as raw:
+        for page in provider.extract(ctx):
+            raw.write(page)
+            if progress:
+                progress(run.label, raw.pages)
+        run.pages = raw.pages
+        return raw.close()
+
+
+def _fail(pipeline: PipelineConfig, run: SourceRun, exc: Exception, log) -> None:
+    run.status, run.finished_at = "failed", datetime.now(timezone.utc)
+    if isinstance(exc, ShipetlError):
+        run.error = str(exc).splitlines()[0]
+        log.error("source_failed", error=run.error, error_type=type(exc).__name__)
+    else:
+        run.error = f"internal error in provider {run.provider}: {type(exc).__name__}: {exc}"
+        log.error("source_failed", error=run.error, traceback=traceback.format_exc())
+    try:
+        warehouse.record_failure(pipeline.warehouse.path, run, timeout=pipeline.warehouse.commit_timeout)
+    except ShipetlError as rec_exc:
+        log.error("run_record_failed", error=str(rec_exc))
+
+
 def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id: str, since, until, progress) -> SourceRun:
+    """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
     src, provider_cls = job.source, job.provider_cls
-    started = datetime.now(timezone.utc)
-    run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, started)
+    run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, datetime.now(timezone.utc))
     log = get_logger(source=run.label, run_id=run_id)
-    staging = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
+    spill = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
     try:
         cursors, open_shipments = _read_start_state(pipeline, src.name, provider_cls.name, job.account_id)
         ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
                             label=run.label, cursors=cursors, open_shipments=open_shipments,
                             since=since, until=until, log=log)
-        provider = provider_cls(src.name, job.options)
         log.info("source_started", open_shipments=len(open_shipments))
-        with RawZoneWriter(Path(pipeline.warehouse.raw), provider_cls.name, job.account_id, run_id, started) as raw:
-            for page in provider.extract(ctx):
-                raw.write(page)
-                if progress:
-                    progress(run.label, raw.pages)
-            files = raw.close()
-        run.pages = raw.pages
-        con = transform.connect(pipeline.warehouse.memory_limit, staging / "spill", registry.statuses)
+        files = _extract_to_raw(pipeline, provider_cls(src.name, job.options), ctx, run, progress)
+        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses)
         try:
             result = transform.transform(con, provider_cls.streams, files, provider=provider_cls.name,
-                                         account_id=job.account_id, run_id=run_id, extracted_at=started,
-                                         timezone=ctx.timezone, staging=staging)
+                                         account_id=job.account_id, run_id=run_id, extracted_at=run.started_at,
+                                         timezone=ctx.timezone)
+            _record_counts(run, result, ctx, log)
+            run.status, run.finished_at = "ok", datetime.now(timezone.utc)
+            warehouse.commit(pipeline.warehouse.path, Path(pipeline.warehouse.lake), result, run, ctx.new_cursors,
+                             timeout=pipeline.warehouse.commit_timeout)
         finally:
             con.close()
-        run.extracted = {t: c.mapped for t, c in result.tables.items()}
-        run.rejected = {t: c.rejected for t, c in result.tables.items() if c.rejected}
-        for (table, code), n in result.unmapped.items():
-            log.warning("status_unmapped", table=table, status_raw=code, rows=n)
-            run.unmapped[f"{table}:{code}"] = n
-        for name, n in result.unknown_countries.items():
-            log.warning("country_unknown", value=name, rows=n)
-        run.counters = dict(ctx.counters)
-        if result.unknown_countries:
-            run.counters["unknown_countries"] = sum(result.unknown_countries.values())
-        run.status, run.finished_at = "ok", datetime.now(timezone.utc)
-        warehouse.commit(pipeline.warehouse.path, Path(pipeline.warehouse.lake), result, run, ctx.new_cursors,
-                         timeout=pipeline.warehouse.commit_timeout)
-    except Exception as exc:
-        run.status, run.finished_at = "failed", datetime.now(timezone.utc)
-        if isinstance(exc, ShipetlError):
-            run.error = str(exc).splitlines()[0]
-            log.error("source_failed", error=run.error, error_type=type(exc).__name__)
-        else:
-            run.error = f"internal error in provider {provider_cls.name}: {type(exc).__name__}: {exc}"
-            log.error("source_failed", error=run.error, traceback=traceback.format_exc())
-        try:
-            warehouse.record_failure(pipeline.warehouse.path, run, timeout=pipeline.warehouse.commit_timeout)
-        except ShipetlError as rec_exc:
-            log.error("run_record_failed", error=str(rec_exc))
+    except Exception as exc:  # one source's failure must not take the others down
+        _fail(pipeline, run, exc, log)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(spill, ignore_errors=True)
     return run
 
 

@@ -10,7 +10,7 @@ from .runner import RunResult
 
 def render(result: RunResult, console: Console | None = None) -> None:
     """Print one line per source account: extracted, loaded, deduplicated, rejected, and why it failed."""
-    console = console or Console(stderr=False)
+    console = console or Console(width=max(Console().width, 140))
     table = Table(title=f"run {result.run_id}", show_lines=False)
     for name in ("source", "status", "pages", "extracted", "loaded", "dedup", "rejected", "unmapped", "notes"):
         table.add_column(name, justify="right" if name in ("pages", "extracted", "loaded", "dedup", "rejected", "unmapped") else "left")

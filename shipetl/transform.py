@@ -48,15 +48,17 @@ class TableCounts:
 
 @dataclass
 class TransformResult:
-    """Counts per table, unmapped status codes, and where the staged Parquet files are."""
+    """Counts per table, unmapped status codes, and the connection whose temp tables hold the staged rows.
 
-    staging: Path
+    Staged rows live in DuckDB temp tables (spilled to disk past the memory limit) until
+    ``warehouse.commit`` attaches the warehouse to the same connection and moves them in.
+    """
+
+    con: duckdb.DuckDBPyConnection
     tables: dict[str, TableCounts] = field(default_factory=dict)
     unmapped: Counter = field(default_factory=Counter)
     unknown_countries: Counter = field(default_factory=Counter)
-
-    def staged_files(self, table: str) -> list[Path]:
-        return sorted((self.staging / table).glob("*.parquet"))
+    staged: set[str] = field(default_factory=set)
 
 
 def connect(memory_limit: str = "1GB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None) -> duckdb.DuckDBPyConnection:
@@ -178,14 +180,13 @@ def transform(
     run_id: str,
     extracted_at: datetime,
     timezone: str | None,
-    staging: Path,
 ) -> TransformResult:
-    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet.
+    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects in temp tables.
 
     Works one raw file at a time (a raw file holds at most ``rawzone`` rotation size of pages), so
     memory stays bounded however many pages a run fetched; each file's JSON is parsed once.
     """
-    result = TransformResult(staging)
+    result = TransformResult(con)
     for stream in streams:
         if not stream.mappings:
             continue
@@ -199,14 +200,21 @@ def transform(
             if not wrappers:
                 wrappers = [(m, _wrapper_for(con, stream, m, provider, timezone)) for m in stream.mappings]
             for n, (mapping, wrapper) in enumerate(wrappers):
-                part = f"{safe_part(stream.name)}-{n}-{chunk:05d}"
-                _stage(con, result, wrapper, part, provider, account_id, run_id, extracted_at)
+                _stage(con, result, wrapper, provider, account_id, run_id, extracted_at)
         con.execute("DROP TABLE IF EXISTS pages")
     return result
 
 
-def safe_part(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+def staged_table(table: str) -> str:
+    """Name of the temp table holding one canonical table's rows of this run until they are committed."""
+    return f"temp.main.staged_{table}"
+
+
+def _append(con, target: str, select: str) -> None:
+    if con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '{target.rsplit('.', 1)[1]}'").fetchone()[0]:
+        con.execute(f"INSERT INTO {target} {select}")
+    else:
+        con.execute(f"CREATE TEMP TABLE {target.rsplit('.', 1)[1]} AS {select}")
 
 
 def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
@@ -220,8 +228,8 @@ def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, time
     return _Wrapper(table, mapping, mapped_cols, provider, timezone)
 
 
-def _stage(con, result: TransformResult, wrapper: _Wrapper, part: str, provider, account_id, run_id, extracted_at) -> None:
-    """Type one mapping's rows of one raw file; write valid rows and rejects as Parquet parts."""
+def _stage(con, result: TransformResult, wrapper: _Wrapper, provider, account_id, run_id, extracted_at) -> None:
+    """Type one mapping's rows of one raw file; append valid rows and rejects to the run's staged tables."""
     table = wrapper.table
     inner = wrapper.sql(run_id, account_id, extracted_at)
     con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {wrapper.outer(f'({inner})')}")
@@ -229,20 +237,14 @@ def _stage(con, result: TransformResult, wrapper: _Wrapper, part: str, provider,
     total, rejected = con.execute("SELECT count(*), count(__reason) FROM typed").fetchone()
     counts.mapped += total
     counts.rejected += rejected
-    out_dir = result.staging / table.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
-    con.execute(f"COPY (SELECT {cols} FROM typed WHERE __reason IS NULL) TO {quote(str(out_dir / (part + '.parquet')))} "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    _append(con, staged_table(table.name), f"SELECT {', '.join(chr(34) + c + chr(34) for c in table.column_names)} FROM typed WHERE __reason IS NULL")
+    result.staged.add(table.name)
     if rejected:
-        rej_dir = result.staging / "rejects"
-        rej_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            f"COPY (SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
-            f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
-            f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL) "
-            f"TO {quote(str(rej_dir / f'{table.name}-{part}.parquet'))} (FORMAT parquet)"
-        )
+        _append(con, staged_table("rejects"),
+                f"SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
+                f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
+                f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL")
+        result.staged.add("rejects")
     for code, count in con.execute("SELECT __status_raw, count(*) FROM typed WHERE __unmapped GROUP BY 1").fetchall():
         result.unmapped[(table.name, code)] += count
     for raw, count in con.execute("SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall():

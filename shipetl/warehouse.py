@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from .errors import WarehouseBusyError
 from .log import get_logger
 from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
-from .transform import TransformResult, duckdb_type
+from .transform import TransformResult, duckdb_type, staged_table
 
 _LOCK = threading.RLock()
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
@@ -52,6 +51,26 @@ def _is_lock_error(exc: Exception) -> bool:
     return any(m in str(exc) for m in LOCK_MARKERS)
 
 
+def _retry_locked(open_fn, path: Path, mode: str, timeout: float):
+    """Call ``open_fn`` until the file lock is ours, waiting up to ``timeout`` s with growing pauses."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return open_fn()
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(
+                    f"{path}: another process holds the warehouse, so it cannot be opened to {mode} "
+                    f"(waited {timeout:.0f} s); a run commits in short bursts, so try again in a moment, "
+                    f"or close the other connection"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 @contextmanager
 def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
     """Open the warehouse, waiting up to ``timeout`` s while another process holds it; None if a reader finds no file."""
@@ -60,25 +79,9 @@ def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
         yield None
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    delay = 0.05
     with _LOCK:
-        while True:
-            try:
-                con = duckdb.connect(str(path), read_only=read_only)
-                break
-            except duckdb.Error as exc:
-                if not _is_lock_error(exc) or time.monotonic() >= deadline:
-                    if _is_lock_error(exc):
-                        mode = "read" if read_only else "write"
-                        raise WarehouseBusyError(
-                            f"{path}: another process holds the warehouse, so it cannot be opened to {mode} "
-                            f"(waited {timeout:.0f} s); a run commits in short bursts, so try again in a moment, "
-                            f"or close the other connection"
-                        ) from None
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        con = _retry_locked(lambda: duckdb.connect(str(path), read_only=read_only), path,
+                            "read" if read_only else "write", timeout)
         try:
             con.execute("SET TimeZone = 'UTC'")
             yield con
@@ -86,50 +89,60 @@ def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
             con.close()
 
 
-@dataclass
-class CommitResult:
-    loaded: dict[str, int] = field(default_factory=dict)
+@contextmanager
+def attached(con, path: Path, timeout: float = 60.0):
+    """Attach the warehouse for writing to ``con`` (which holds a run's staged temp tables) and make it current."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _LOCK:
+        _retry_locked(lambda: con.execute(f"ATTACH '{path}' AS wh"), path, "write", timeout)
+        try:
+            con.execute("USE wh")
+            yield con
+        finally:
+            con.execute("USE memory")
+            con.execute("DETACH wh")
 
 
-def _insert_new_rows(con, table: Table, files: list[Path], lake_root: Path, commit_id: str) -> int:
+def _insert_new_rows(con, table: Table, lake_root: Path, commit_id: str) -> int:
     """Insert staged rows not already in the warehouse; write exactly those rows to the lake staging area."""
-    files_sql = "[" + ", ".join(f"'{p}'" for p in files) + "]"
+    staged = staged_table(table.name)
     cols = ", ".join(f'"{c}"' for c in table.column_names)
     if table.name == "rejects":
-        source = f"SELECT {cols} FROM read_parquet({files_sql})"
+        source = f"SELECT {cols} FROM {staged}"
     else:
         within_run = ", ".join(table.entity_key)
-        staged = f"SELECT {cols} FROM read_parquet({files_sql}) QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1"
+        deduped = f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1"
         target = f"{table.name}_latest" if table.entity_key != table.key else table.name
-        source = f"SELECT s.* FROM ({staged}) s ANTI JOIN (SELECT {', '.join(table.key)} FROM {target}) t USING ({', '.join(table.key)})"
+        keys = ", ".join(table.key)
+        source = f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {source}")
-    (count,) = con.execute("SELECT count(*) FROM new_rows").fetchone()
+    (count,) = con.execute("SELECT count(*) FROM temp.main.new_rows").fetchone()
     if count:
-        lake.write_staging(con, table, "new_rows", lake_root, commit_id)
-        con.execute(f"INSERT INTO {table.name} SELECT {cols} FROM new_rows")
-    con.execute("DROP TABLE new_rows")
+        lake.write_staging(con, table, "temp.main.new_rows", lake_root, commit_id)
+        con.execute(f"INSERT INTO {table.name} SELECT {cols} FROM temp.main.new_rows")
+    con.execute("DROP TABLE temp.main.new_rows")
     return count
 
 
 def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
-           timeout: float = 60.0) -> CommitResult:
+           timeout: float = 60.0) -> dict[str, int]:
     """Insert one source account's staged rows, cursors and run record in one transaction, then publish its Parquet.
 
-    A crash before COMMIT leaves the warehouse as it was (staging files are discarded by the next
-    commit); a crash after it leaves files the next commit publishes.
+    Returns rows inserted per table. A crash before COMMIT leaves the warehouse as it was (staging
+    files are discarded by the next commit); a crash after it leaves files the next commit publishes.
     """
-    result = CommitResult()
+    loaded: dict[str, int] = {}
     commit_id = f"{run.run_id}-{safe_name(run.label)}"
-    with connect(path, read_only=False, timeout=timeout) as con:
+    with attached(staged.con, path, timeout) as con:
         ensure_schema(con)
         lake.repair(lake_root, runs.committed_ids(con))
         con.execute("BEGIN TRANSACTION")
         try:
             for name in (*DATA_TABLES, "rejects"):
-                files = staged.staged_files(name)
-                if files:
-                    result.loaded[name] = _insert_new_rows(con, TABLES[name], files, lake_root, commit_id)
-            run.loaded = {k: v for k, v in result.loaded.items() if k != "rejects"}
+                if name in staged.staged:
+                    loaded[name] = _insert_new_rows(con, TABLES[name], lake_root, commit_id)
+            run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
             runs.insert(con, run, commit_id)
             con.execute("COMMIT")
@@ -138,7 +151,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             raise
     lake.publish(lake_root, commit_id)
     get_logger().info("source_committed", source=run.label, run_id=run.run_id, loaded=run.loaded)
-    return result
+    return loaded
 
 
 def record_failure(path: Path, run: runs.SourceRun, timeout: float = 60.0) -> None:

@@ -44,9 +44,11 @@ WITH scans AS (
     SELECT *, CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at
                    ELSE e.occurred_at END AS instant
     FROM scans
+), instants AS (
+    SELECT *, utc_from_iso(instant) AS utc FROM timed
 ), ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY tracking_number ORDER BY utc_from_iso(instant) DESC NULLS LAST, pos) = 1 AS newest
-    FROM timed
+    -- The newest scan of each reply, by time, never by position (replies are not reliably ordered).
+    SELECT *, utc = max(utc) OVER (PARTITION BY tracking_number) AS newest FROM instants
 )
 SELECT
     tracking_number AS shipment_id,
@@ -69,8 +71,7 @@ SELECT
     e.latitude,
     e.longitude,
     json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
-                'carrier_status_code', e.carrier_status_code, 'carrier_status_description', e.carrier_status_description,
-                'carrier_detail_code', e.carrier_detail_code, 'company_name', nullif(e.company_name, ''),
+                'carrier_status_code', e.carrier_status_code, 'company_name', nullif(e.company_name, ''),
                 'signer', nullif(e.signer, ''), 'occurred_at_reported', e.occurred_at) AS extras
 FROM ranked
 """
@@ -90,9 +91,9 @@ SELECT
     {_instant('body.ship_date')} AS shipped_at,
     {_instant('body.estimated_delivery_date')} AS estimated_delivery_at,
     {_instant('body.actual_delivery_date')} AS delivered_at,
-    list_max(list_transform(body.events, lambda e: utc_from_iso(
+    list_max(list_transform(body.events, lambda e: TRY_CAST(
         CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at ELSE e.occurred_at END
-    ))) AS last_event_at,
+        AS TIMESTAMPTZ))) AS last_event_at,
     body.tracking_url,
     json_object('label_id', meta->>'label_id', 'label_carrier_code', meta->>'label_carrier_code',
                 'carrier_id', body.carrier_id, 'status_detail_code', body.status_detail_code,

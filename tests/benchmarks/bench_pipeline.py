@@ -36,7 +36,7 @@ def generate(trackings: int, out: Path) -> Path:
     return out
 
 
-def run_once(src: Path, work: Path) -> dict:
+def run_once(src: Path, work: Path, args_memory_limit: str) -> dict:
     from shipetl import transform, warehouse
     from shipetl.plugins import load_registry
     from shipetl.provider import Page
@@ -55,14 +55,14 @@ def run_once(src: Path, work: Path) -> dict:
             raw.write(Page("tracking", line, {"tracking_number": tn, "created_at": "2024-01-01T00:00:00Z"}))
         files = raw.close()
     t1 = time.perf_counter()
-    con = transform.connect("1GB", work / "spill", registry.statuses)
+    con = transform.connect(args_memory_limit, work / "spill", registry.statuses)
     result = transform.transform(con, ShipEngineProvider.streams, files, provider="shipengine", account_id="bench",
-                                 run_id=run_id, extracted_at=started, timezone=None, staging=work / "staging")
-    con.close()
+                                 run_id=run_id, extracted_at=started, timezone=None)
     t2 = time.perf_counter()
     run = SourceRun(run_id, "bench", "shipengine", "bench", started, datetime.now(timezone.utc), "ok")
     run.extracted = {t: c.mapped for t, c in result.tables.items()}
     warehouse.commit(work / "warehouse.duckdb", work / "lake", result, run, {})
+    con.close()
     t3 = time.perf_counter()
     return {"events": result.tables["tracking_events"].mapped, "loaded": run.loaded.get("tracking_events", 0),
             "raw_s": t1 - t0, "transform_s": t2 - t1, "load_s": t3 - t2, "total_s": t3 - t0}
@@ -83,12 +83,13 @@ def main() -> None:
     ap.add_argument("--trackings", type=int, default=100_000)
     ap.add_argument("--input", type=Path, help="an NDJSON file from gen_shipengine.py (default: generate one)")
     ap.add_argument("--peers", action="store_true", help="also time peers.py duckdb-native on the same file")
+    ap.add_argument("--memory-limit", default="512MB", help="DuckDB memory limit, as in the pipeline's warehouse.memory_limit")
     ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="shipetl-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     src = args.input or generate(args.trackings, work / f"se_{args.trackings}.ndjson")
-    stats = run_once(src, work)
+    stats = run_once(src, work, args.memory_limit)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats["events_per_s"] = round(stats["events"] / stats["total_s"])
     stats["peak_rss_mib"] = round(peak_mib)
