@@ -16,11 +16,12 @@ from .errors import (
 from .hookspecs import API_VERSION, hookimpl, hookspec
 from .httpclient import HttpClient, http_client
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
+from .tokens import TokenPair, TokenStore
 from .ratelimit import RateLimit
 
 __version__ = "0.1.0"
 __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
     "PluginError", "Provider", "RateLimit", "ShipetlError", "SourceError", "Stream", "TableMapping", "TerminalError",
-    "TransientError", "hookimpl", "hookspec", "http_client",
+    "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
 ]

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, available_timezones
 
 import yaml
@@ -134,6 +134,8 @@ class WarehouseConfig(_Model):
     path: str = "data/warehouse.duckdb"
     lake: str = "data/lake"
     raw: str = "data/raw"
+    tokens: str = "data/tokens"
+    """Token pairs of providers with OAuth-style tokens (Shopee, AliExpress), one 0600 file per account."""
     memory_limit: str = "512MB"
     commit_timeout: float = Field(60, gt=0)
     """Seconds to wait for readers to release the file before a commit gives up."""
@@ -175,6 +177,8 @@ class SourceConfig(_Model):
     lookback: Duration = timedelta(0)
     rate_limit: RateLimitConfig | None = None
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    pii: Literal["hash", "drop", "keep"] = "hash"
+    """Buyer and recipient personal data: keyed hash (key: credentials.pii_key), dropped, or kept as sent."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from .httpclient import HttpClient, http_client
 from .ratelimit import RateLimit, limiter_for
+from .tokens import TokenStore
 
 DEFAULT_FIRST_WINDOW = timedelta(days=30)
 
@@ -39,7 +40,7 @@ class SourceContext:
 
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
                  cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
-                 since: datetime | None, until: datetime, log: Any) -> None:
+                 since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -54,6 +55,7 @@ class SourceContext:
         self.new_cursors: dict[str, Any] = {}
         self._open = open_shipments
         self.counters: Counter = Counter()
+        self.tokens = tokens
 
     @property
     def since(self) -> datetime | None:

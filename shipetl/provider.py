@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from .httpclient import HttpClient
     from .ratelimit import RateLimit
+    from .tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class ExtractContext(Protocol):
     since: datetime | None
     until: datetime
     log: Any
+    tokens: TokenStore
+    """Where OAuth-style token pairs of this account are kept; see :class:`shipetl.tokens.TokenStore`."""
+
+    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
+        """The window to fetch: ``--since``, else the stored cursor minus the source's lookback, else ``start:``."""
 
     def http(self, **overrides: Any) -> HttpClient:
         """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs."""

@@ -24,6 +24,7 @@ from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, safe_name
 from .registry import Registry
+from .tokens import TokenStore
 from .runs import SourceRun, new_run_id
 
 @dataclass
@@ -106,10 +107,11 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id
         cursors, open_shipments = _read_start_state(pipeline, src.name, provider_cls.name, job.account_id)
         ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
                             label=run.label, cursors=cursors, open_shipments=open_shipments,
-                            since=since, until=until, log=log)
+                            since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)))
         log.info("source_started", open_shipments=len(open_shipments))
         files = _extract_to_raw(pipeline, provider_cls(src.name, job.options), ctx, run, progress)
-        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses)
+        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses,
+                                pii=src.pii, pii_key=src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None)
         try:
             result = transform.transform(con, provider_cls.streams, files, provider=provider_cls.name,
                                          account_id=job.account_id, run_id=run_id, extracted_at=run.started_at,

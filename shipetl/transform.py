@@ -61,7 +61,8 @@ class TransformResult:
     staged: set[str] = field(default_factory=set)
 
 
-def connect(memory_limit: str = "1GB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None) -> duckdb.DuckDBPyConnection:
+def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None,
+            pii: str = "keep", pii_key: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with shipetl's macros, bounded memory and a spill directory."""
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     if temp_dir:
@@ -69,7 +70,23 @@ def connect(memory_limit: str = "1GB", temp_dir: Path | None = None, status_tabl
     timestamps.install_macros(con)
     statuses.install(con, status_tables or statuses.StatusTables())
     countries.install(con)
+    install_pii(con, pii, pii_key)
     return con
+
+
+def install_pii(con, mode: str, key: str | None) -> None:
+    """The ``pii(x)`` macro mappings wrap personal fields in: keyed SHA-256 (``hash``), NULL (``drop``) or as sent (``keep``)."""
+    if mode == "keep":
+        body = "x"
+    elif mode == "drop":
+        body = "CAST(NULL AS VARCHAR)"
+    elif key:
+        body = (f"CASE WHEN nullif(trim(CAST(x AS VARCHAR)), '') IS NULL THEN NULL "
+                f"ELSE 'h:' || left(sha256({quote(key)} || chr(31) || CAST(x AS VARCHAR)), 32) END")
+    else:
+        body = ("CASE WHEN x IS NULL THEN NULL ELSE error('pii: hash needs credentials.pii_key "
+                "(a secret from the environment), or set pii: drop') END")
+    con.execute(f"CREATE OR REPLACE TEMP MACRO pii(x) AS {body}")
 
 
 class _Wrapper:

@@ -1,0 +1,67 @@
+"""Shared fixtures: the loopback sandbox, pipeline files in a temp folder, and running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shipetl import redact
+from shipetl.plugins import load_registry
+from shipetl.sandbox import SandboxSettings, running_sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture
+def sandbox(registry) -> Iterator[str]:
+    """A fresh sandbox (all built-in providers, seed 42) on a free loopback port; yields its base URL."""
+    with running_sandbox(registry.sandboxes, SandboxSettings(port=0, seed=42)) as url:
+        yield url
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a pipeline YAML whose warehouse, lake, raw zone and tokens live in ``tmp_path``.
+
+    Pass the ``sources:`` list as YAML text (indented freely); returns the file's path.
+    """
+
+    def make(sources_yaml: str, **warehouse: str) -> Path:
+        settings = {"path": tmp_path / "warehouse.duckdb", "lake": tmp_path / "lake", "raw": tmp_path / "raw",
+                    "tokens": tmp_path / "tokens", **warehouse}
+        text = "warehouse:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items())
+        text += "sources:\n" + textwrap.indent(textwrap.dedent(sources_yaml).strip() + "\n", "  ")
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(text)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m shipetl ARGS`` in a subprocess (real process, real exit code), JSON logs on stderr."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run([sys.executable, "-m", "shipetl", "--log-format", "json", *args], cwd=tmp_path,
+                              env=full_env, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    redact.clear_secrets()
