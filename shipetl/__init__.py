@@ -9,6 +9,7 @@ from .errors import (
     NotFoundError,
     PluginError,
     ShipetlError,
+    SkipRecord,
     SourceError,
     TerminalError,
     TransientError,
@@ -22,6 +23,6 @@ from .ratelimit import RateLimit
 __version__ = "0.1.0"
 __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
-    "PluginError", "Provider", "RateLimit", "ShipetlError", "SourceError", "Stream", "TableMapping", "TerminalError",
+    "PluginError", "Provider", "RateLimit", "ShipetlError", "SkipRecord", "SourceError", "Stream", "TableMapping", "TerminalError",
     "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
 ]

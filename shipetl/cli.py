@@ -82,14 +82,22 @@ def validate(pipeline: str) -> None:
 
 @cli.command("plugins")
 def plugins_cmd() -> None:
-    """List installed plugins: name, version, module, what each provides, and why any failed to load."""
+    """List installed plugins: package, module, what each provides, why any failed, who supplied each status map."""
     from . import plugins
 
-    registry = plugins.load_registry()
-    for info in registry.plugins.values():
-        dist = f"{info.distribution} {info.version}" if info.distribution else "?"
-        status = "ok" if info.ok else f"BROKEN: {info.error}"
-        click.echo(f"{info.name:<14} {dist:<24} {info.module:<24} {', '.join(info.provides) or '-'}  [{status}]")
+    click.echo(plugins.report(plugins.load_registry()), nl=False)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder in which the package folder shipetl-NAME is created.")
+def new_plugin(name: str, directory: str) -> None:
+    """Write a pip-installable provider plugin package shipetl-NAME that passes its own tests."""
+    from . import scaffold
+
+    path = scaffold.create(name, directory)
+    click.echo(f"created {path}; next: pip install -e {path} && pytest {path}")
 
 
 @cli.command()

@@ -5,6 +5,8 @@ Shape (every mapping rejects unknown keys)::
     warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw,
                 memory_limit: 512MB, commit_timeout: 60}     # optional; relative paths are from the cwd
     run: {max_parallel_sources: 2, expire_after_days: 30}  # optional
+    analytics: {stuck_after_days: 5}                       # optional; the marts' settings
+    destination: duckdb              # optional; a destination plugin's name
     sources:
       - name: shipengine-main        # [a-z0-9_-]+, unique; defaults to the provider name
         provider: shipengine
@@ -52,6 +54,7 @@ from pydantic import (
 from .errors import ConfigError
 
 __all__ = [
+    "AnalyticsConfig",
     "ConfigError",
     "PipelineConfig",
     "RateLimitConfig",
@@ -155,6 +158,13 @@ class RunConfig(_Model):
     expire_after_days: int = Field(30, ge=1)
 
 
+class AnalyticsConfig(_Model):
+    """Settings of the analytics marts (``shipetl/marts/``) and ``shipetl report``."""
+
+    stuck_after_days: int = Field(5, ge=1)
+    """A parcel not in a final status with no scan for this many days is listed in ``stuck_shipments``."""
+
+
 class RateLimitConfig(_Model):
     """Overrides of a provider's default rate limit; unset fields keep the provider's value."""
 
@@ -238,6 +248,8 @@ class PipelineConfig(_Model):
 
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    destination: str = "duckdb"
+    """Registered destination the run loads into (``shipetl plugins`` lists them); ``duckdb`` uses ``warehouse:``."""
     sources: list[SourceConfig] = Field(min_length=1)
 
     _path: Path = PrivateAttr(default=Path("<memory>"))

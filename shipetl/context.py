@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,7 +41,8 @@ class SourceContext:
 
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
                  cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
-                 since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None) -> None:
+                 since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
+                 warehouse_path: Path | None = None, warehouse_timeout: float = 60.0) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -56,6 +58,8 @@ class SourceContext:
         self._open = open_shipments
         self.counters: Counter = Counter()
         self.tokens = tokens
+        self._warehouse_path = warehouse_path
+        self._warehouse_timeout = warehouse_timeout
 
     @property
     def since(self) -> datetime | None:
@@ -97,3 +101,23 @@ class SourceContext:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a read-only query over the warehouse as the last commit left it; [] if there is none yet.
+
+        :raises ConfigError: the query failed (unknown table, syntax, an attempt to write).
+        """
+        import duckdb
+
+        from . import warehouse
+        from .errors import ConfigError
+
+        if self._warehouse_path is None:
+            return []
+        with warehouse.connect(self._warehouse_path, read_only=True, timeout=self._warehouse_timeout) as con:
+            if con is None:
+                return []
+            try:
+                return con.execute(sql, params or []).fetchall()
+            except duckdb.Error as exc:
+                raise ConfigError(f"source {self.label}: warehouse query failed: {str(exc).splitlines()[0]}") from None

@@ -42,6 +42,10 @@ class AuthError(TerminalError):
     """Credentials were refused; the message says which credential to fix."""
 
 
+class SkipRecord(TerminalError):
+    """This one record cannot be fetched in this run (a carrier's side is down); skip it, count it, ask next run."""
+
+
 class NotFoundError(TerminalError):
     """The provider does not know the requested record; callers usually skip it and count a miss."""
 

@@ -1,20 +1,27 @@
 """Every hook of shipetl, in the order a run reaches it; the docstrings are the plugin reference.
 
 A plugin is a module listed under the ``shipetl`` entry-point group whose functions carry
-``@shipetl.hookimpl``. Each hook hands the plugin a ``register`` callback; the host, not the plugin,
-checks names, reports clashes and names the plugin at fault. Implement only the hooks you need.
+``@shipetl.hookimpl``. Each register_* hook hands the plugin a ``register`` callback; the host, not the
+plugin, checks names, reports clashes and names the plugin at fault. Implement only the hooks you need,
+and declare only the arguments you use: specs grow by adding arguments, never by changing them.
+
+``plugins/README.md`` carries a reference generated from this module (``python -m shipetl.plugins``
+rewrites it; a test fails when the two differ).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from .config import PipelineConfig
     from .provider import Provider
+    from .runs import SourceRun
+    from .transform import TransformResult
 
 API_VERSION = 1
 hookspec = pluggy.HookspecMarker("shipetl")
@@ -29,6 +36,24 @@ class RegisterStatusMap(Protocol):
     def __call__(self, namespace: str, table: Mapping[str, str | tuple[str, bool]], *, override: bool = False) -> None: ...
 
 
+class Destination(Protocol):
+    """Where one run's rows go. Built once per run by a destination factory; used from several threads."""
+
+    def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
+        """Load one source account's staged rows with its cursors and run record, all or nothing.
+
+        ``staged.con`` is the DuckDB connection whose temp tables (``transform.staged_table(name)``,
+        one per name in ``staged.staged``) hold the rows. Returns rows loaded per table; fills ``run.loaded``.
+        """
+
+    def record_failure(self, run: SourceRun) -> None:
+        """Store the run record of a source that failed; its rows and cursors stay as they were."""
+
+
+class RegisterDestination(Protocol):
+    def __call__(self, name: str, factory: Callable[[PipelineConfig], Destination]) -> None: ...
+
+
 class RegisterSandbox(Protocol):
     def __call__(self, name: str, factory: Callable[..., object]) -> None: ...
 
@@ -40,9 +65,10 @@ class RegisterSandbox(Protocol):
 def shipetl_api_version() -> int:
     """Return the hook API version the plugin was written for (this release: ``1``).
 
-    Called first, for every plugin. A plugin answering another major version is reported as
-    incompatible in ``shipetl plugins`` and in the run summary, and is not used; other plugins go on.
-    A plugin that does not implement it is assumed to target the current version.
+    Called first, for every plugin, right after it is imported. A plugin answering another version
+    is reported as incompatible, with its package name, in ``shipetl plugins`` and in the run summary,
+    and is not used; other plugins go on. A plugin that does not implement it is assumed to target
+    the current version.
     """
 
 
@@ -51,11 +77,11 @@ def register_providers(register: RegisterProvider) -> None:
     """Add provider classes: sources of orders, shipments and tracking events.
 
     Called once at start-up, before the pipeline file is validated, because a source's ``provider:``
-    key must name a registered provider.
+    key must name a registered provider. Every plugin's answer counts; none wins over another.
 
     :param register: call ``register(ProviderSubclass)`` per provider. ``ProviderSubclass.name`` is the
-        name users write in pipeline YAML; two plugins registering one name stop start-up with both
-        plugin names.
+        name users write in pipeline YAML; a name another plugin already registered marks the later
+        plugin broken, naming both.
     """
 
 
@@ -63,14 +89,31 @@ def register_providers(register: RegisterProvider) -> None:
 def register_status_maps(register: RegisterStatusMap) -> None:
     """Add tables that map raw carrier or provider codes to canonical tracking statuses.
 
-    Called once, after providers are registered and before the first source runs.
+    Called once, after providers are registered and before the first source runs, plugin by plugin in
+    name order. A plugin may contribute only status maps, without any provider: installing it changes
+    the canonical status of the codes it maps from the next run on.
 
     :param register: call ``register(namespace, {raw_code: status})`` per namespace (a provider name
         such as ``shipengine``, or a carrier code such as ``usps``). A value may be
         ``(status, is_final)`` where a status is final for some codes only (``exception``). A raw code
-        given two different statuses by two plugins stops start-up with both plugin names, unless the
-        later one passes ``override=True``, which refines the mapping on purpose; ``shipetl plugins``
-        shows which plugin supplied each namespace.
+        given two different statuses by two plugins marks the later plugin broken, naming both, unless
+        it passes ``override=True``, which refines the mapping on purpose (the override wins whatever
+        the load order); ``shipetl plugins`` shows which plugin supplied each namespace.
+    """
+
+
+@hookspec
+def register_destinations(register: RegisterDestination) -> None:
+    """Add destinations: where a run loads its rows, cursors and run records.
+
+    Called once at start-up. A pipeline picks one with its top-level ``destination:`` key (default
+    ``duckdb``, the built-in DuckDB + Parquet warehouse, itself registered through this hook).
+
+    :param register: call ``register(name, factory)``; ``factory(pipeline)`` gets the validated
+        :class:`~shipetl.config.PipelineConfig` and returns an object with ``commit(staged, run,
+        cursors) -> dict[str, int]`` (rows loaded per table) and ``record_failure(run)``. The factory
+        is called once per run; ``commit`` is called once per source account, possibly from several
+        threads. A name another plugin already registered marks the later plugin broken.
     """
 
 
@@ -78,9 +121,9 @@ def register_status_maps(register: RegisterStatusMap) -> None:
 def register_sandboxes(register: RegisterSandbox) -> None:
     """Add a provider's fake API to ``shipetl sandbox``.
 
-    Called when the sandbox starts.
+    Called when the registry is built, before the sandbox starts.
 
-    :param register: call ``register(name, factory)``; ``factory(settings)`` returns an ASGI app
-        mounted at ``/<name>``, so the provider's ``base_url`` in the sandbox is
-        ``http://127.0.0.1:PORT/<name>``.
+    :param register: call ``register(name, factory)``; ``factory(settings)`` gets the
+        :class:`~shipetl.sandbox.SandboxSettings` and returns an ASGI app mounted at ``/<name>``, so
+        the provider's ``base_url`` in the sandbox is ``http://127.0.0.1:PORT/<name>``.
     """

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import faultpoints
 from .log import get_logger
 from .schema import Table
 
@@ -47,6 +48,8 @@ def publish(lake: Path, commit_id: str) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
         moved += 1
+        if moved == 1:
+            faultpoints.reached("lake_half_published")
     shutil.rmtree(root, ignore_errors=True)
     return moved
 

@@ -103,6 +103,9 @@ class ExtractContext(Protocol):
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""
 
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a read-only SQL query over the warehouse (``[]`` before the first commit)."""
+
 
 class Provider:
     """A source of orders, shipments or tracking events; subclass per provider.

@@ -20,6 +20,7 @@ from . import state, transform, warehouse
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
 from .errors import ShipetlError
+from .hookspecs import Destination
 from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, safe_name
@@ -83,7 +84,7 @@ def _extract_to_raw(pipeline: PipelineConfig, provider, ctx: SourceContext, run:
         return raw.close()
 
 
-def _fail(pipeline: PipelineConfig, run: SourceRun, exc: Exception, log) -> None:
+def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
     run.status, run.finished_at = "failed", datetime.now(timezone.utc)
     if isinstance(exc, ShipetlError):
         run.error = str(exc).splitlines()[0]
@@ -92,12 +93,13 @@ def _fail(pipeline: PipelineConfig, run: SourceRun, exc: Exception, log) -> None
         run.error = f"internal error in provider {run.provider}: {type(exc).__name__}: {exc}"
         log.error("source_failed", error=run.error, traceback=traceback.format_exc())
     try:
-        warehouse.record_failure(pipeline.warehouse.path, run, timeout=pipeline.warehouse.commit_timeout)
+        destination.record_failure(run)
     except ShipetlError as rec_exc:
         log.error("run_record_failed", error=str(rec_exc))
 
 
-def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id: str, since, until, progress) -> SourceRun:
+def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: _Job, run_id: str,
+                 since, until, progress) -> SourceRun:
     """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
     src, provider_cls = job.source, job.provider_cls
     run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, datetime.now(timezone.utc))
@@ -107,7 +109,8 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id
         cursors, open_shipments = _read_start_state(pipeline, src.name, provider_cls.name, job.account_id)
         ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
                             label=run.label, cursors=cursors, open_shipments=open_shipments,
-                            since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)))
+                            since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)),
+                            warehouse_path=Path(pipeline.warehouse.path), warehouse_timeout=pipeline.warehouse.commit_timeout)
         log.info("source_started", open_shipments=len(open_shipments))
         files = _extract_to_raw(pipeline, provider_cls(src.name, job.options), ctx, run, progress)
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses,
@@ -118,12 +121,11 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, job: _Job, run_id
                                          timezone=ctx.timezone)
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
-            warehouse.commit(pipeline.warehouse.path, Path(pipeline.warehouse.lake), result, run, ctx.new_cursors,
-                             timeout=pipeline.warehouse.commit_timeout)
+            destination.commit(result, run, ctx.new_cursors)
         finally:
             con.close()
     except Exception as exc:  # one source's failure must not take the others down
-        _fail(pipeline, run, exc, log)
+        _fail(destination, run, exc, log)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return run
@@ -153,7 +155,8 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     """Run every enabled source of ``pipeline`` (or those in ``only``) and return what each did."""
     registry = registry or load_registry()
     run_id = new_run_id()
-    result = RunResult(run_id, broken_plugins={p.name: p.error for p in registry.plugins.values() if p.error})
+    result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
+    destination = registry.destination(pipeline.destination)(pipeline)
     unknown = set(only) - {s.name for s in pipeline.sources}
     if unknown:
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}")
@@ -162,7 +165,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     jobs = _plan(pipeline, registry, only, result, run_id)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
-        futures = [pool.submit(_run_account, pipeline, registry, job, run_id, since, until, progress) for job in jobs]
+        futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress) for job in jobs]
         result.sources.extend(f.result() for f in futures)
     shutil.rmtree(Path(pipeline.warehouse.path).parent / ".staging" / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)

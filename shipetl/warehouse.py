@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from . import lake, runs, state
+from . import faultpoints, lake, marts, runs, state
 from .errors import WarehouseBusyError
 from .log import get_logger
 from .rawzone import safe_name
@@ -45,6 +45,7 @@ def ensure_schema(con) -> None:
         con.execute(latest_view_ddl(TABLES[name]))
     con.execute(runs.DDL)
     con.execute(state.DDL)
+    marts.install(con)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -145,10 +146,12 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
             runs.insert(con, run, commit_id)
+            faultpoints.reached("lake_staged")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+    faultpoints.reached("committed")
     lake.publish(lake_root, commit_id)
     get_logger().info("source_committed", source=run.label, run_id=run.run_id, loaded=run.loaded)
     return loaded

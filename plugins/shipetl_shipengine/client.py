@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from shipetl import AuthError, ExtractContext, NotFoundError, TerminalError, TransientError
+from shipetl import AuthError, ExtractContext, NotFoundError, SkipRecord, TerminalError, TransientError
 
 LABELS_PATH = "/v1/labels"
 TRACKING_PATH = "/v1/tracking"
@@ -31,22 +31,24 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def classify(response: httpx.Response) -> None:
-    """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors."""
-    if response.status_code < 400:
+    """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors.
+
+    429 and 5xx are left to core, which retries them and honours ``Retry-After``.
+    """
+    if response.status_code < 400 or response.status_code == 429 or response.status_code >= 500:
         return
     errors = _errors(response)
     first = errors[0] if errors else {}
     code, message = first.get("error_code", ""), first.get("message", "")
-    if response.status_code == 429 or code == "rate_limit_exceeded":
-        raise TransientError("ShipEngine rate limit exceeded", retry_after=None)
+    if code == "rate_limit_exceeded":
+        raise TransientError("ShipEngine rate limit exceeded", retry_after=DEFAULT_RETRY_AFTER_S)
     if response.status_code == 401 or first.get("error_type") == "security":
         raise AuthError("API key rejected (HTTP 401); check credentials.api_key")
     if response.status_code == 404 or code in UNTRACKABLE:
         raise NotFoundError(f"{code or 'not_found'}: {message}")
-    if first.get("error_source") == "carrier" or response.status_code >= 500:
-        raise TransientError(f"HTTP {response.status_code} {code}: {message}")
-    if response.status_code >= 400:
-        raise TerminalError(f"HTTP {response.status_code} {code}: {message}")
+    if first.get("error_source") == "carrier":
+        raise SkipRecord(f"carrier error HTTP {response.status_code} {code}: {message}")
+    raise TerminalError(f"HTTP {response.status_code} {code}: {message}")
 
 
 class ShipEngineClient:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from shipetl import ExtractContext, NotFoundError, Page, TransientError
+from shipetl import ExtractContext, NotFoundError, Page, SkipRecord
 
 from .client import ShipEngineClient
 
@@ -70,11 +70,9 @@ def _poll(ctx: ExtractContext, client: ShipEngineClient, metas: list[dict[str, A
         except NotFoundError:
             ctx.count("not_found")
             return None
-        except TransientError as exc:
-            if "carrier" in str(exc):
-                ctx.count("carrier_errors")  # the carrier's side: ask again next run
-                return None
-            raise
+        except SkipRecord:
+            ctx.count("carrier_errors")  # the carrier's side: asked again next run
+            return None
         return Page("tracking", body, meta)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:

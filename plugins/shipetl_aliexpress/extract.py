@@ -1,0 +1,100 @@
+"""Which AliExpress orders to fetch this run, and the raw pages of each (order snapshot, then its parcels).
+
+AliExpress has no "list my dropshipping orders" API (providers.md 2.4): ids come from the source's options
+(a list, a file, a warehouse query). Each run fetches every configured id except orders already
+``FINISH`` with no parcel left open, plus the orders of any parcel still open in the warehouse, so an
+order is polled until it and its parcels are final. An order whose tracking AliExpress does not know yet
+(``ret: false`` / ``1001``) is counted as ``tracking_not_found`` and asked again next run.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from shipetl import ConfigError, ExtractContext, NotFoundError, Page
+
+from .client import PROVIDER, AliExpressClient
+from .statuses import FINISHED_ORDER_STATUS
+
+FINISHED_ORDERS_SQL = (
+    "SELECT order_id FROM orders_latest WHERE provider = ? AND account_id = ? AND status_raw = ?"
+)
+
+
+def ids_from_file(path: Path, column: str | None) -> list[str]:
+    """Order ids from a file: one a line (blank lines and ``#`` comments skipped), or a CSV column."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"options.order_ids_file: cannot read {path}: {exc.strerror}") from None
+    if column is None:
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    reader = csv.DictReader(text.splitlines())
+    if column not in (reader.fieldnames or []):
+        raise ConfigError(f"options.order_ids_column: {path} has no column {column!r} "
+                          f"(columns: {', '.join(reader.fieldnames or []) or 'none'})")
+    return [row[column].strip() for row in reader if (row.get(column) or "").strip()]
+
+
+def configured_ids(ctx: ExtractContext, options) -> list[str]:
+    """Every id the options name, in order, without repeats; ids that are not numbers are skipped and counted."""
+    ids = list(options.order_ids)
+    if options.order_ids_file:
+        ids += ids_from_file(options.order_ids_file, options.order_ids_column)
+    if options.order_ids_sql:
+        ids += [str(row[0]).strip() for row in ctx.query(options.order_ids_sql) if row and row[0] is not None]
+    valid = [i for i in ids if i.isdigit()]
+    if len(valid) < len(ids):
+        ctx.count("bad_order_ids", len(ids) - len(valid))
+        ctx.log.warning("order_ids_skipped", reason="not a number", examples=[i for i in ids if not i.isdigit()][:3])
+    return list(dict.fromkeys(valid))
+
+
+def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
+    """Configured ids not yet finished, then the orders of parcels still open."""
+    open_orders = [str(s["order_id"]) for s in ctx.open_shipments() if s.get("order_id")]
+    finished = {str(r[0]) for r in ctx.query(FINISHED_ORDERS_SQL, [PROVIDER, ctx.account_id, FINISHED_ORDER_STATUS])}
+    finished -= set(open_orders)
+    configured = configured_ids(ctx, options)
+    skipped = sum(1 for i in configured if i in finished)
+    if skipped:
+        ctx.count("orders_finished_skipped", skipped)
+    return list(dict.fromkeys([i for i in configured if i not in finished] + open_orders))
+
+
+def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None) -> list[Page]:
+    try:
+        order = client.order(order_id)
+    except NotFoundError as exc:
+        ctx.count("order_not_found")
+        ctx.log.warning("order_not_found", order_id=order_id, reason=str(exc))
+        return []
+    pages = [Page("orders", order.content, {"order_id": order_id})]
+    try:
+        tracking = client.tracking(order_id)
+    except NotFoundError:
+        ctx.count("tracking_not_found")  # no parcel data yet: asked again next run
+        return pages
+    meta = {"order_id": order_id, "logistics_status": order.result.get("logistics_status"),
+            "unmatched_node_status": fallback}
+    pages.append(Page("tracking", tracking.content, meta))
+    return pages
+
+
+def pages(ctx: ExtractContext, options) -> Iterator[Page]:
+    """The order snapshot and the tracking reply of every order to fetch, order by order."""
+    client = AliExpressClient(ctx, language=options.language)
+    try:
+        ids = ids_to_fetch(ctx, options)
+        ctx.log.info("orders_to_fetch", count=len(ids))
+        if not ids:
+            return
+        client.session()  # authorize once before the threads start
+        with ThreadPoolExecutor(max_workers=options.poll_concurrency) as pool:
+            for fetched in pool.map(lambda i: _fetch(ctx, client, i, options.unmatched_node_status), ids):
+                yield from fetched
+    finally:
+        client.close()

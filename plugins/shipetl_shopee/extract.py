@@ -1,0 +1,149 @@
+"""What to fetch for one shop and in what order; yields raw pages.
+
+1. ``get_order_list`` by ``update_time`` over the window (stored cursor minus lookback, or ``--since``),
+   cut into slices of at most 15 days, each walked with its cursor; order numbers deduplicated.
+2. ``get_order_detail`` 50 at a time; a requested order missing from the reply is noted in the page's
+   meta (the mapping turns it into a reject) and counted.
+3. Every package of those orders, plus the shop's shipments not yet final from earlier runs: its
+   tracking number (``get_tracking_number``, until one appears), then its scans (``get_tracking_info``).
+
+The cursor is the end of the last complete window; it is committed with the rows, never before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from shipetl import ExtractContext, NotFoundError, Page
+
+from .client import DETAIL_BATCH_MAX, MAX_WINDOW_S, NotYetAvailable, ShopeeApi
+
+CURSOR = "orders_update_time"
+# Orders change while we read; the newest seconds are left for the next run (its lookback covers them).
+SETTLE_LAG = timedelta(seconds=30)
+
+
+def windows(since: datetime, until: datetime, max_seconds: int = MAX_WINDOW_S) -> list[tuple[int, int]]:
+    """[since, until] as consecutive (time_from, time_to) epoch-second slices of at most ``max_seconds``.
+
+    Slices share their boundary second (whether Shopee's bounds are inclusive is unconfirmed); the
+    order numbers are deduplicated afterwards.
+    """
+    start, end = int(since.timestamp()), int(until.timestamp())
+    out = []
+    while start < end:
+        stop = min(start + max_seconds, end)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def carrier_code(shipping_carrier: str | None) -> str | None:
+    """A code for Shopee's carrier label ("SPX Express" -> ``spx_express``); the label itself stays in ``service``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", (shipping_carrier or "").lower()).strip("_")
+    return slug or None
+
+
+def package_meta(order: dict[str, Any], package: dict[str, Any]) -> dict[str, Any]:
+    """What the shipment and event mappings need to know of a package, from its order's detail."""
+    recipient = order.get("recipient_address") or {}
+    packages = order.get("package_list") or []
+    carrier = package.get("shipping_carrier") or order.get("shipping_carrier")
+    return {
+        "order_sn": order.get("order_sn"),
+        "package_number": str(package.get("package_number")),
+        "split": len(packages) > 1,
+        "logistics_status": package.get("logistics_status"),
+        "shipping_carrier": carrier,
+        "carrier_code": carrier_code(carrier),
+        "destination_country": recipient.get("region") or order.get("region"),
+        "pickup_done_time": int(order.get("pickup_done_time") or 0),
+        "tracking_number": None,
+    }
+
+
+def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """The same meta rebuilt from a shipment the warehouse already holds (it carries what polling needs)."""
+    extras = orjson.loads(row["extras"]) if row.get("extras") else {}
+    shipped = row.get("shipped_at")
+    return {
+        "order_sn": row.get("order_id"),
+        "package_number": row["shipment_id"],
+        "split": bool(extras.get("split")),
+        "logistics_status": extras.get("package_logistics_status"),
+        "shipping_carrier": row.get("service"),
+        "carrier_code": row.get("carrier_code"),
+        "destination_country": row.get("destination_country"),
+        "pickup_done_time": int(shipped.timestamp()) if shipped else 0,
+        "tracking_number": row.get("tracking_number"),
+    }
+
+
+def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency: int) -> Iterator[Page]:
+    """Every page of one shop for the window: order lists, order details, then tracking per package."""
+    since, until = ctx.window(CURSOR)
+    until = min(until, datetime.now(until.tzinfo) - SETTLE_LAG)
+    order_sns: dict[str, None] = {}
+    slices = windows(since, until)
+    ctx.log.info("order_windows", count=len(slices), since=since.isoformat(), until=until.isoformat())
+    for time_from, time_to in slices:
+        for n, (raw, body) in enumerate(api.order_list_pages(time_from, time_to, page_size), start=1):
+            yield Page("order_list", raw, {"time_from": time_from, "time_to": time_to, "page": n})
+            for item in (body.get("response") or {}).get("order_list") or []:
+                order_sns[str(item["order_sn"])] = None
+    packages: dict[str, dict[str, Any]] = {}
+    numbers = list(order_sns)
+    for i in range(0, len(numbers), DETAIL_BATCH_MAX):
+        batch = numbers[i:i + DETAIL_BATCH_MAX]
+        raw, body = api.order_detail(batch)
+        orders = (body.get("response") or {}).get("order_list") or []
+        missing = sorted(set(batch) - {str(o.get("order_sn")) for o in orders})
+        if missing:
+            ctx.count("orders_missing_from_detail", len(missing))
+            ctx.log.warning("orders_missing_from_detail", order_sn=missing, warning=body.get("warning"))
+        yield Page("order_detail", raw, {"missing": missing})
+        for order in orders:
+            for package in order.get("package_list") or []:
+                meta = package_meta(order, package)
+                packages[meta["package_number"]] = meta
+    ctx.set_cursor(CURSOR, until)
+    for row in ctx.open_shipments():
+        known = stored_meta(row)
+        fresh = packages.get(known["package_number"])
+        if fresh is None:
+            packages[known["package_number"]] = known
+        elif not fresh["tracking_number"]:
+            fresh["tracking_number"] = known["tracking_number"]
+    ctx.log.info("packages_to_poll", count=len(packages))
+    yield from _poll(ctx, api, list(packages.values()), poll_concurrency)
+
+
+def _poll(ctx: ExtractContext, api: ShopeeApi, metas: list[dict[str, Any]], concurrency: int) -> Iterator[Page]:
+    def fetch(meta: dict[str, Any]) -> Page | None:
+        order_sn, package_number = meta["order_sn"], meta["package_number"]
+        try:
+            if not meta["tracking_number"]:
+                reply = api.tracking_number(order_sn, package_number, meta["split"])
+                meta = {**meta, "tracking_number": reply.get("tracking_number") or None}
+            if not meta["tracking_number"]:
+                ctx.count("tracking_number_pending")  # not assigned yet: the package is asked again next run
+                return Page("tracking", None, meta)
+            return Page("tracking", api.tracking_info(order_sn, package_number), meta)
+        except NotYetAvailable:
+            ctx.count("tracking_number_pending")
+            return Page("tracking", None, meta)
+        except NotFoundError as exc:
+            ctx.count("not_found")
+            ctx.log.warning("package_not_found", order_sn=order_sn, package_number=package_number, error=str(exc))
+            return None
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for page in pool.map(fetch, metas):
+            if page is not None:
+                yield page

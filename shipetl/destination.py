@@ -1,0 +1,45 @@
+"""The built-in ``duckdb`` destination: the DuckDB + Parquet warehouse, registered as any plugin's would be.
+
+It is a plugin module of core itself (entry point ``duckdb = "shipetl.destination"``), so the
+``register_destinations`` hook is exercised on every run, and a third-party destination is picked the
+same way: the pipeline's ``destination:`` key names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import warehouse
+from .hookspecs import API_VERSION, hookimpl
+
+if TYPE_CHECKING:
+    from .config import PipelineConfig
+    from .runs import SourceRun
+    from .transform import TransformResult
+
+NAME = "duckdb"
+
+
+class DuckDBDestination:
+    """Loads into the pipeline's ``warehouse:`` (DuckDB file, Parquet lake), one transaction per source."""
+
+    def __init__(self, pipeline: PipelineConfig) -> None:
+        self.settings = pipeline.warehouse
+
+    def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
+        return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
+                                timeout=self.settings.commit_timeout)
+
+    def record_failure(self, run: SourceRun) -> None:
+        warehouse.record_failure(Path(self.settings.path), run, timeout=self.settings.commit_timeout)
+
+
+@hookimpl
+def shipetl_api_version() -> int:
+    return API_VERSION
+
+
+@hookimpl
+def register_destinations(register) -> None:
+    register(NAME, DuckDBDestination)

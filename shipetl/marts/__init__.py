@@ -1,0 +1,54 @@
+"""Analytics marts: DuckDB views over the canonical tables, kept as one ``.sql`` file per view.
+
+The views answer the questions users ask every day (where is each parcel, how fast is each carrier on
+each lane, what is stuck, which orders missed ship-by, where deliveries fail). They live in the warehouse
+file, so any DuckDB client sees them, and are replaced at every commit, so they follow the code.
+
+Two macros hold what the views must not hard-code: ``analytics_as_of()`` (the clock, ``current_timestamp``)
+and ``analytics_stuck_after_days()`` (pipeline setting ``analytics.stuck_after_days``). A session can
+shadow both with temporary macros (:func:`install` with ``temporary=True``), which is how ``shipetl sql``
+and ``shipetl report`` apply the pipeline's settings on a read-only connection, and how tests pin "now".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import AnalyticsConfig
+
+# Dependency order: every later view reads shipment_timeline.
+MARTS = ("shipment_timeline", "delivery_performance", "stuck_shipments", "order_fulfilment", "delivery_exceptions")
+DEFAULT_STUCK_AFTER_DAYS = 5
+
+
+def view_sql(name: str, *, temporary: bool = False) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of mart ``name``, as kept in ``shipetl/marts/<name>.sql``."""
+    if name not in MARTS:
+        raise KeyError(f"no mart named {name!r}; marts: {', '.join(MARTS)}")
+    text = resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    return text.replace("{temp}", "TEMP " if temporary else "")
+
+
+def _timestamp_literal(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware, got {value!r}")
+    return f"TIMESTAMPTZ '{value.isoformat()}'"
+
+
+def install(con, settings: AnalyticsConfig | None = None, *, as_of: datetime | None = None,
+            temporary: bool = False) -> None:
+    """Create or replace the settings macros and every mart view on ``con``.
+
+    ``temporary=True`` creates them in the session's temp schema, which shadows the stored ones and works
+    on a read-only connection. ``as_of`` pins ``analytics_as_of()`` (aware datetime); default: now.
+    """
+    stuck_after_days = settings.stuck_after_days if settings else DEFAULT_STUCK_AFTER_DAYS
+    clock = _timestamp_literal(as_of) if as_of else "current_timestamp"
+    temp = "TEMP " if temporary else ""
+    con.execute(f"CREATE OR REPLACE {temp}MACRO analytics_as_of() AS {clock}")
+    con.execute(f"CREATE OR REPLACE {temp}MACRO analytics_stuck_after_days() AS {int(stuck_after_days)}")
+    for name in MARTS:
+        con.execute(view_sql(name, temporary=temporary))

@@ -1,0 +1,57 @@
+-- shipment_timeline: one row per shipment (its latest snapshot) with the milestones read from its scans.
+--
+-- first_event_at             first event of any kind, label information included
+-- first_scan_at              first event with the parcel in the carrier's hands: any status but
+--                            pending and info_received (an `unknown` scan is still a scan)
+-- picked_up_at               first in_transit event
+-- first_out_for_delivery_at  first out_for_delivery event
+-- delivered_at               first delivered event, else the shipment's own delivered_at
+-- failed_attempts, exceptions  number of failed_attempt / exception events
+-- estimated_delivery_at      newest ETA the carrier gave: carriers drop it once delivered (ShipEngine does),
+--                            so it comes from the newest snapshot that had one
+-- days_in_transit            first_scan_at to delivered_at; for a parcel still moving, to analytics_as_of()
+-- delivered_by_eta           delivered on or before the ETA's UTC calendar day (carriers give ETAs as dates)
+-- Dates and weeks are UTC whatever the session's TimeZone.
+CREATE OR REPLACE {temp}VIEW shipment_timeline AS
+WITH last_eta AS (
+    SELECT provider, account_id, shipment_id, arg_max(estimated_delivery_at, extracted_at) AS estimated_delivery_at
+    FROM shipments
+    WHERE estimated_delivery_at IS NOT NULL
+    GROUP BY ALL
+), scans AS (
+    SELECT provider, account_id, shipment_id,
+           count(*) AS events,
+           min(occurred_at) AS first_event_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('pending', 'info_received')) AS first_scan_at,
+           min(occurred_at) FILTER (WHERE status = 'in_transit') AS picked_up_at,
+           min(occurred_at) FILTER (WHERE status = 'out_for_delivery') AS first_out_for_delivery_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_event_at,
+           count(*) FILTER (WHERE status = 'failed_attempt') AS failed_attempts,
+           count(*) FILTER (WHERE status = 'exception') AS exceptions,
+           max(occurred_at) AS last_event_at,
+           arg_max(status, occurred_at) AS last_event_status,
+           arg_max(description, occurred_at) AS last_event_description
+    FROM tracking_events
+    GROUP BY ALL
+), joined AS (
+    SELECT s.provider, s.account_id, s.shipment_id, s.tracking_number, s.order_id, s.carrier_code, s.service,
+           s.origin_country, s.destination_country,
+           coalesce(s.origin_country, '??') || '-' || coalesce(s.destination_country, '??') AS lane,
+           s.status AS current_status, s.is_final, s.created_at, s.shipped_at,
+           coalesce(e.events, 0) AS events,
+           e.first_event_at, e.first_scan_at, e.picked_up_at, e.first_out_for_delivery_at,
+           coalesce(e.delivered_event_at, s.delivered_at) AS delivered_at,
+           coalesce(e.failed_attempts, 0) AS failed_attempts,
+           coalesce(e.exceptions, 0) AS exceptions,
+           coalesce(e.last_event_at, s.last_event_at) AS last_event_at,
+           e.last_event_status, e.last_event_description,
+           coalesce(s.estimated_delivery_at, eta.estimated_delivery_at) AS estimated_delivery_at
+    FROM shipments_latest s
+    LEFT JOIN scans e USING (provider, account_id, shipment_id)
+    LEFT JOIN last_eta eta USING (provider, account_id, shipment_id)
+)
+SELECT *,
+       epoch(coalesce(delivered_at, CASE WHEN NOT is_final THEN analytics_as_of() END) - first_scan_at) / 86400
+           AS days_in_transit,
+       timezone('UTC', delivered_at)::DATE <= timezone('UTC', estimated_delivery_at)::DATE AS delivered_by_eta
+FROM joined

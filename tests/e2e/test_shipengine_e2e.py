@@ -1,0 +1,153 @@
+"""ShipEngine end to end: real loopback HTTP to the sandbox, a real `shipetl run` process, real DuckDB and Parquet."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world
+
+API_KEY = "sandbox_live_key"
+BAD_KEY = "sandbox_wrong_key_3f9a"
+
+
+def source_yaml(url: str, key: str = API_KEY, name: str = "se") -> str:
+    return f"""
+    - name: {name}
+      provider: shipengine
+      base_url: {url}/shipengine
+      start: 2025-08-01
+      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
+      credentials: {{api_key: "{key}"}}
+      options: {{poll_concurrency: 16}}
+    """
+
+
+def warehouse_rows(tmp_path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(sql).fetchall()
+
+
+def lake_count(tmp_path: Path, table: str) -> int:
+    files = list((tmp_path / "lake" / table).rglob("*.parquet"))
+    if not files:
+        return 0
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/lake/{table}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+
+
+def expected_event_keys(clock: datetime = DEFAULT_CLOCK) -> set[tuple]:
+    return {(e["tracking_number"], e["utc"].replace(microsecond=0), e["event_code"] or None, e["description"])
+            for e in build_world(42).expected_events(clock)}
+
+
+def loaded_event_keys(tmp_path: Path) -> set[tuple]:
+    rows = warehouse_rows(tmp_path, "SELECT tracking_number, occurred_at, status_raw, description FROM tracking_events")
+    return {(tn, ts.replace(microsecond=0), code, text) for tn, ts, code, text in rows}
+
+
+def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox))
+    first = run_cli("run", str(pipeline))
+    assert first.returncode == 0, first.stderr[-2000:]
+
+    assert loaded_event_keys(tmp_path) == expected_event_keys()
+    types = dict(warehouse_rows(tmp_path, "SELECT column_name, data_type FROM information_schema.columns "
+                                          "WHERE table_name = 'tracking_events'"))
+    assert types["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        arrow = con.sql("SELECT occurred_at, extracted_at FROM tracking_events LIMIT 1").to_arrow_table()
+    assert str(arrow.schema.field("occurred_at").type) == "timestamp[us, tz=UTC]"
+    lake_file = next((tmp_path / "lake" / "tracking_events").rglob("*.parquet"))
+    assert str(pq.read_schema(lake_file).field("occurred_at").type) == "timestamp[us, tz=UTC]"
+    labels = len(build_world(42).labels())
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest")[0][0] == labels
+    counts = warehouse_rows(tmp_path, "SELECT (SELECT count(*) FROM tracking_events), (SELECT count(*) FROM shipments)")[0]
+    assert lake_count(tmp_path, "tracking_events") == counts[0]
+
+    second = run_cli("run", str(pipeline))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert warehouse_rows(tmp_path, "SELECT (SELECT count(*) FROM tracking_events), (SELECT count(*) FROM shipments)")[0] == counts
+    assert lake_count(tmp_path, "tracking_events") == counts[0]
+    runs = warehouse_rows(tmp_path, "SELECT loaded, status FROM runs ORDER BY started_at")
+    assert runs[-1] == (0, "ok")
+
+
+def test_second_run_polls_only_open_shipments_and_picks_up_new_scans(sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox))
+    assert run_cli("run", str(pipeline)).returncode == 0
+    open_before = warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE NOT is_final")[0][0]
+    later = DEFAULT_CLOCK + timedelta(days=40)
+    httpx.post(f"{sandbox}/shipengine/_clock", json={"now": later.isoformat()}).raise_for_status()
+    second = run_cli("run", str(pipeline))
+    assert second.returncode == 0, second.stderr[-2000:]
+    pages = warehouse_rows(tmp_path, "SELECT pages FROM runs ORDER BY started_at DESC LIMIT 1")[0][0]
+    labels_pages = -(-len(build_world(42).labels(later)) // 100)
+    new_labels = len(build_world(42).labels(later)) - len(build_world(42).labels())
+    assert pages <= labels_pages + open_before + new_labels  # final shipments were not asked again
+    assert loaded_event_keys(tmp_path) == expected_event_keys(later)
+
+
+def test_injected_429_5xx_and_truncated_bodies_are_retried(sandbox, make_pipeline, run_cli, tmp_path):
+    faults = {"rate_429": 0.08, "rate_5xx": 0.08, "rate_truncate": 0.04, "retry_after_s": 0.05, "seed": 7}
+    httpx.post(f"{sandbox}/_sandbox/faults", json=faults).raise_for_status()
+    result = run_cli("run", str(make_pipeline(source_yaml(sandbox))))
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = httpx.get(f"{sandbox}/_sandbox/stats").json()
+    assert stats["faults"]["429"] > 0 and stats["faults"]["truncate"] > 0
+    retries = [json.loads(line) for line in result.stderr.splitlines() if '"http_retry"' in line]
+    assert {r["reason"] for r in retries} >= {"http_429", "truncated_json"}
+    assert loaded_event_keys(tmp_path) == expected_event_keys()
+
+
+def test_wrong_api_key_fails_that_source_with_one_clear_line(sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox, BAD_KEY, "se-bad") + source_yaml(sandbox, API_KEY, "se-good"))
+    result = run_cli("run", str(pipeline))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    failed = [line for line in result.stdout.splitlines() if "se-bad" in line]
+    assert len(failed) == 1 and "FAILED" in failed[0] and "API key rejected" in failed[0]
+    assert warehouse_rows(tmp_path, "SELECT status FROM runs WHERE source = 'se-good'") == [("ok",)]
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM tracking_events")[0][0] == len(expected_event_keys())
+    assert BAD_KEY not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("point", ["lake_staged", "committed", "lake_half_published"])
+def test_sigkill_during_load_then_rerun_equals_a_clean_run(point, sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox))
+    killed = run_cli("run", str(pipeline), env={"SHIPETL_KILL_AT": point})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    rerun = run_cli("run", str(pipeline))
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    expected = expected_event_keys()
+    assert loaded_event_keys(tmp_path) == expected
+    for table, entities in (("tracking_events", len(expected)), ("shipments", len(build_world(42).labels()))):
+        assert warehouse_rows(tmp_path, f"SELECT count(*) FROM {table}")[0][0] == entities
+        assert lake_count(tmp_path, table) == entities
+    assert not list((tmp_path / "lake" / "_staging").glob("*"))
+
+
+def test_api_key_appears_nowhere(sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox))
+    result = run_cli("--log-level", "debug", "run", str(pipeline))
+    assert result.returncode == 0
+    assert '"http_request"' in result.stderr  # debug logs really were written, and checked below
+    assert API_KEY not in result.stdout + result.stderr
+    for path in (tmp_path / "raw").rglob("*.zst"):
+        assert API_KEY.encode() not in zstandard.ZstdDecompressor().stream_reader(path.open("rb")).read()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+            text = con.execute(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM {table} t").fetchone()[0] or ""
+            assert API_KEY not in text, table
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        text = duckdb.sql(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM read_parquet('{path}') t").fetchall()[0][0]
+        assert API_KEY not in text
