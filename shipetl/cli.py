@@ -115,11 +115,23 @@ def schema(table: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True,
               help="table on a terminal; csv and json (lines) to stdout; parquet needs --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file.")
-def sql(pipeline: str, query: str, fmt: str, out: str | None) -> None:
-    """Run a read-only SQL QUERY over the warehouse of PIPELINE."""
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait while a run is committing.")
+def sql(pipeline: str, query: str, fmt: str, out: str | None, wait: float) -> None:
+    """Run a read-only SQL QUERY over the warehouse of PIPELINE (marts included: see README, Analytics)."""
     from . import query as query_mod
 
-    query_mod.run(_load(pipeline), query, fmt, out)
+    query_mod.run(_load(pipeline), query, fmt, out, wait)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+def report(pipeline: str, out: str) -> None:
+    """Write one self-contained HTML report (charts and tables, opens offline) of PIPELINE's warehouse."""
+    from . import report as report_mod
+
+    size = report_mod.write_report(_load(pipeline), out)
+    click.echo(f"wrote {out} ({size / 1e6:.1f} MB)", err=True)
 
 
 @cli.command()

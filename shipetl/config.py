@@ -248,6 +248,7 @@ class PipelineConfig(_Model):
 
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     destination: str = "duckdb"
     """Registered destination the run loads into (``shipetl plugins`` lists them); ``duckdb`` uses ``warehouse:``."""
     sources: list[SourceConfig] = Field(min_length=1)

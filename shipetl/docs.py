@@ -1,6 +1,14 @@
-"""Text produced from the schema: ``shipetl schema`` output and the column reference in docs/schema.md."""
+"""Text produced from the code: ``shipetl schema`` output, and the schema and CLI references in README.md.
+
+``python -m shipetl.docs`` rewrites the generated sections of README.md (between ``<!-- name:start -->``
+and ``<!-- name:end -->`` markers); ``tests/test_docs.py`` fails when they drift from the code.
+"""
 
 from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
 
 from .errors import ShipetlError
 from .schema import TABLES
@@ -29,11 +37,10 @@ def schema_text(name: str | None = None) -> str:
 
 
 def schema_markdown() -> str:
-    """The column reference kept in docs/schema.md (a test fails when the file differs)."""
-    out = ["# Canonical schema (v1)\n\n",
-           "Generated from `shipetl/schema.py` by `python -m shipetl.docs`; do not edit by hand.\n\n"]
+    """The column reference of README.md, one table per canonical table."""
+    out = []
     for t in TABLES.values():
-        out.append(f"## `{t.name}`\n\n{t.description} Key: `{', '.join(t.key)}`.\n\n")
+        out.append(f"#### `{t.name}`\n\n{t.description} Key: `{', '.join(t.key)}`.\n\n")
         out.append("| column | Arrow type | DuckDB type | null | description |\n| --- | --- | --- | --- | --- |\n")
         for f in t.columns:
             out.append(f"| `{f.name}` | `{f.type}` | `{duckdb_type(f.type)}` | {'yes' if f.nullable else 'no'} | {f.metadata[b'doc'].decode()} |\n")
@@ -41,5 +48,36 @@ def schema_markdown() -> str:
     return "".join(out)
 
 
+def cli_markdown() -> str:
+    """Every ``shipetl`` command with its usage line and options, as ``--help`` prints them."""
+    import click
+
+    from .cli import cli
+
+    out = []
+    root = click.Context(cli, info_name="shipetl")
+    for name in sorted(cli.list_commands(root)):
+        command = cli.get_command(root, name)
+        ctx = click.Context(command, info_name=f"shipetl {name}", parent=root)
+        help_text = command.get_help(ctx).replace("\u2026", "...")
+        out.append(f"#### `shipetl {name}`\n\n```text\n{help_text}\n```\n\n")
+    return "".join(out)
+
+
+SECTIONS = {"schema": schema_markdown, "cli": cli_markdown}
+
+
+def refresh(text: str) -> str:
+    """``text`` with every generated section replaced by what the code says now."""
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise ShipetlError(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> section")
+        text = pattern.sub(lambda m: m.group(1) + "\n" + make() + m.group(2), text)
+    return text
+
+
 if __name__ == "__main__":
-    print(schema_markdown(), end="")
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(refresh(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"refreshed {readme}")

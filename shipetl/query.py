@@ -1,67 +1,150 @@
-"""Read-only access for people: ``shipetl sql``, ``shipetl runs``, ``shipetl state``."""
+"""Read-only access for people: ``shipetl sql``, ``shipetl runs``, ``shipetl state``.
+
+Every session opens the warehouse read-only, waits a little while a run is committing (the only moment
+a run holds the file) and then gives up with one line saying so. Results stream out in batches, so
+``--format csv|json|parquet`` handles results larger than memory.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import click
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from . import runs, state, warehouse
+from . import marts, runs, state, warehouse
 from .config import PipelineConfig
 from .errors import ShipetlError
 
+FORMATS = ("table", "csv", "json", "parquet")
+TABLE_ROW_LIMIT = 1000
+DEFAULT_WAIT = 10.0
 
-def _open(pipeline: PipelineConfig):
+
+@contextmanager
+def session(pipeline: PipelineConfig, wait: float = DEFAULT_WAIT) -> Iterator:
+    """A read-only connection to the pipeline's warehouse, with the marts and the pipeline's analytics settings.
+
+    The marts are (re)defined as temporary views, so they match this version of shipetl even on a file last
+    written by an older one. Raises ShipetlError when there is no warehouse, WarehouseBusyError when a run
+    still holds it after ``wait`` seconds.
+    """
     path = Path(pipeline.warehouse.path)
     if not path.exists():
         raise ShipetlError(f"{path}: no warehouse yet; run `shipetl run {pipeline.path}` first")
-    return warehouse.connect(path, read_only=True, timeout=10)
+    with warehouse.connect(path, read_only=True, timeout=wait) as con:
+        marts.install(con, pipeline.analytics, temporary=True)
+        yield con
 
 
-def _print_rows(columns: list[str], rows: list[tuple]) -> None:
+def _print_rows(columns: list[str], rows: list[tuple], more: int = 0) -> None:
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console().print(table)
+    if more:
+        click.echo(f"... {more} more row(s) not shown; use --format csv or json for all of them", err=True)
 
 
-def run(pipeline: PipelineConfig, query: str, fmt: str, out: str | None) -> None:
-    """Run ``query`` read-only and print or write it as a table, CSV, JSON lines or Parquet."""
+def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> int:
+    rows = 0
+    with pa_csv.CSVWriter(sink, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+def _write_json_lines(reader: pa.RecordBatchReader, sink: IO[bytes]) -> int:
+    rows = 0
+    for batch in reader:
+        # Decimals and other types JSON lacks are written as text, never rounded through float.
+        sink.write(b"".join(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE)
+                            for row in batch.to_pylist()))
+        rows += batch.num_rows
+    return rows
+
+
+def _write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> int:
+    rows = 0
+    with pq.ParquetWriter(sink, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+WRITERS = {"csv": _write_csv, "json": _write_json_lines, "parquet": _write_parquet}
+
+
+def _format_for(fmt: str, out: str | None) -> str:
+    """``--format``, or for a table with ``--out`` the format its file name ends with."""
+    if fmt not in FORMATS:
+        raise ShipetlError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt != "table" or not out:
+        return fmt
+    suffix = Path(out).suffix.lower().lstrip(".")
+    inferred = {"csv": "csv", "json": "json", "jsonl": "json", "ndjson": "json", "parquet": "parquet"}.get(suffix)
+    if inferred is None:
+        raise ShipetlError(f"--out {out}: give --format csv, json or parquet (or a .csv, .jsonl or .parquet name)")
+    return inferred
+
+
+def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | None = None,
+        wait: float = DEFAULT_WAIT) -> int | None:
+    """Run ``query`` read-only; print a table, or write CSV, JSON lines or Parquet to ``out`` (or stdout).
+
+    Returns the rows written (None for a statement with no result). Raises ShipetlError with one line for a
+    failed query, a busy warehouse or parquet without ``out``.
+    """
     import duckdb
 
-    with _open(pipeline) as con:
+    fmt = _format_for(fmt, out)
+    if fmt == "parquet" and not out:
+        raise ShipetlError("--format parquet writes a binary file: give it --out FILE")
+    with session(pipeline, wait) as con:
         try:
             rel = con.sql(query)
+            if rel is None:
+                return None
+            if fmt == "table":
+                rows = rel.limit(TABLE_ROW_LIMIT + 1).fetchall()
+                _print_rows(rel.columns, rows[:TABLE_ROW_LIMIT], len(rows) - TABLE_ROW_LIMIT if len(rows) > TABLE_ROW_LIMIT else 0)
+                return min(len(rows), TABLE_ROW_LIMIT)
+            writer = WRITERS[fmt]
+            reader = rel.to_arrow_reader()
+            if out:
+                with open(out, "wb") as sink:
+                    count = writer(reader, sink)
+                click.echo(f"wrote {count} row(s) to {out}", err=True)
+            else:
+                count = writer(reader, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            return count
         except duckdb.Error as exc:
             raise ShipetlError(f"query failed: {str(exc).splitlines()[0]}") from None
-        if rel is None:
-            return
-        if fmt == "table":
-            _print_rows(rel.columns, rel.fetchall())
-            return
-        if fmt == "parquet" and not out:
-            raise ShipetlError("--format parquet needs --out FILE")
-        target = out or "/dev/stdout"
-        if fmt == "parquet":
-            rel.write_parquet(target)
-        elif fmt == "csv":
-            rel.write_csv(target)
-        else:
-            con.execute(f"COPY ({query}) TO '{target}' (FORMAT json)")
-        if out:
-            click.echo(f"wrote {out}", err=True)
+        except pa.ArrowNotImplementedError as exc:
+            raise ShipetlError(f"cannot write this result as {fmt}: {exc}; try --format json or parquet") from None
+        except OSError as exc:
+            raise ShipetlError(f"cannot write {out or 'stdout'}: {exc.strerror or exc}") from None
 
 
 def run_history(pipeline: PipelineConfig, limit: int) -> None:
-    with _open(pipeline) as con:
+    with session(pipeline) as con:
         _print_rows(["run_id", "source", "account", "status", "started_at", "seconds", "extracted", "loaded",
                      "dedup", "rejected", "unmapped", "error"], runs.history(con, limit))
 
 
 def show_state(pipeline: PipelineConfig) -> None:
-    with _open(pipeline) as con:
+    with session(pipeline) as con:
         _print_rows(["source", "account", "key", "value", "run_id", "updated_at"], state.list_all(con))
     sys.stdout.flush()

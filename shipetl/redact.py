@@ -53,7 +53,8 @@ _BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 
 _KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 _KEY_SCANNER = ahocorasick_rs.BytesAhoCorasick(
-    [b'"' + k.encode() + b'"' for k in SECRET_KEYS] + [k.encode() + b"=" for k in SECRET_KEYS] + [b"bearer "]
+    [b'"' + k.encode() + b'"' for k in SECRET_KEYS] + [k.encode() + b"=" for k in SECRET_KEYS] + [b"bearer "],
+    implementation=ahocorasick_rs.Implementation.DFA,
 )
 
 
@@ -160,7 +161,7 @@ def _mentions_secret_key(lowered: bytes) -> bool:
 
     One Aho-Corasick pass over the page finds every candidate at once; this runs on every raw page.
     """
-    for _, start, _end in _KEY_SCANNER.find_matches_as_indexes(lowered, overlapping=True):
+    for _, start, _end in _KEY_SCANNER.find_matches_as_indexes(lowered):
         if lowered[start:start + 1] == b'"' or lowered[start:start + 7] == b"bearer ":
             return True
         if start == 0 or lowered[start - 1] not in _KEY_CHARS:  # key= but not my_key=

@@ -109,7 +109,7 @@ class _Wrapper:
         """(SQL for the typed value, SQL for its reject reason or None)."""
         name, src = f.name, f'm."{f.name}"'
         if name not in self.cols:
-            return "NULL", None
+            return f"CAST(NULL AS {duckdb_type(f.type)})", None  # typed, so staged rows and Parquet keep the canonical types
         if name in self.mapping.times:
             kind = self.mapping.times[name]
             return (timestamps.sql_expr(kind, src, self.zone_sql),

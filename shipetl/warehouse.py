@@ -113,7 +113,9 @@ def _insert_new_rows(con, table: Table, lake_root: Path, commit_id: str) -> int:
         source = f"SELECT {cols} FROM {staged}"
     else:
         within_run = ", ".join(table.entity_key)
-        deduped = f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1"
+        total, distinct = con.execute(f"SELECT count(*), count(DISTINCT ({within_run})) FROM {staged}").fetchone()
+        deduped = f"SELECT {cols} FROM {staged}" if total == distinct else (  # a scan repeated in one reply
+            f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1")
         target = f"{table.name}_latest" if table.entity_key != table.key else table.name
         keys = ", ".join(table.key)
         source = f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})"

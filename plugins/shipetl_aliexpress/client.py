@@ -46,9 +46,9 @@ DEFAULT_CALL_LIMIT_WAIT_S = 1.0
 SESSION_CODES = frozenset({"IllegalAccessToken", "InvalidSession", "SessionExpired", "IllegalSession"})
 CREDENTIAL_CODES = {
     "IncompleteSignature": "the request signature was refused; check credentials.app_secret (it must belong "
-                           "to credentials.app_key)",
-    "InvalidAppKey": "the app key is unknown; check credentials.app_key",
-    "AppKeyNotExist": "the app key is unknown; check credentials.app_key",
+                           "to options.app_key)",
+    "InvalidAppKey": "the app key is unknown; check options.app_key",
+    "AppKeyNotExist": "the app key is unknown; check options.app_key",
 }
 TIMESTAMP_CODES = frozenset({"InvalidTimestamp", "IllegalTimestamp"})
 PERMISSION_SUB_CODES = frozenset({"isv.insufficient-permission"})
@@ -140,11 +140,11 @@ class Reply:
 class AliExpressClient:
     """Signed calls for one account, with its token pair kept valid in ``ctx.tokens``."""
 
-    def __init__(self, ctx: ExtractContext, *, language: str = "en_US", clock: Callable[[], float] = time.time,
-                 http_overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, ctx: ExtractContext, *, app_key: str | None = None, language: str = "en_US",
+                 clock: Callable[[], float] = time.time, http_overrides: Mapping[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.label = f"{ctx.source_name}/{ctx.account_id}"
-        self.app_key = ctx.secret("app_key")
+        self.app_key = app_key or ctx.secret("app_key")
         self._secret = ctx.secret("app_secret")
         self.language = language
         self.clock = clock
@@ -166,8 +166,10 @@ class AliExpressClient:
         try:
             return self.http.request("POST", path, data=form)
         except SourceError as exc:
-            if not str(exc).startswith(("source ", self.label)):
-                exc.args = (f"source {self.label}: {exc}",)
+            # Core's own errors already name the source; the gateway errors raised by classify do not.
+            named = exc.source or self.label
+            if not str(exc).startswith((f"source {named}", f"{named}:")):
+                exc.args = (f"source {named}: {exc}",)
             raise
 
     # --- tokens -------------------------------------------------------------------------------

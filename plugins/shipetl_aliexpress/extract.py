@@ -86,7 +86,7 @@ def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallbac
 
 def pages(ctx: ExtractContext, options) -> Iterator[Page]:
     """The order snapshot and the tracking reply of every order to fetch, order by order."""
-    client = AliExpressClient(ctx, language=options.language)
+    client = AliExpressClient(ctx, app_key=options.app_key, language=options.language)
     try:
         ids = ids_to_fetch(ctx, options)
         ctx.log.info("orders_to_fetch", count=len(ids))

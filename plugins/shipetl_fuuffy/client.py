@@ -21,11 +21,13 @@ from shipetl import (
     ExtractContext,
     HttpClient,
     NotFoundError,
+    SkipRecord,
     TerminalError,
     TokenPair,
     TransientError,
 )
 
+PROVIDER = "fuuffy"
 TOKEN_PATH = "/v1/auth/token"
 ORDER_LIST_PATH = "/v1/order/list"
 TRACKING_PATH = "/v1/tracking/get"
@@ -60,6 +62,16 @@ class ForbiddenRecord(NotFoundError):
 
 class CourierFailure(TransientError):
     """``500999``: Fuuffy or the courier behind it failed; retried a few times, then skipped for this run."""
+
+
+def _send(http: HttpClient, path: str, params: dict[str, Any] | None, headers: dict[str, str]) -> bytes:
+    """One GET through core's retries; a ``500999`` that outlasts them becomes :class:`SkipRecord`."""
+    try:
+        return http.get(path, params=params, headers=headers).content
+    except TransientError as exc:
+        if isinstance(exc.__cause__, CourierFailure):
+            raise SkipRecord(f"{path}: still failing upstream after retries (500999)", source=exc.source) from None
+        raise
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -180,7 +192,7 @@ class FuuffyClient:
 
     def token(self, *, stale: TokenPair | None = None) -> TokenPair:
         """A token good for at least a minute: the stored one, or a new one (also after ``stale`` was refused)."""
-        name, account = "fuuffy", self.ctx.account_id
+        name, account = PROVIDER, self.ctx.account_id
         current = self.ctx.tokens.load(name, account)
         other_client = current is not None and current.extra.get("client_id") != self.client_id
         if other_client:
@@ -205,15 +217,19 @@ class FuuffyClient:
             limiter.pause_for(wait)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
-        """GET with the current token; a refused token is replaced once, a second refusal is an AuthError."""
+        """GET with the current token; a refused token is replaced once, a second refusal is an AuthError.
+
+        :raises SkipRecord: ``500999`` still failing after the retries. :raises NotFoundError: unknown
+            order (``ORDER_NOT_FOUND``, 404) or another member's (:class:`ForbiddenRecord`, 403).
+        """
         pair = self.token()
         try:
-            return self.http.get(path, params=params, headers=self._headers(pair)).content
+            return _send(self.http, path, params, self._headers(pair))
         except TokenRejected:
             self.ctx.log.info("token_rejected", action="renewing")
         pair = self.token(stale=pair)
         try:
-            return self.http.get(path, params=params, headers=self._headers(pair)).content
+            return _send(self.http, path, params, self._headers(pair))
         except TokenRejected as exc:
             raise AuthError("a freshly issued access token was refused too; check that credentials.client_id "
                             "may use this API", source=exc.source) from None

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shipetl import ExtractContext, Page, Provider, RateLimit, Stream
 
 from . import extract, mapping
-from .client import DEFAULT_TIMEZONE, PAGE_SIZE_MAX
+from .client import DEFAULT_TIMEZONE, PAGE_SIZE_MAX, PROVIDER
 
 
 class FuuffyOptions(BaseModel):
@@ -30,7 +30,7 @@ class FuuffyProvider(Provider):
     state its zone). Credentials: ``client_id`` and ``client_secret``.
     """
 
-    name = "fuuffy"
+    name = PROVIDER
     default_base_url = "https://api-gateway.fuuffy.com"
     default_timezone = DEFAULT_TIMEZONE
     # 100 a minute and 1000 an hour, both at once: the hourly one is the tighter (providers.md 4.3).

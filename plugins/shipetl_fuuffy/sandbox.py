@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -94,30 +95,28 @@ OTHER_STEPS: dict[str, tuple[str, str, str]] = {
     "out_for_delivery": ("OD", "Out for delivery 派送中", "unknown"),
     "delivered": ("DL", "Delivered 已簽收", "unknown"),
 }
-# Scenario -> (weight, steps, order code at the end, tracking order_status text at the end, truth status).
-SCENARIOS: dict[str, tuple[int, tuple[str, ...], str, str, str]] = {
-    "draft": (3, (), "DRAFT", "草稿", "pending"),
-    "pending": (6, (), "pending_processing", "待處理", "pending"),
-    "cancelled": (3, (), "CANCELLED", "已取消", "exception"),
-    "label": (8, (), "READY_TO_SHIP", "列印及安排取件", "info_received"),
-    "collected": (6, ("collected",), "PICKUP_COMPLETED", "列印及安排取件", "in_transit"),
-    "in_transit": (14, ("collected", "arrived", "departed", "transport", "arrived"), "IN_TRANSIT", "運送中",
-                   "in_transit"),
-    "out_for_delivery": (8, ("collected", "arrived", "departed", "outlet", "out_for_delivery"), "IN_TRANSIT", "派送中",
-                         "out_for_delivery"),
+# Scenario -> (weight, steps, order code at the end, tracking order_status text at the end).
+SCENARIOS: dict[str, tuple[int, tuple[str, ...], str, str]] = {
+    "draft": (3, (), "DRAFT", "草稿"),
+    "pending": (6, (), "pending_processing", "待處理"),
+    "cancelled": (3, (), "CANCELLED", "已取消"),
+    "label": (8, (), "READY_TO_SHIP", "列印及安排取件"),
+    "collected": (6, ("collected",), "PICKUP_COMPLETED", "列印及安排取件"),
+    "in_transit": (14, ("collected", "arrived", "departed", "transport", "arrived"), "IN_TRANSIT", "運送中"),
+    "out_for_delivery": (8, ("collected", "arrived", "departed", "outlet", "out_for_delivery"), "IN_TRANSIT", "派送中"),
     "delivered": (38, ("collected", "arrived", "departed", "transport", "outlet", "out_for_delivery", "delivered",
-                       "note"), "DELIVERED", "已簽收", "delivered"),
-    "locker": (5, ("collected", "arrived", "departed", "outlet", "handed", "locker"), "IN_TRANSIT", "待取件",
-               "available_for_pickup"),
-    "failed": (5, ("collected", "arrived", "departed", "outlet", "out_for_delivery", "failed"), "IN_TRANSIT", "派送異常",
-               "failed_attempt"),
+                       "note"), "DELIVERED", "已簽收"),
+    "locker": (5, ("collected", "arrived", "departed", "outlet", "handed", "locker"), "IN_TRANSIT", "待取件"),
+    "failed": (5, ("collected", "arrived", "departed", "outlet", "out_for_delivery", "failed"), "IN_TRANSIT", "派送異常"),
     "returned": (4, ("collected", "arrived", "departed", "outlet", "out_for_delivery", "failed", "returned"),
-                 "COMPLETED", "已退回", "returned"),
+                 "COMPLETED", "已退回"),
 }
 NO_PARCEL = ("draft", "pending", "cancelled")
 NOT_OTHER = ("locker", "failed", "returned")  # storylines only SF tells apart
+# What each order_status text the sandbox sends means (the truth for couriers whose codes nobody maps).
 TEXT_STATUS = {"草稿": "pending", "待處理": "pending", "已取消": "exception", "列印及安排取件": "info_received",
-               "運送中": "in_transit", "派送中": "out_for_delivery", "已簽收": "delivered"}
+               "運送中": "in_transit", "派送中": "out_for_delivery", "已簽收": "delivered", "待取件": "available_for_pickup",
+               "派送異常": "out_for_delivery", "已退回": "returned"}
 FINAL_TRUTH = ("delivered", "returned")
 
 
@@ -131,6 +130,7 @@ class Scan:
     message: str
     location: str
     status: str
+    seq: int  # position in the storyline: breaks same-second ties, as SF's code sequence does
 
     def payload(self) -> dict[str, str]:
         return {"code": self.code, "location": self.location, "date": hk_text(self.utc), "message": self.message}
@@ -170,22 +170,22 @@ class Order:
     def carrier_code(self) -> str:
         return CARRIER_CODES[self.courier]
 
-    def stage(self, clock: datetime) -> tuple[str, str, str]:
-        """(order code, tracking order_status text, truth status) at ``clock``."""
-        _, steps, code, text, truth = SCENARIOS[self.scenario]
+    def stage(self, clock: datetime) -> tuple[str, str]:
+        """(order code, tracking order_status text) at ``clock``."""
+        _, steps, code, text = SCENARIOS[self.scenario]
         if self.scenario in NO_PARCEL:
-            return code, text, truth
+            return code, text
         seen = self.parcels[0].visible(clock)
         if clock < self.labelled:
-            return "PROCESSING", "待處理", "pending"
+            return "PROCESSING", "待處理"
         if len(seen) == len(self.parcels[0].scans):
-            return code, text, truth
+            return code, text
         if not seen:
-            return "READY_TO_SHIP", "列印及安排取件", "info_received"
-        last = seen[-1].step
+            return "READY_TO_SHIP", "列印及安排取件"
+        last = max(seen, key=lambda s: (s.utc, s.seq)).step
         if last in ("out_for_delivery", "handed"):
-            return "IN_TRANSIT", "派送中", "out_for_delivery"
-        return "IN_TRANSIT", "運送中", "in_transit"
+            return "IN_TRANSIT", "派送中"
+        return "IN_TRANSIT", "運送中"
 
     def numbers(self, clock: datetime) -> list[str]:
         return [] if clock < self.labelled or not self.parcels else [p.tracking_number for p in self.parcels]
@@ -220,7 +220,7 @@ class World:
     def order_json(self, o: Order, clock: datetime | None = None) -> dict[str, Any]:
         """One element of ``data.order_list`` (field names beyond the seed are this sandbox's choice)."""
         clock = clock or self.clock
-        code, _, _ = o.stage(clock)
+        code, _ = o.stage(clock)
         seen = [s for p in o.parcels for s in p.visible(clock)]
         updated = max([o.created, *(s.utc for s in seen)] + ([o.labelled] if o.labelled <= clock else []))
         return {
@@ -235,7 +235,7 @@ class World:
     def tracking_json(self, o: Order, p: Parcel | None, clock: datetime | None = None) -> dict[str, Any]:
         """The body of ``GET /v1/tracking/get``: for parcel ``p``, or for an order with none yet."""
         clock = clock or self.clock
-        _, text, _ = o.stage(clock)
+        _, text = o.stage(clock)
         labelled = p is not None and clock >= o.labelled
         scans = [s.payload() for s in p.visible(clock)] if labelled else []
         if p is not None and not p.oldest_first:
@@ -269,14 +269,12 @@ class World:
         for o in self.visible_orders(clock):
             if not o.numbers(clock):
                 continue
-            _, text, truth = o.stage(clock)
+            _, text = o.stage(clock)
             for p in o.parcels:
-                seen = p.visible(clock)
-                status = truth
-                if o.carrier_code == "sf_express" and seen:
-                    status = [s for s in seen if s.status != "unknown" and s.code != "8000"][-1].status
-                elif not seen:
-                    status = "info_received"
+                setting = [s for s in p.visible(clock) if s.status != "unknown" and s.code != "8000"]
+                status = TEXT_STATUS[text]
+                if setting:
+                    status = max(setting, key=lambda s: (s.utc, s.seq)).status
                 out.append({"tracking_number": p.tracking_number, "order_id": o.order_id,
                             "carrier_code": o.carrier_code, "status": status, "is_final": status in FINAL_TRUTH,
                             "status_raw": text})
@@ -351,6 +349,7 @@ def _scans(r: random.Random, courier: str, steps: tuple[str, ...], start: dateti
             step = "delivered" if step in ("locker", "handed", "note") else "transport"
             if any(s.step == step for s in scans):
                 continue
+        same_second = False
         if i:
             same_second = step in ("departed", "out_for_delivery") and r.random() < 0.25
             t += timedelta(seconds=0) if same_second else timedelta(minutes=r.randint(20, 900), seconds=r.randint(0, 59))
@@ -358,11 +357,14 @@ def _scans(r: random.Random, courier: str, steps: tuple[str, ...], start: dateti
                 t = scans[-1].utc + timedelta(seconds=r.randint(2, 40))
         code, message, status = table[step]
         place = r.choice(HK_PLACES) if step in ("outlet", "out_for_delivery") else place
-        scans.append(Scan(t, step, code, message.format(p=place), place, status))
+        scans.append(Scan(t, step, code, message.format(p=place), place, status, len(scans)))
+        if i and same_second and r.random() < 0.5:
+            # Position in the array says nothing about order within one second (providers.md 6.4).
+            scans[-2], scans[-1] = scans[-1], scans[-2]
         if sf and step == "transport" and r.random() < 0.1:
             t += timedelta(minutes=r.randint(5, 60))
             code, message, status = SF_STEPS["unconfirmed"]
-            scans.append(Scan(t, "unconfirmed", code, message, place, status))
+            scans.append(Scan(t, "unconfirmed", code, message, place, status, len(scans)))
     return scans
 
 
@@ -402,22 +404,20 @@ class RateWindows:
         """Count one request: (allowed, limit, remaining, reset epoch s) of the tightest window."""
         now = time.time()
         with self._lock:
-            tightest = None
-            allowed = True
+            windows = []
             for i, (limit, length) in enumerate(self.limits):
                 start, used = self._used.get((client, i), (now, 0))
                 if now - start >= length:
                     start, used = now, 0
-                if used >= limit:
-                    allowed = False
-                else:
-                    used += 1
+                windows.append((i, limit, start + length, start, used))
+            allowed = all(used < limit for _, limit, _, _, used in windows)
+            if allowed:
+                windows = [(i, limit, reset, start, used + 1) for i, limit, reset, start, used in windows]
+            for i, _, _, start, used in windows:
                 self._used[(client, i)] = (start, used)
-                remaining = max(0, limit - used)
-                if tightest is None or remaining < tightest[1] or (not allowed and remaining == 0):
-                    tightest = (limit, remaining, start + length)
-            limit, remaining, reset = tightest
-            return allowed, limit, (0 if not allowed else remaining), reset
+            # Report the window with the fewest requests left; of two exhausted ones, the later reset.
+            _, limit, reset, _, used = min(windows, key=lambda w: (w[1] - w[4], -w[2]))
+            return allowed, limit, max(0, limit - used), reset
 
     def reset(self) -> None:
         with self._lock:
@@ -477,7 +477,9 @@ def create_app(settings: SandboxSettings) -> Starlette:
     async def issue_token(request: Request) -> Response:
         with state.lock:
             state.stats["token_requests"] += 1
-        form = await request.form()
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _bad_request("grant_type", "send a form body (application/x-www-form-urlencoded)")
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "client_credentials":
             return _bad_request("grant_type", "grant_type must be client_credentials")
         client_id, secret = form.get("client_id"), form.get("client_secret")
