@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -151,6 +152,21 @@ def state(pipeline: str) -> None:
     from . import query as query_mod
 
     query_mod.show_state(_load(pipeline))
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+def auth(source: str, pipeline: str) -> None:
+    """Link SOURCE's accounts: print the authorization link, store the token pair from the code pasted back."""
+    from . import config, plugins
+    from .tokens import TokenStore
+
+    cfg = _load(pipeline)
+    src, provider_cls = cfg.source(source), plugins.load_registry().provider(cfg.source(source).provider)
+    provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model))
+    for line in provider.authorize(src, TokenStore(Path(cfg.warehouse.tokens)), click.prompt):
+        click.echo(line)
 
 
 @cli.command()

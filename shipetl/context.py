@@ -77,12 +77,12 @@ class SourceContext:
             return as_utc(self._source.start), self.until
         return self.until - DEFAULT_FIRST_WINDOW, self.until
 
-    def http(self, **overrides: Any) -> HttpClient:
+    def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
         config = effective_rate_limit(self._provider.default_rate_limit, self._source.rate_limit)
         kwargs: dict[str, Any] = {
             "base_url": (self._source.base_url or self._provider.default_base_url).rstrip("/"),
             "source": self.label,
-            "rate_limit": limiter_for(f"{self._provider.name}/{self.account_id}", config),
+            "rate_limit": limiter_for(rate_limit_key or f"{self._provider.name}/{self.account_id}", config),
         }
         kwargs.update(overrides)
         return http_client(**kwargs)

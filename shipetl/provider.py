@@ -7,7 +7,7 @@ UTC conversion, statuses, keys, rejects, loading.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from .config import SourceConfig
     from .httpclient import HttpClient
     from .ratelimit import RateLimit
     from .tokens import TokenStore
@@ -47,11 +48,15 @@ class TableMapping:
     no table knows the raw code (core makes it ``unknown`` and counts it); the macros
     ``status_of(namespace, code)`` and ``final_of(namespace, code)`` look codes up in the registered
     status tables. A column ``reject_reason`` (text) rejects the row with that reason.
+
+    ``counters`` are SQL expressions over the mapped row (alias ``m``) that give a counter name or NULL;
+    core counts each name and shows it in the run summary (``time_conflicts:usps``).
     """
 
     table: str
     sql: str
     times: Mapping[str, str] = field(default_factory=dict)
+    counters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ class ExtractContext(Protocol):
     def window(self, cursor_key: str) -> tuple[datetime, datetime]:
         """The window to fetch: ``--since``, else the stored cursor minus the source's lookback, else ``start:``."""
 
-    def http(self, **overrides: Any) -> HttpClient:
-        """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs."""
+    def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
+        """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs.
+
+        The rate limit (provider default with the source's ``rate_limit:``) is shared per account;
+        ``rate_limit_key`` shares it wider, e.g. ``shopee/partner-1234`` for every shop of one app.
+        """
 
     def secret(self, name: str) -> str:
         """The raw value of ``credentials.<name>``; a missing one is a config error naming the key."""
@@ -132,3 +141,16 @@ class Provider:
     def extract(self, ctx: ExtractContext) -> Iterator[Page]:
         """Yield every page of this account for the window ``ctx.since`` .. ``ctx.until``."""
         raise NotImplementedError
+
+    def authorize(self, source: SourceConfig, tokens: TokenStore, ask: Callable[[str], str]) -> list[str]:
+        """Link this source's accounts interactively (``shipetl auth SOURCE PIPELINE``).
+
+        For providers whose accounts must be authorized by a person once (OAuth-style codes): show the
+        link with ``ask(text)``, which prints ``text`` and returns what the user pasted back, exchange the
+        code and store the first token pair in ``tokens``. Returns one line per account for the user.
+        :raises ConfigError: this provider needs no authorization (the default).
+        """
+        from .errors import ConfigError
+
+        raise ConfigError(f"provider {self.name} needs no authorization: its credentials go in the pipeline file "
+                          f"(source {self.source_name})")

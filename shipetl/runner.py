@@ -69,7 +69,7 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
         run.unmapped[f"{table}:{code}"] = n
     for name, n in result.unknown_countries.items():
         log.warning("country_unknown", value=name, rows=n)
-    run.counters = dict(ctx.counters)
+    run.counters = dict(ctx.counters + result.counters)
     if result.unknown_countries:
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 

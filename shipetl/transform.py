@@ -58,6 +58,7 @@ class TransformResult:
     tables: dict[str, TableCounts] = field(default_factory=dict)
     unmapped: Counter = field(default_factory=Counter)
     unknown_countries: Counter = field(default_factory=Counter)
+    counters: Counter = field(default_factory=Counter)
     staged: set[str] = field(default_factory=set)
 
 
@@ -153,6 +154,8 @@ class _Wrapper:
         unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
         inner.append(f"{unmapped} AS __unmapped")
         inner.append(f"coalesce({', '.join(unknown) or 'NULL'}) AS __country_raw")
+        counters = " || ".join(f"coalesce(({expr}) || chr(30), '')" for expr in self.mapping.counters)
+        inner.append(f"{counters or chr(39) + chr(39)} AS __counters")
         inner.append(f"nullif(concat_ws('; ', {', '.join(reasons) or 'NULL'}), '') AS __reason_inner")
         inner.append("m AS __m")
         joins = "".join(
@@ -183,7 +186,7 @@ class _Wrapper:
                    for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"]
         reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join(missing) or 'NULL'}), '')"
         status_raw = "status_raw" if "status_raw" in t.column_names else "NULL"
-        typed = f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, __country_raw, __m FROM {inner_table}"
+        typed = f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, __country_raw, __counters, __m FROM {inner_table}"
         return f"SELECT * EXCLUDE (__m), CASE WHEN __reason IS NOT NULL THEN CAST(to_json(__m) AS VARCHAR) END AS __record FROM ({typed})"
 
 
@@ -266,4 +269,10 @@ def _stage(con, result: TransformResult, wrapper: _Wrapper, provider, account_id
         result.unmapped[(table.name, code)] += count
     for raw, count in con.execute("SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall():
         result.unknown_countries[raw] += count
+    if wrapper.mapping.counters:
+        for name, count in con.execute(
+            "SELECT name, count(*) FROM (SELECT unnest(string_split(__counters, chr(30))) AS name FROM typed "
+            "WHERE __counters <> '') WHERE name <> '' GROUP BY 1"
+        ).fetchall():
+            result.counters[name] += count
     con.execute("DROP TABLE typed")

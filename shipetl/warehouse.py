@@ -153,8 +153,10 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    faultpoints.reached("committed")
-    lake.publish(lake_root, commit_id)
+        # Publish while still holding the write lock: another account's commit in this process would
+        # otherwise find this committed staging area in its repair and move the same files at once.
+        faultpoints.reached("committed")
+        lake.publish(lake_root, commit_id)
     get_logger().info("source_committed", source=run.label, run_id=run.run_id, loaded=run.loaded)
     return loaded
 

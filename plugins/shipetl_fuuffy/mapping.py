@@ -121,7 +121,8 @@ newest AS (
     GROUP BY tracking_number
 ), span AS (
     SELECT tracking_number, arg_min(e.date, (wall, seq)) AS first_date, arg_max(e.date, (wall, seq)) AS last_date,
-           arg_max(e.date, (wall, seq)) FILTER (WHERE status = 'delivered') AS delivered_date
+           arg_max(e.date, (wall, seq)) FILTER (WHERE status = 'delivered' AND trim(e.code) NOT IN ({_INFORMATIONAL}))
+               AS delivered_date
     FROM typed GROUP BY tracking_number
 ), picked AS (
     SELECT p.*, n.pick AS event_pick, s.first_date, s.last_date, s.delivered_date,

@@ -73,8 +73,10 @@ class ShipEngineClient:
                 return
             page += 1
 
-    def tracking(self, carrier_code: str, tracking_number: str) -> dict[str, Any]:
-        return self.http.json("GET", TRACKING_PATH, params={"carrier_code": carrier_code, "tracking_number": tracking_number})
+    def tracking(self, carrier_code: str, tracking_number: str) -> bytes:
+        """One tracking reply, as the bytes received (the raw zone keeps them as they are)."""
+        params = {"carrier_code": carrier_code, "tracking_number": tracking_number}
+        return self.http.request("GET", TRACKING_PATH, params=params).content
 
     def close(self) -> None:
         self.http.close()

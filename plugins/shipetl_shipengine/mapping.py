@@ -103,8 +103,13 @@ SELECT
 FROM pages WHERE body.tracking_number IS NOT NULL
 """
 
+# Where the explicit offset overruled occurred_at by an hour or more, counted per carrier (providers.md 6.1).
+TIME_CONFLICT = (
+    "CASE WHEN abs(epoch(utc_from_iso(m.occurred_at)) - epoch(utc_from_iso(m.extras->>'occurred_at_reported'))) >= 3600 "
+    "THEN 'time_conflicts:' || m.carrier_code END"
+)
 TIMES = {"created_at": "iso", "shipped_at": "iso", "estimated_delivery_at": "iso", "delivered_at": "iso"}
 TRACKING_MAPPINGS = (
     TableMapping("shipments", SHIPMENTS_SQL, TIMES),
-    TableMapping("tracking_events", EVENTS_SQL, {"occurred_at": "iso"}),
+    TableMapping("tracking_events", EVENTS_SQL, {"occurred_at": "iso"}, counters=(TIME_CONFLICT,)),
 )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from shipetl import AuthError, HttpClient, NotFoundError, TerminalError, TransientError
+from shipetl import AuthError, HttpClient, NotFoundError, SkipRecord, TerminalError, TransientError
 
 if TYPE_CHECKING:
     from .tokens import ShopTokens
@@ -70,7 +70,7 @@ class NeedsPackageNumber(TerminalError):
     """``logistics.package_number_not_exist``: a split order; ask again per ``package_number``."""
 
 
-class NotYetAvailable(TerminalError):
+class NotYetAvailable(SkipRecord):
     """The carrier is still being allocated (``logistics.error_param``): ask again next run."""
 
 

@@ -1,0 +1,390 @@
+"""AliExpress plugin: signing, both error layers, tokens, order id sources, and the SQL mapping of real shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import duckdb
+import httpx
+import orjson
+import pytest
+
+from shipetl import AuthError, ConfigError, NotFoundError, Page, TerminalError, TokenPair, TokenStore, TransientError, http_client
+from shipetl import transform
+from shipetl.log import get_logger
+from shipetl.rawzone import RawZoneWriter
+from shipetl_aliexpress import client as ae_client
+from shipetl_aliexpress import extract, provider, sandbox, statuses
+from shipetl_aliexpress.client import AliExpressClient, SessionRejected, ban_seconds, classify, gateway_error, sign
+
+FIXTURES = Path(provider.__file__).parent / "fixtures"
+SECRET = sandbox.APP_SECRET
+APP_KEY = sandbox.APP_KEY
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+class FakeContext:
+    """Just enough of ExtractContext: HTTP through a transport (mock or loopback), a real TokenStore."""
+
+    def __init__(self, tmp_path: Path, *, transport: httpx.BaseTransport | None = None, base_url: str = "http://ae.test",
+                 secrets: dict[str, str] | None = None, open_shipments: list[dict[str, Any]] | None = None,
+                 rows: dict[str, list[tuple]] | None = None) -> None:
+        self.source_name, self.account_id = "ae", "seller-1"
+        self.tokens = TokenStore(tmp_path / "tokens")
+        self.log = get_logger()
+        self.counters: Counter[str] = Counter()
+        self.queries: list[str] = []
+        self._transport, self._base_url = transport, base_url
+        self._secrets = {"app_secret": SECRET, "auth_code": sandbox.AUTH_CODE} if secrets is None else secrets
+        self._open = open_shipments or []
+        self._rows = rows or {}
+
+    def http(self, **overrides: Any):
+        return http_client(base_url=self._base_url, source="ae/seller-1", transport=self._transport,
+                           sleep=lambda s: None, **overrides)
+
+    def secret(self, name: str) -> str:
+        if name not in self._secrets:
+            raise ConfigError(f"credentials.{name}: missing")
+        return self._secrets[name]
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def open_shipments(self) -> list[dict[str, Any]]:
+        return list(self._open)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        self.queries.append(sql)
+        return next((rows for key, rows in self._rows.items() if key in sql), [])
+
+
+def form_of(request: httpx.Request) -> dict[str, str]:
+    return dict(parse_qsl(request.content.decode()))
+
+
+# --- signing -------------------------------------------------------------------------------------
+
+VECTOR_PARAMS = {"access_token": "test", "app_key": "123456", "order_id": "1234", "sign_method": "sha256",
+                 "timestamp": "1517820392000"}
+
+
+def test_signature_reproduces_the_documented_vector_with_api_path() -> None:
+    assert sign(VECTOR_PARAMS, "helloworld", "/order/get") == \
+        "4190D32361CFB9581350222F345CB77F3B19F0E31D162316848A2C1FFD5FAB4A"
+
+
+def test_signature_without_prefix_is_the_sync_form() -> None:
+    assert sign(VECTOR_PARAMS, "helloworld") == "3B474B29F7DA7DB12014B44655CC5FD021B222CAD26E08F9269B802CFDB91651"
+
+
+def test_signature_ignores_sign_and_empty_values_and_sorts_by_byte_order() -> None:
+    shuffled = dict(reversed(list(VECTOR_PARAMS.items())))
+    with_noise = {**shuffled, "sign": "ABC", "simplify": ""}
+    assert sign(with_noise, "helloworld") == sign(VECTOR_PARAMS, "helloworld")
+    # Byte order puts "Z" before "a": a case-insensitive sort would give another signature.
+    assert sign({"a": "1", "Z": "2"}, "k") != sign({"a": "1", "z": "2"}, "k")
+
+
+def test_client_signs_sync_calls_without_prefix_and_token_calls_with_it(tmp_path: Path) -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        form = form_of(request)
+        seen.append((request.url.path, form))
+        if request.url.path.startswith("/rest"):
+            return httpx.Response(200, content=fixture("token_create.json"))
+        return httpx.Response(200, content=fixture("tracking_seed_sample.json"))
+
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(handler))
+    reply = AliExpressClient(ctx, app_key=APP_KEY).tracking("8190000000000001")
+    assert reply.result["ret"] is True
+    (token_path, token_form), (sync_path, sync_form) = seen
+    assert token_path == "/rest/auth/token/create" and token_form["code"] == sandbox.AUTH_CODE
+    assert token_form["sign"] == sandbox.expected_sign(token_form, "/auth/token/create")
+    assert sync_path == "/sync" and sync_form["method"] == "aliexpress.ds.order.tracking.get"
+    assert sync_form["sign"] == sandbox.expected_sign(sync_form)
+    assert sync_form["session"] == "50000600a07xQ2sandboxAccessToken" and sync_form["language"] == "en_US"
+    assert len(sync_form["timestamp"]) == 13 and sync_form["sign_method"] == "sha256"
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "kind", "words"), [
+    ("error_api_call_limit.json", TransientError, "ApiCallLimit"),
+    ("error_incomplete_signature.json", AuthError, "credentials.app_secret"),
+    ("error_insufficient_permission.json", TerminalError, "permission"),
+    ("error_isp_busy.json", TransientError, "ServiceUnavailable"),
+    ("error_illegal_access_token.json", SessionRejected, "access token"),
+    ("token_error_flat.json", AuthError, "credentials.app_secret"),
+])
+def test_gateway_errors_become_typed_errors(name: str, kind: type, words: str) -> None:
+    with pytest.raises(kind) as caught:
+        classify(httpx.Response(200, content=fixture(name)))
+    assert words in str(caught.value)
+    if name == "error_insufficient_permission.json":  # type ISP, but sub_code wins: never retried
+        assert not isinstance(caught.value, TransientError)
+
+
+def test_call_limit_waits_the_seconds_the_message_names_else_one() -> None:
+    assert gateway_error(orjson.loads(fixture("error_api_call_limit.json"))["error_response"]).retry_after == 2.0
+    assert gateway_error(orjson.loads(fixture("error_api_call_limit_no_seconds.json"))["error_response"]).retry_after == 1.0
+    assert ban_seconds("This ban will last for 0.5 more seconds") == 0.5
+
+
+def test_success_with_error_words_is_still_success() -> None:
+    classify(httpx.Response(200, content=fixture("tracking_awkward_shapes.json")))  # ret: true beside "error code"
+    classify(httpx.Response(200, content=fixture("token_create.json")))  # flat success, code "0"
+
+
+def test_business_miss_is_not_found_and_throttle_is_retried(tmp_path: Path) -> None:
+    replies = iter([fixture("error_api_call_limit_no_seconds.json"), fixture("tracking_not_found.json")])
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(lambda r: httpx.Response(200, content=next(replies))))
+    ctx.tokens.save("aliexpress", "seller-1", TokenPair("stored-access-token", datetime.now(UTC) + timedelta(days=1)))
+    with pytest.raises(NotFoundError, match="TRACKING DATA NOT FOUND"):
+        AliExpressClient(ctx, app_key=APP_KEY).tracking("8190000000000009")
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+def test_token_created_from_auth_code_is_persisted_privately_with_reply_lifetimes(tmp_path: Path) -> None:
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(lambda r: httpx.Response(200, content=fixture("token_create.json"))))
+    before = datetime.now(UTC)
+    assert AliExpressClient(ctx, app_key=APP_KEY).session() == "50000600a07xQ2sandboxAccessToken"
+    pair = ctx.tokens.load("aliexpress", "seller-1")
+    assert pair.refresh_token == "50001600a07xQ2sandboxRefreshToken" and pair.extra["seller_id"] == "2000100200"
+    assert timedelta(hours=23, minutes=59) < pair.access_expires_at - before < timedelta(hours=24, minutes=1)
+    assert timedelta(hours=47, minutes=59) < pair.refresh_expires_at - before < timedelta(hours=48, minutes=1)
+    files = list((tmp_path / "tokens").glob("*.json"))
+    assert len(files) == 1 and stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
+
+
+def test_token_close_to_expiry_is_refreshed_with_its_refresh_token(tmp_path: Path) -> None:
+    forms: list[tuple[str, dict[str, str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        forms.append((request.url.path, form_of(request)))
+        return httpx.Response(200, content=fixture("token_create.json"))
+
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(handler), secrets={"app_secret": SECRET})
+    now = datetime.now(UTC)
+    ctx.tokens.save("aliexpress", "seller-1", TokenPair("old-access", now + timedelta(minutes=2), "old-refresh",
+                                                        now + timedelta(days=1)))
+    assert AliExpressClient(ctx, app_key=APP_KEY).session() == "50000600a07xQ2sandboxAccessToken"
+    path, form = forms[0]
+    assert path == "/rest/auth/token/refresh" and form["refresh_token"] == "old-refresh"
+    assert form["sign"] == sandbox.expected_sign(form, "/auth/token/refresh")
+
+
+def test_no_token_and_no_auth_code_names_the_missing_credential(tmp_path: Path) -> None:
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(lambda r: httpx.Response(500)), secrets={"app_secret": SECRET})
+    with pytest.raises(AuthError, match="credentials.auth_code"):
+        AliExpressClient(ctx, app_key=APP_KEY).session()
+
+
+def test_rejected_session_is_refreshed_once_then_the_call_retried(tmp_path: Path) -> None:
+    sessions: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        form = form_of(request)
+        if request.url.path.startswith("/rest"):
+            return httpx.Response(200, content=fixture("token_create.json"))
+        sessions.append(form["session"])
+        if form["session"] == "revoked-access":
+            return httpx.Response(200, content=fixture("error_illegal_access_token.json"))
+        return httpx.Response(200, content=fixture("tracking_seed_sample.json"))
+
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(handler))
+    now = datetime.now(UTC)
+    ctx.tokens.save("aliexpress", "seller-1", TokenPair("revoked-access", now + timedelta(days=1), "rt-1", now + timedelta(days=2)))
+    AliExpressClient(ctx, app_key=APP_KEY).tracking("8190000000000001")
+    assert sessions == ["revoked-access", "50000600a07xQ2sandboxAccessToken"]
+
+
+# --- order ids -----------------------------------------------------------------------------------
+
+def options(**kw) -> provider.AliExpressOptions:
+    return provider.AliExpressOptions(app_key=APP_KEY, **kw)
+
+
+def test_options_need_some_source_of_order_ids() -> None:
+    with pytest.raises(ValueError, match="order_ids, order_ids_file or order_ids_sql"):
+        provider.AliExpressOptions(app_key=APP_KEY)
+    assert options(order_ids=[8190000000000001]).order_ids == ["8190000000000001"]
+
+
+def test_order_ids_from_list_file_csv_and_sql_without_repeats(tmp_path: Path) -> None:
+    lines = tmp_path / "ids.txt"
+    lines.write_text("# placed this week\n8190000000000002\n\n 8190000000000003 \nnot-an-id\n")
+    table = tmp_path / "ids.csv"
+    table.write_text("shop,ae_order_id\nA,8190000000000004\nB,8190000000000002\n")
+    ctx = FakeContext(tmp_path, rows={"FROM my_orders": [("8190000000000005",), (None,)]})
+    assert extract.configured_ids(ctx, options(order_ids=["8190000000000001"], order_ids_file=lines)) == [
+        "8190000000000001", "8190000000000002", "8190000000000003"]
+    assert ctx.counters["bad_order_ids"] == 1
+    got = extract.configured_ids(ctx, options(order_ids_file=table, order_ids_column="ae_order_id",
+                                              order_ids_sql="SELECT id FROM my_orders"))
+    assert got == ["8190000000000004", "8190000000000002", "8190000000000005"]
+    with pytest.raises(ConfigError, match="no column 'order'"):
+        extract.ids_from_file(table, "order")
+
+
+def test_finished_orders_are_skipped_unless_a_parcel_is_still_open(tmp_path: Path) -> None:
+    ctx = FakeContext(tmp_path, open_shipments=[{"order_id": "8190000000000003"}, {"order_id": "8190000000000009"}],
+                      rows={"orders_latest": [("8190000000000001",), ("8190000000000003",)]})
+    ids = extract.ids_to_fetch(ctx, options(order_ids=["8190000000000001", "8190000000000002", "8190000000000003"]))
+    assert ids == ["8190000000000002", "8190000000000003", "8190000000000009"]
+    assert ctx.counters["orders_finished_skipped"] == 1
+
+
+# --- mapping -------------------------------------------------------------------------------------
+
+def mapped(tmp_path: Path, registry, stream: str, body: bytes, meta: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Run one page through the raw zone and core's transform; return staged rows per table."""
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    with RawZoneWriter(tmp_path / "raw", "aliexpress", "seller-1", "run-1", started) as raw:
+        raw.write(Page(stream, body, meta))
+        files = raw.close()
+    con = transform.connect(status_tables=registry.statuses)
+    result = transform.transform(con, provider.AliExpressProvider.streams, files, provider="aliexpress",
+                                 account_id="seller-1", run_id="run-1", extracted_at=started,
+                                 timezone=provider.AliExpressProvider.default_timezone)
+    assert not result.tables.get("rejects") and "rejects" not in result.staged
+    out = {}
+    for table in sorted(result.staged):
+        rel = con.sql(f"SELECT * FROM {transform.staged_table(table)}")
+        out[table] = [dict(zip(rel.columns, row)) for row in rel.fetchall()]
+    con.close()
+    return out
+
+
+def comparable(rows: list[dict[str, Any]], columns: list[str], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    def plain(v: Any) -> Any:
+        return v.isoformat() if isinstance(v, datetime) else (str(v) if hasattr(v, "as_tuple") else v)
+    picked = [{c: plain(r[c]) for c in columns} for r in rows]
+    return sorted(picked, key=lambda r: tuple(str(r[k]) for k in key))
+
+
+@pytest.mark.parametrize("name", ["tracking_seed_sample", "tracking_awkward_shapes"])
+def test_tracking_fixture_maps_to_expected_rows(tmp_path: Path, registry, name: str) -> None:
+    expected = json.loads(fixture(f"{name}.expected.json"))
+    rows = mapped(tmp_path, registry, "tracking", fixture(f"{name}.json"), expected["meta"])
+    for table, key in (("shipments", ("shipment_id",)), ("tracking_events", ("shipment_id", "occurred_at"))):
+        columns = list(expected[table][0])
+        assert comparable(rows[table], columns, key) == comparable(expected[table], columns, key)
+    events = rows["tracking_events"]
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_same_scan_in_two_parcels_is_two_events_and_a_number_does_not_change_its_id(tmp_path: Path, registry) -> None:
+    meta = json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"]
+    first = mapped(tmp_path / "a", registry, "tracking", fixture("tracking_awkward_shapes.json"), meta)
+    numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
+    second = mapped(tmp_path / "b", registry, "tracking", numbered, meta)
+    ids = lambda rows: {e["event_id"] for e in rows["tracking_events"]}  # noqa: E731
+    assert ids(first) == ids(second)
+    assert {e["shipment_id"] for e in second["tracking_events"]} >= {"LP00999999999999"}
+
+
+def test_order_fixture_maps_order_and_lines_in_pacific_time(tmp_path: Path, registry) -> None:
+    expected = json.loads(fixture("order_get.expected.json"))
+    rows = mapped(tmp_path, registry, "orders", fixture("order_get.json"), expected["meta"])
+    for table, key in (("orders", ("order_id",)), ("order_items", ("line_id",))):
+        columns = list(expected[table][0])
+        assert comparable(rows[table], columns, key) == comparable(expected[table], columns, key)
+    assert json.loads(rows["orders"][0]["extras"])["logistics_status"] == "SELLER_SEND_GOODS"
+
+
+def test_unmatched_nodes_are_unknown_and_counted_when_the_fallback_is_off(tmp_path: Path, registry) -> None:
+    meta = {"order_id": "8190000000000001", "logistics_status": "SELLER_SEND_GOODS", "unmatched_node_status": None}
+    rows = mapped(tmp_path, registry, "tracking", fixture("tracking_seed_sample.json"), meta)
+    assert [e["status"] for e in rows["tracking_events"]] == ["unknown"]
+    assert rows["tracking_events"][0]["status_raw"] == "Delivery update"
+
+
+@pytest.mark.parametrize(("desc", "name", "status", "final"), [
+    ("Courier is delivering your package", "Delivery update", "out_for_delivery", False),
+    ("Delivery attempt failed: recipient not available", "Delivery update", "failed_attempt", False),
+    ("Ready for collection at the pickup point", "Delivery update", "available_for_pickup", False),
+    ("Package returned to sender", "Returned", "returned", True),
+    ("Package is being returned", "Delivery update", "exception", False),
+    ("Parcel LOST in transit", "Delivery update", "exception", True),
+    ("Package delivered to the recipient", "Delivered", "delivered", True),
+    ("Package not delivered: address incomplete", "Delivery update", "exception", False),
+    ("Seller is preparing your package", "Package in preparation", "info_received", False),
+    ("快件派送中", "派送", "out_for_delivery", False),
+    ("已签收，签收人：本人", "已签收", "delivered", True),
+    ("海关扣留", "异常", "exception", False),
+    ("Departed from the country of origin", "Delivery update", "in_transit", False),
+])
+def test_keyword_table_classifies_node_text(desc: str, name: str, status: str, final: bool) -> None:
+    sql = (f"SELECT {statuses.node_status_sql('d', 'n', chr(39) + 'in_transit' + chr(39))}, "
+           f"{statuses.node_final_sql('d', 'n')} FROM (SELECT ? AS d, ? AS n)")
+    assert duckdb.execute(sql, [desc, name]).fetchone() == (status, final)
+
+
+# --- against the loopback sandbox ----------------------------------------------------------------
+
+def sandbox_ctx(tmp_path: Path, url: str, **secrets: str) -> FakeContext:
+    return FakeContext(tmp_path, base_url=f"{url}/aliexpress",
+                       secrets={"app_secret": SECRET, "auth_code": sandbox.AUTH_CODE, **secrets})
+
+
+def test_sandbox_refuses_a_wrong_sign_and_the_error_names_the_secret(tmp_path: Path, sandbox) -> None:
+    ctx = sandbox_ctx(tmp_path, sandbox, app_secret="not-the-app-secret")
+    with pytest.raises(AuthError) as caught:
+        AliExpressClient(ctx, app_key=APP_KEY).session()
+    message = str(caught.value)
+    assert "IncompleteSignature" in message and "credentials.app_secret" in message
+    assert "not-the-app-secret" not in message and len(message.splitlines()) == 1
+
+
+def test_sandbox_refuses_a_stale_timestamp_and_the_error_names_the_clock(tmp_path: Path, sandbox) -> None:
+    import time
+
+    ctx = sandbox_ctx(tmp_path, sandbox)
+    stale = AliExpressClient(ctx, app_key=APP_KEY, clock=lambda: time.time() - 3 * 3600)
+    with pytest.raises(AuthError, match="InvalidTimestamp.*clock"):
+        stale.session()
+
+
+def test_sandbox_session_expired_mid_run_is_refreshed_once(tmp_path: Path, sandbox) -> None:
+    ctx = sandbox_ctx(tmp_path, sandbox)
+    client = AliExpressClient(ctx, app_key=APP_KEY)
+    order_id = sandbox_world().orders[0].order_id
+    assert client.order(order_id).result["order_status"]
+    httpx.post(f"{sandbox}/aliexpress/_expire_tokens")
+    assert client.order(order_id).result["order_status"]
+    stats = httpx.get(f"{sandbox}/aliexpress/_stats").json()
+    assert stats["tokens_create"] == 1 and stats["tokens_refresh"] == 1 and stats["refused_IllegalAccessToken"] == 1
+
+
+_WORLD: list[sandbox.World] = []
+
+
+def sandbox_world() -> sandbox.World:
+    if not _WORLD:
+        _WORLD.append(sandbox.build_world(42))
+    return _WORLD[0]
+
+
+def test_sandbox_world_has_the_awkward_cases() -> None:
+    world = sandbox_world()
+    assert len(world.orders) == sandbox.ORDERS_AT_SCALE_1
+    assert len(world.not_found_ids()) > 5
+    assert any(len(o.parcels) > 1 for o in world.orders)
+    assert any(p.mail_no == "" and p.nodes for o in world.orders for p in o.parcels)
+    assert {o.shape for o in world.orders} == set(sandbox.SHAPES)
+    texts = [n.desc for o in world.orders for p in o.parcels for n in p.nodes]
+    assert any(t.isascii() for t in texts) and any(not t.isascii() for t in texts)
+    assert ae_client.TRACKING_GET == sandbox.TRACKING_GET and ae_client.ORDER_GET == sandbox.ORDER_GET

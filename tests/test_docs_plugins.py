@@ -1,0 +1,38 @@
+"""The plugin guide's hook reference is generated from hookspecs.py, and a test keeps it so."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from shipetl import plugins
+
+GUIDE_TEXT = plugins.GUIDE.read_text(encoding="utf-8")
+SPECS = plugins.hookspec_functions()
+
+
+def test_hook_reference_matches_hookspecs():
+    assert plugins.with_reference(GUIDE_TEXT) == GUIDE_TEXT, (
+        "plugins/README.md's hook reference is out of date: run `python -m shipetl.plugins`")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.__name__)
+def test_every_hook_is_documented_with_its_signature(spec):
+    assert f"### `{plugins.hook_signature(spec)}`" in GUIDE_TEXT
+    assert spec.__doc__ and "Called" in spec.__doc__, f"{spec.__name__}'s docstring must say when it is called"
+
+
+def test_guide_documents_no_hook_that_does_not_exist():
+    documented = set(re.findall(r"^### `(\w+)\(", GUIDE_TEXT, flags=re.MULTILINE))
+    assert documented == {s.__name__ for s in SPECS}
+
+
+def test_stale_reference_is_detected():
+    stale = GUIDE_TEXT.replace("### `register_destinations(register)`", "### `register_destinations()`")
+    assert plugins.with_reference(stale) != stale
+
+
+def test_guide_without_markers_is_an_error():
+    with pytest.raises(ValueError, match="hook-reference"):
+        plugins.with_reference("# a guide with no reference block\n")
