@@ -133,7 +133,9 @@ def _fill(pm: pluggy.PluginManager, registry: Registry) -> Registry:
             if registry.plugins[impl.plugin_name].error:
                 continue
             try:
-                impl.function(register=make_register(impl.plugin_name))
+                # Pass only what the implementation declares: specs grow by adding arguments.
+                offered = {"register": make_register(impl.plugin_name)}
+                impl.function(**{name: offered[name] for name in impl.argnames})
             except PluginError as exc:
                 _fail(registry, impl.plugin_name, f"{hook} failed: {exc}", hook)
             except Exception as exc:

@@ -1,14 +1,16 @@
 """Keeps each provider page as received (secrets masked), so a run can be replayed and nothing is lost.
 
 Layout: ``<raw>/<provider>/<account>/<YYYY-MM-DD>/<run_id>/<stream>-<nnnnn>.ndjson.zst``, one page a
-line as ``{"meta": ..., "body": ...}``; files rotate at ``rotate_bytes`` of uncompressed text. The
-transform stage reads these same files, so what is loaded is exactly what was kept.
+line as ``{"meta": ..., "body": ...}``; files rotate at ``rotate_bytes`` of uncompressed text and each
+closed file is handed to ``on_close``, so the transform stage reads these same files while extraction
+goes on: what is loaded is exactly what was kept.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -41,12 +43,14 @@ def page_line(page: Page) -> bytes:
 class RawZoneWriter:
     """Appends pages of one run of one account, stream by stream."""
 
-    def __init__(self, root: Path, provider: str, account_id: str, run_id: str, started_at: datetime, rotate_bytes: int = 64 << 20):
+    def __init__(self, root: Path, provider: str, account_id: str, run_id: str, started_at: datetime,
+                 rotate_bytes: int = 32 << 20, on_close: Callable[[str, Path], None] | None = None):
         self.dir = Path(root) / safe_name(provider) / safe_name(account_id) / started_at.strftime("%Y-%m-%d") / run_id
         self.rotate_bytes = rotate_bytes
         self._open: dict[str, tuple[object, object, int]] = {}
         self._files: dict[str, list[Path]] = {}
         self.pages = 0
+        self._on_close = on_close
 
     def write(self, page: Page) -> None:
         """Mask secrets in the page and append it to its stream's current file."""
@@ -71,6 +75,8 @@ class RawZoneWriter:
     def _finish(self, stream: str) -> None:
         fh, writer, _ = self._open.pop(stream)
         writer.close()  # also closes fh
+        if self._on_close:
+            self._on_close(stream, self._files[stream][-1])
 
     def close(self) -> dict[str, list[Path]]:
         """Flush every file; return ``{stream: [files]}`` for the transform stage."""

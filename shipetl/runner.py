@@ -74,14 +74,24 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 
 
-def _extract_to_raw(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun, progress) -> dict[str, list[Path]]:
-    with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at) as raw:
-        for page in provider.extract(ctx):
-            raw.write(page)
-            if progress:
-                progress(run.label, raw.pages)
-        run.pages = raw.pages
-        return raw.close()
+def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
+                           transformer: transform.Transformer, progress) -> None:
+    """Write every page to the raw zone; each raw file is mapped in a second thread as soon as it is closed.
+
+    DuckDB releases the GIL, so on two cores mapping one file overlaps with fetching the next.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transform-{run.label}") as mapper:
+        pending = []
+        on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
+        with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
+                           on_close=on_close) as raw:
+            for page in provider.extract(ctx):
+                raw.write(page)
+                if progress:
+                    progress(run.label, raw.pages)
+            run.pages = raw.pages
+        for future in pending:
+            future.result()  # a mapping error fails the source here
 
 
 def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
@@ -112,13 +122,14 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                             since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)),
                             warehouse_path=Path(pipeline.warehouse.path), warehouse_timeout=pipeline.warehouse.commit_timeout)
         log.info("source_started", open_shipments=len(open_shipments))
-        files = _extract_to_raw(pipeline, provider_cls(src.name, job.options), ctx, run, progress)
-        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses,
-                                pii=src.pii, pii_key=src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None)
+        pii_key = src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None
+        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=src.pii, pii_key=pii_key)
         try:
-            result = transform.transform(con, provider_cls.streams, files, provider=provider_cls.name,
-                                         account_id=job.account_id, run_id=run_id, extracted_at=run.started_at,
-                                         timezone=ctx.timezone)
+            transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
+                                                account_id=job.account_id, run_id=run_id,
+                                                extracted_at=run.started_at, timezone=ctx.timezone)
+            _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress)
+            result = transformer.result
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)

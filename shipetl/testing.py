@@ -167,7 +167,7 @@ class ContractContext:
     def window(self, cursor_key: str) -> tuple[datetime, datetime]:
         return self.since, self.until
 
-    def http(self, **overrides: Any):
+    def http(self, *, rate_limit_key: str | None = None, **overrides: Any):
         kwargs: dict[str, Any] = {"base_url": self._base_url, "source": self.source_name, "max_retries": 2,
                                   "sleep": lambda _s: None}
         kwargs.update(overrides)

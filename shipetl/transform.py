@@ -67,6 +67,7 @@ def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_ta
     """An in-memory DuckDB with shipetl's macros, bounded memory and a spill directory."""
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     if temp_dir:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {quote(str(temp_dir))}")
     timestamps.install_macros(con)
     statuses.install(con, status_tables or statuses.StatusTables())
@@ -190,6 +191,39 @@ class _Wrapper:
         return f"SELECT * EXCLUDE (__m), CASE WHEN __reason IS NOT NULL THEN CAST(to_json(__m) AS VARCHAR) END AS __record FROM ({typed})"
 
 
+class Transformer:
+    """Types one run's raw files one by one as they are closed, staging rows in its connection's temp tables.
+
+    Feeding it each raw file as soon as the raw zone rotates lets mapping overlap with extraction, and keeps
+    memory bounded by the rotation size however many pages a run fetches; each file's JSON is parsed once.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], *, provider: str, account_id: str,
+                 run_id: str, extracted_at: datetime, timezone: str | None) -> None:
+        self.result = TransformResult(con)
+        self._streams = {s.name: s for s in streams}
+        self._wrappers: dict[str, list[_Wrapper]] = {}
+        self._args = (provider, account_id, run_id, extracted_at)
+        self._timezone = timezone
+
+    def add(self, stream_name: str, path: Path) -> None:
+        """Map, type and validate every page of one raw file."""
+        stream = self._streams.get(stream_name)
+        if stream is None or not stream.mappings:
+            return
+        con, provider = self.result.con, self._args[0]
+        columns = "{'meta': 'JSON', 'body': " + quote(stream.body_type) + "}"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({quote(str(path))}, "
+            f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
+        )
+        if stream.name not in self._wrappers:
+            self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone) for m in stream.mappings]
+        for wrapper in self._wrappers[stream.name]:
+            _stage(con, self.result, wrapper, *self._args)
+        con.execute("DROP TABLE pages")
+
+
 def transform(
     con: duckdb.DuckDBPyConnection,
     streams: Sequence[Stream],
@@ -201,28 +235,13 @@ def transform(
     extracted_at: datetime,
     timezone: str | None,
 ) -> TransformResult:
-    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects in temp tables.
-
-    Works one raw file at a time (a raw file holds at most ``rawzone`` rotation size of pages), so
-    memory stays bounded however many pages a run fetched; each file's JSON is parsed once.
-    """
-    result = TransformResult(con)
+    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects in temp tables."""
+    transformer = Transformer(con, streams, provider=provider, account_id=account_id, run_id=run_id,
+                              extracted_at=extracted_at, timezone=timezone)
     for stream in streams:
-        if not stream.mappings:
-            continue
-        columns = "{'meta': 'JSON', 'body': " + quote(stream.body_type) + "}"
-        wrappers: list[tuple[TableMapping, _Wrapper]] = []
-        for chunk, path in enumerate(raw_files.get(stream.name, ())):
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({quote(str(path))}, "
-                f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
-            )
-            if not wrappers:
-                wrappers = [(m, _wrapper_for(con, stream, m, provider, timezone)) for m in stream.mappings]
-            for n, (mapping, wrapper) in enumerate(wrappers):
-                _stage(con, result, wrapper, provider, account_id, run_id, extracted_at)
-        con.execute("DROP TABLE IF EXISTS pages")
-    return result
+        for path in raw_files.get(stream.name, ()):
+            transformer.add(stream.name, path)
+    return transformer.result
 
 
 def staged_table(table: str) -> str:

@@ -65,7 +65,17 @@ def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
     return list(dict.fromkeys([i for i in configured if i not in finished] + open_orders))
 
 
-def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None) -> list[Page]:
+def open_placeholders(ctx: ExtractContext) -> dict[str, list[str]]:
+    """Open parcels still keyed by order and position (no number yet), by order id."""
+    out: dict[str, list[str]] = {}
+    for s in ctx.open_shipments():
+        if s.get("order_id") and not s.get("tracking_number"):
+            out.setdefault(str(s["order_id"]), []).append(s["shipment_id"])
+    return out
+
+
+def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None,
+           placeholders: list[str]) -> list[Page]:
     try:
         order = client.order(order_id)
     except NotFoundError as exc:
@@ -79,7 +89,7 @@ def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallbac
         ctx.count("tracking_not_found")  # no parcel data yet: asked again next run
         return pages
     meta = {"order_id": order_id, "logistics_status": order.result.get("logistics_status"),
-            "unmatched_node_status": fallback}
+            "unmatched_node_status": fallback, "placeholders": placeholders}
     pages.append(Page("tracking", tracking.content, meta))
     return pages
 
@@ -93,8 +103,10 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         if not ids:
             return
         client.session()  # authorize once before the threads start
+        placeholders = open_placeholders(ctx)
+        fallback = options.unmatched_node_status
         with ThreadPoolExecutor(max_workers=options.poll_concurrency) as pool:
-            for fetched in pool.map(lambda i: _fetch(ctx, client, i, options.unmatched_node_status), ids):
+            for fetched in pool.map(lambda i: _fetch(ctx, client, i, fallback, placeholders.get(i, [])), ids):
                 yield from fetched
     finally:
         client.close()

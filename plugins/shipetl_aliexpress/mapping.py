@@ -8,7 +8,9 @@ all four into a ``JSON[]``.
 Keys and identities:
 
 * One shipment per parcel (``tracking_detail[]``): ``shipment_id`` is its ``mail_no``; a parcel without a
-  number yet is keyed ``<order_id>-P<position>`` (1-based, in reply order).
+  number yet is keyed ``<order_id>-P<position>`` (1-based, in reply order). Once that parcel has a number,
+  the extractor names the open placeholder in ``meta.placeholders`` and a last snapshot retires it
+  (``is_final``, ``extras.superseded_by`` = the number); its earlier events keep the placeholder key.
 * ``event_id`` hashes the ORDER id, not the parcel key, with the UTC instant, ``tracking_name`` and
   ``tracking_detail_desc``, so a node seen first under a numberless parcel is not stored again once the
   number appears. Identical nodes of different parcels of one order are told apart by a rank among
@@ -144,15 +146,18 @@ SHIPMENTS_SQL = _TRACKING_CTES + f"""
     SELECT shipment_id, arg_max(status, (ts_num, npos)) AS status, arg_max(name, (ts_num, npos)) AS status_raw,
            arg_max(final, (ts_num, npos)) AS is_final, CAST(max(ts_num) AS BIGINT) AS last_ms, count(*) AS scans
     FROM classified GROUP BY shipment_id
-)
+), current AS (
 SELECT
     k.shipment_id,
     k.mail_no AS tracking_number,
     k.order_id,
     k.p->>'carrier_name' AS service,
-    coalesce(n.status, status_of('{LOGISTICS_NAMESPACE}', k.logistics_status)) AS status,
+    -- The order's logistics_status speaks for a parcel only while the parcel has no scan.
+    CASE WHEN n.shipment_id IS NOT NULL THEN n.status
+         ELSE status_of('{LOGISTICS_NAMESPACE}', k.logistics_status) END AS status,
     CASE WHEN n.shipment_id IS NOT NULL THEN n.status_raw ELSE k.logistics_status END AS status_raw,
-    coalesce(n.is_final, final_of('{LOGISTICS_NAMESPACE}', k.logistics_status), false) AS is_final,
+    CASE WHEN n.shipment_id IS NOT NULL THEN n.is_final
+         ELSE coalesce(final_of('{LOGISTICS_NAMESPACE}', k.logistics_status), false) END AS is_final,
     {_text("k.p->>'eta_time_stamps'")} AS estimated_delivery_at,
     CASE WHEN n.status = 'delivered' THEN n.last_ms END AS delivered_at,
     n.last_ms AS last_event_at,
@@ -160,6 +165,19 @@ SELECT
                 'package_items', {as_list("k.p->'package_item_list'", 'package_item')},
                 'scans', coalesce(n.scans, 0)) AS extras
 FROM keyed AS k LEFT JOIN newest AS n USING (shipment_id)
+), retired AS (
+    -- Open numberless parcels of this order that now have a number: their key is retired.
+    SELECT meta->>'order_id' AS order_id, unnest(CAST(meta->'placeholders' AS VARCHAR[])) AS shipment_id FROM ok
+)
+SELECT * FROM current
+UNION ALL BY NAME
+SELECT r.shipment_id, r.order_id, c.service, coalesce(c.status, 'unknown') AS status, c.status_raw, true AS is_final,
+       json_object('superseded_by', c.shipment_id, 'parcel_position', CAST(split_part(r.shipment_id, '-P', 2) AS INTEGER))
+           AS extras
+FROM retired AS r
+LEFT JOIN current AS c ON c.order_id = r.order_id
+     AND CAST(c.extras->>'parcel_position' AS INTEGER) = CAST(split_part(r.shipment_id, '-P', 2) AS INTEGER)
+WHERE r.shipment_id NOT IN (SELECT shipment_id FROM current)
 """
 
 ORDER_MAPPINGS = (

@@ -434,7 +434,8 @@ class SandboxState:
     courier_latency_ms: int
     courier_failures: frozenset[str]
     tokens: dict[str, _Token] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=lambda: {"token_requests": 0, "api_requests": 0, "rejected_tokens": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"token_requests": 0, "api_requests": 0, "rejected_tokens": 0,
+                                                           "throttled": 0, "exhausted": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -509,6 +510,11 @@ def create_app(settings: SandboxSettings) -> Starlette:
             state.stats["api_requests"] += 1
         allowed, limit, remaining, reset = limiter.admit(entry.client_id)
         headers = _rate_headers(limit, remaining, reset)
+        with state.lock:
+            if not allowed:
+                state.stats["throttled"] += 1
+            elif remaining == 0:
+                state.stats["exhausted"] += 1  # this reply tells the client to wait for the reset
         if not allowed:
             return error_response(429, "rate_limit_exceeded", "TOO_MANY_REQUESTS", "Rate limit exceeded", headers=headers)
         return entry.client_id, headers

@@ -208,7 +208,9 @@ class ShopeeApi:
                     response = self.http.request("POST", path, params=query, json=json)
                 return response.content, orjson.loads(response.content)
             except AccessTokenRejected as exc:
-                if refreshed or pair is None:
+                if pair is None:
+                    raise
+                if refreshed:
                     raise AuthError(f"{exc}; refreshing did not help: link the shop again with "
                                     f"`shipetl auth {self.tokens.source} PIPELINE`", source=exc.source) from None
                 self.tokens.after_rejection(pair)

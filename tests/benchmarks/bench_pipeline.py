@@ -20,10 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_BENCH = Path(os.environ.get("SHIPETL_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
@@ -36,36 +34,37 @@ def generate(trackings: int, out: Path) -> Path:
     return out
 
 
-def run_once(src: Path, work: Path, args_memory_limit: str) -> dict:
-    from shipetl import transform, warehouse
+def run_once(src: Path, work: Path, memory_limit: str) -> dict:
+    """One `shipetl run` in this process, its ShipEngine source replaying ``src`` instead of calling HTTP."""
+    from shipetl import config, runner
     from shipetl.plugins import load_registry
     from shipetl.provider import Page
-    from shipetl.rawzone import RawZoneWriter
-    from shipetl.runs import SourceRun, new_run_id
     from shipetl_shipengine.provider import ShipEngineProvider
 
+    class ReplayProvider(ShipEngineProvider):
+        """ShipEngine with its HTTP calls replaced by the generated replies, each as the bytes received."""
+
+        def extract(self, ctx):
+            with open(src, "rb") as fh:
+                for line in fh:
+                    # The label fields the extractor carries beside each reply.
+                    tn = line[line.index(b'"tracking_number":"') + 19:].split(b'"', 1)[0].decode()
+                    yield Page("tracking", line, {"tracking_number": tn, "created_at": "2024-01-01T00:00:00Z"})
+
     registry = load_registry()
-    started = datetime.now(timezone.utc)
-    run_id = new_run_id(started)
-    t0 = time.perf_counter()
-    with RawZoneWriter(work / "raw", "shipengine", "bench", run_id, started) as raw, open(src, "rb") as fh:
-        for line in fh:
-            # The label fields the extractor would carry beside each reply.
-            tn = line[line.index(b'"tracking_number":"') + 19:].split(b'"', 1)[0].decode()
-            raw.write(Page("tracking", line, {"tracking_number": tn, "created_at": "2024-01-01T00:00:00Z"}))
-        files = raw.close()
-    t1 = time.perf_counter()
-    con = transform.connect(args_memory_limit, work / "spill", registry.statuses)
-    result = transform.transform(con, ShipEngineProvider.streams, files, provider="shipengine", account_id="bench",
-                                 run_id=run_id, extracted_at=started, timezone=None)
-    t2 = time.perf_counter()
-    run = SourceRun(run_id, "bench", "shipengine", "bench", started, datetime.now(timezone.utc), "ok")
-    run.extracted = {t: c.mapped for t, c in result.tables.items()}
-    warehouse.commit(work / "warehouse.duckdb", work / "lake", result, run, {})
-    con.close()
-    t3 = time.perf_counter()
-    return {"events": result.tables["tracking_events"].mapped, "loaded": run.loaded.get("tracking_events", 0),
-            "raw_s": t1 - t0, "transform_s": t2 - t1, "load_s": t3 - t2, "total_s": t3 - t0}
+    registry.providers["shipengine"] = ReplayProvider
+    pipeline_file = work / "bench.yaml"
+    pipeline_file.write_text(
+        f"warehouse: {{path: {work}/warehouse.duckdb, lake: {work}/lake, raw: {work}/raw, memory_limit: {memory_limit}}}\n"
+        "sources:\n  - {name: bench, provider: shipengine, credentials: {api_key: bench-not-used}}\n"
+    )
+    started = time.perf_counter()
+    result = runner.run_pipeline(config.load(pipeline_file), registry=registry)
+    elapsed = time.perf_counter() - started
+    (run,) = result.sources
+    if not run.ok:
+        raise SystemExit(f"benchmark run failed: {run.error}")
+    return {"events": run.extracted["tracking_events"], "loaded": run.loaded["tracking_events"], "total_s": elapsed}
 
 
 def peer(src: Path, work: Path) -> float | None:

@@ -249,8 +249,8 @@ def test_finished_orders_are_skipped_unless_a_parcel_is_still_open(tmp_path: Pat
 
 # --- mapping -------------------------------------------------------------------------------------
 
-def mapped(tmp_path: Path, registry, stream: str, body: bytes, meta: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Run one page through the raw zone and core's transform; return staged rows per table."""
+def mapped(tmp_path: Path, registry, stream: str, body: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+    """Run one page through the raw zone and core's transform; staged rows per table, and ``unmapped`` counts."""
     started = datetime(2026, 1, 1, tzinfo=UTC)
     with RawZoneWriter(tmp_path / "raw", "aliexpress", "seller-1", "run-1", started) as raw:
         raw.write(Page(stream, body, meta))
@@ -260,7 +260,7 @@ def mapped(tmp_path: Path, registry, stream: str, body: bytes, meta: dict[str, A
                                  account_id="seller-1", run_id="run-1", extracted_at=started,
                                  timezone=provider.AliExpressProvider.default_timezone)
     assert not result.tables.get("rejects") and "rejects" not in result.staged
-    out = {}
+    out: dict[str, Any] = {"unmapped": dict(result.unmapped)}
     for table in sorted(result.staged):
         rel = con.sql(f"SELECT * FROM {transform.staged_table(table)}")
         out[table] = [dict(zip(rel.columns, row)) for row in rel.fetchall()]
@@ -296,6 +296,20 @@ def test_same_scan_in_two_parcels_is_two_events_and_a_number_does_not_change_its
     assert {e["shipment_id"] for e in second["tracking_events"]} >= {"LP00999999999999"}
 
 
+def test_placeholder_parcel_is_retired_once_its_number_appears(tmp_path: Path, registry) -> None:
+    meta = {**json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"], "placeholders": ["8190000000000002-P1"]}
+    numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
+    shipments = {s["shipment_id"]: s for s in mapped(tmp_path, registry, "tracking", numbered, meta)["shipments"]}
+    retired = shipments["8190000000000002-P1"]
+    assert retired["is_final"] and retired["status"] == shipments["LP00999999999999"]["status"] == "info_received"
+    assert json.loads(retired["extras"])["superseded_by"] == "LP00999999999999"
+    assert not shipments["LP00999999999999"]["is_final"] and len(shipments) == 4
+
+
+def test_demo_order_ids_are_the_orders_the_sandbox_serves() -> None:
+    assert extract.ids_from_file(FIXTURES / "demo_order_ids.txt", None) == [o.order_id for o in sandbox_world().orders]
+
+
 def test_order_fixture_maps_order_and_lines_in_pacific_time(tmp_path: Path, registry) -> None:
     expected = json.loads(fixture("order_get.expected.json"))
     rows = mapped(tmp_path, registry, "orders", fixture("order_get.json"), expected["meta"])
@@ -310,6 +324,7 @@ def test_unmatched_nodes_are_unknown_and_counted_when_the_fallback_is_off(tmp_pa
     rows = mapped(tmp_path, registry, "tracking", fixture("tracking_seed_sample.json"), meta)
     assert [e["status"] for e in rows["tracking_events"]] == ["unknown"]
     assert rows["tracking_events"][0]["status_raw"] == "Delivery update"
+    assert rows["unmapped"] == {("tracking_events", "Delivery update"): 1, ("shipments", "Delivery update"): 1}
 
 
 @pytest.mark.parametrize(("desc", "name", "status", "final"), [

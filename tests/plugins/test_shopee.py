@@ -1,0 +1,285 @@
+"""Shopee provider: the shared contract over captured-shape fixtures, then signing, errors and tokens.
+
+HTTP is faked with ``httpx.MockTransport``; the end-to-end tests against the sandbox are in
+``tests/e2e/test_shopee_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+import shipetl_shopee
+from shipetl import AuthError, NotFoundError, SkipRecord, TerminalError, TokenPair, TokenStore, TransientError, http_client
+from shipetl.testing import ErrorFixture, ProviderContract
+from shipetl_shopee.client import (
+    AccessTokenRejected,
+    NeedsPackageNumber,
+    ShopeeApi,
+    StaleTimestamp,
+    base_string,
+    classify,
+    sign,
+)
+from shipetl_shopee.extract import windows
+from shipetl_shopee.provider import parse_redirect
+from shipetl_shopee.tokens import PROVIDER, ShopTokens, code_for_shop
+
+FIXTURES = Path(shipetl_shopee.__file__).parent / "fixtures"
+PARTNER_ID, SHOP_ID, KEY = 2001887, 880303, "shipetl-example-partner-key"
+
+
+class TestShopeeContract(ProviderContract):
+    plugin = shipetl_shopee
+    fixtures = FIXTURES
+    options = {"partner_id": PARTNER_ID, "shop_ids": [SHOP_ID], "poll_concurrency": 2}
+    until = datetime(2025, 12, 20, tzinfo=UTC)
+    routes = {
+        "POST /api/v2/auth/token/get": "token_get.json",
+        "GET /api/v2/order/get_order_list?cursor=": "order_list_page_1.json",
+        "GET /api/v2/order/get_order_list?cursor=2": "order_list_last_page.json",
+        "GET /api/v2/order/get_order_detail": "order_detail.json",
+        "GET /api/v2/logistics/get_tracking_number?order_sn=210930KJDNF06T": "tracking_number_seed.json",
+        "GET /api/v2/logistics/get_tracking_number?package_number=OFG10000000000001": "tracking_number_split_1.json",
+        "GET /api/v2/logistics/get_tracking_number?package_number=OFG10000000000002": "tracking_number_split_2.json",
+        "GET /api/v2/logistics/get_tracking_info?order_sn=210930KJDNF06T": "tracking_info_seed.json",
+        "GET /api/v2/logistics/get_tracking_info?package_number=OFG10000000000001": "tracking_info_split_1.json",
+    }
+    errors = {"auth": ErrorFixture(403, "error_auth.json"),
+              "rate_limit": ErrorFixture(200, "error_rate_limit.json"),
+              "bad_input": ErrorFixture(400, "error_param.json")}
+    allow_rejects = ("missing from get_order_detail",)
+
+    def test_missing_order_is_a_reject_not_a_failure(self, harvest):
+        rejects = harvest.tables["rejects"].to_pylist()
+        assert [orjson.loads(r["record"])["order_id"] for r in rejects] == ["251201GONE0000"]
+
+    def test_pii_is_hashed_by_default(self, harvest):
+        orders = {r["order_id"]: r for r in harvest.tables["orders"].to_pylist()}
+        # The contract transforms with pii "keep"; the pii macro is exercised in the e2e tests with hash.
+        assert orders["251103SPLIT2PK"]["recipient_name"] == "สมชาย ใจดี"
+
+    def test_zero_package_order_has_no_shipment(self, harvest):
+        shipments = {r["order_id"] for r in harvest.tables["shipments"].to_pylist()}
+        assert "251201UNPAID00" not in shipments and "251103SPLIT2PK" in shipments
+
+
+# --- signing (providers.md 1.2 vectors) ----------------------------------------------------------------
+
+def test_shop_signature_vector():
+    base = base_string(2001887, "/api/v2/shop/get_shop_info", 1655714431, "59777174636562737266615546704c6d", 14701711)
+    assert base == "2001887/api/v2/shop/get_shop_info165571443159777174636562737266615546704c6d14701711"
+    assert sign(KEY, base) == "e4d83657e2bce78547c380bce45181051b9c479ee9116bd52c2b4d2149dbf925"
+
+
+def test_public_signature_vector():
+    base = base_string(2001887, "/api/v2/auth/token/get", 1655714431)
+    assert base == "2001887/api/v2/auth/token/get1655714431"
+    assert sign(KEY, base) == "279ea310cc065743910a58e466257b114175560e6f5ddf63557961fad50d47cd"
+
+
+# --- fakes ---------------------------------------------------------------------------------------------
+
+def _reply(name: str, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, content=(FIXTURES / name).read_bytes(), headers={"content-type": "application/json"})
+
+
+class FakeShopee:
+    """Answers by path from a list of replies per path, recording every request."""
+
+    def __init__(self, replies: dict[str, list[httpx.Response]]):
+        self.replies = replies
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        queue = self.replies[request.url.path]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+
+def _api(fake: FakeShopee, tmp_path: Path, pair: TokenPair | None = None, clock=None, auth_code=None):
+    def http_for(cls):
+        return http_client(base_url="http://shopee.test", source="shopee/shop-880303", classify=cls,
+                           transport=httpx.MockTransport(fake), sleep=lambda _s: None)
+
+    store = TokenStore(tmp_path / "tokens", clock=clock or (lambda: datetime.now(UTC)))
+    if pair is not None:
+        store.save(PROVIDER, f"shop-{SHOP_ID}", pair)
+    auth_api = ShopeeApi(http_for, PARTNER_ID, KEY, SHOP_ID)
+    tokens = ShopTokens(store, auth_api, source="shopee", account=f"shop-{SHOP_ID}", shop_id=SHOP_ID, auth_code=auth_code)
+    return ShopeeApi(http_for, PARTNER_ID, KEY, SHOP_ID, tokens), store
+
+
+def _pair(access="old-access-token-0001", refresh="old-refresh-token-0001", expires_in=timedelta(hours=3)) -> TokenPair:
+    now = datetime.now(UTC)
+    return TokenPair(access, now + expires_in, refresh, now + timedelta(days=29), now)
+
+
+# --- requests ------------------------------------------------------------------------------------------
+
+def test_shop_call_signs_with_token_and_shop_in_the_query(tmp_path):
+    fake = FakeShopee({"/api/v2/logistics/get_tracking_info": [_reply("tracking_info_seed.json")]})
+    api, _ = _api(fake, tmp_path, _pair(access="access-abc-123"))
+    api.tracking_info("210930KJDNF06T", None)
+    q = dict(fake.requests[0].url.params)
+    assert set(q) == {"order_sn", "partner_id", "timestamp", "access_token", "shop_id", "sign"}
+    assert q["access_token"] == "access-abc-123" and q["shop_id"] == str(SHOP_ID)
+    expected = sign(KEY, base_string(PARTNER_ID, "/api/v2/logistics/get_tracking_info", int(q["timestamp"]),
+                                     "access-abc-123", SHOP_ID))
+    assert q["sign"] == expected
+
+
+def test_order_detail_asks_fifty_at_most_with_optional_fields(tmp_path):
+    fake = FakeShopee({"/api/v2/order/get_order_detail": [_reply("order_detail.json")]})
+    api, _ = _api(fake, tmp_path, _pair())
+    api.order_detail([f"SN{i}" for i in range(50)])
+    q = fake.requests[0].url.params
+    assert len(q["order_sn_list"].split(",")) == 50
+    assert {"item_list", "package_list", "pay_time", "total_amount", "recipient_address"} <= set(
+        q["response_optional_fields"].split(","))
+    with pytest.raises(ValueError):
+        api.order_detail([f"SN{i}" for i in range(51)])
+
+
+def test_forty_days_become_three_windows_of_at_most_fifteen_days():
+    start = datetime(2025, 10, 1, tzinfo=UTC)
+    slices = windows(start, start + timedelta(days=40))
+    assert [b - a for a, b in slices] == [1_296_000, 1_296_000, 864_000]
+    assert slices[0][0] == int(start.timestamp()) and all(slices[i][1] == slices[i + 1][0] for i in range(2))
+
+
+# --- the error envelope (providers.md 1.5) -------------------------------------------------------------
+
+@pytest.mark.parametrize(("fixture", "status", "error", "words"), [
+    ("error_rate_limit.json", 200, TransientError, "slow down"),
+    ("error_auth.json", 403, AccessTokenRejected, "access token refused"),
+    ("error_sign.json", 403, AuthError, "wrong sign"),
+    ("error_stale_timestamp.json", 400, StaleTimestamp, "clock skew"),
+    ("error_param.json", 400, TerminalError, "bad parameters"),
+    ("error_package_number_needed.json", 200, NeedsPackageNumber, "package_number"),
+    ("error_allocating.json", 200, SkipRecord, "next run"),
+])
+def test_envelope_becomes_a_typed_error_naming_endpoint_and_shop(fixture, status, error, words):
+    response = _reply(fixture, status)
+    response.request = httpx.Request("GET", "http://shopee.test/api/v2/order/get_order_detail")
+    with pytest.raises(error) as caught:
+        classify(response, shop="shop 880303")
+    message = str(caught.value)
+    assert words in message and "shop 880303" in message and "/api/v2/order/get_order_detail" in message
+
+
+def test_success_envelope_and_foreign_bodies_pass():
+    for response in (_reply("order_detail.json"), httpx.Response(503, text="<html>busy</html>")):
+        response.request = httpx.Request("GET", "http://shopee.test/x")
+        assert classify(response) is None
+
+
+def test_not_found_names_are_matched_exactly_then_by_suffix():
+    for name in ("error_not_found", "logistics.invalid_error", "common.error_not_found"):
+        response = httpx.Response(200, json={"error": name, "message": "gone", "request_id": "r"})
+        response.request = httpx.Request("GET", "http://shopee.test/x")
+        with pytest.raises(NotFoundError):
+            classify(response)
+
+
+def test_rate_limit_envelope_is_retried_until_it_passes(tmp_path):
+    fake = FakeShopee({"/api/v2/logistics/get_tracking_info": [
+        _reply("error_rate_limit.json"), _reply("error_rate_limit.json"), _reply("tracking_info_seed.json")]})
+    api, _ = _api(fake, tmp_path, _pair())
+    body = orjson.loads(api.tracking_info("210930KJDNF06T", None))
+    assert body["response"]["logistics_status"] == "LOGISTICS_DELIVERY_DONE" and len(fake.requests) == 3
+
+
+def test_split_order_is_asked_again_with_its_package_number(tmp_path):
+    fake = FakeShopee({"/api/v2/logistics/get_tracking_number": [
+        _reply("error_package_number_needed.json"), _reply("tracking_number_split_1.json")]})
+    api, _ = _api(fake, tmp_path, _pair())
+    reply = api.tracking_number("251103SPLIT2PK", "OFG10000000000001", split=False)
+    assert reply["tracking_number"] == "KEX000000000001"
+    assert "package_number" not in fake.requests[0].url.params
+    assert fake.requests[1].url.params["package_number"] == "OFG10000000000001"
+
+
+def test_stale_timestamp_is_signed_again_once_then_reported_as_clock_skew(tmp_path):
+    fake = FakeShopee({"/api/v2/order/get_order_detail": [_reply("error_stale_timestamp.json", 400)]})
+    api, _ = _api(fake, tmp_path, _pair())
+    with pytest.raises(AuthError, match="clock skew"):
+        api.order_detail(["SN1"])
+    assert len(fake.requests) == 2
+
+
+# --- tokens (providers.md 1.3) -------------------------------------------------------------------------
+
+def test_refused_access_token_is_refreshed_once_persisted_and_used(tmp_path):
+    fake = FakeShopee({
+        "/api/v2/order/get_order_detail": [_reply("error_auth.json", 403), _reply("order_detail.json")],
+        "/api/v2/auth/access_token/get": [_reply("token_refresh.json")],
+    })
+    api, store = _api(fake, tmp_path, _pair())
+    api.order_detail(["210930KJDNF06T"])
+    assert fake.paths() == ["/api/v2/order/get_order_detail", "/api/v2/auth/access_token/get",
+                            "/api/v2/order/get_order_detail"]
+    assert orjson.loads(fake.requests[1].content) == {"refresh_token": "old-refresh-token-0001",
+                                                      "partner_id": PARTNER_ID, "shop_id": SHOP_ID}
+    stored = store.load(PROVIDER, f"shop-{SHOP_ID}")
+    assert stored.refresh_token == "7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"
+    assert fake.requests[2].url.params["access_token"] == stored.access_token
+    path = next((tmp_path / "tokens").glob("*.json"))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert timedelta(seconds=14370) < stored.access_expires_at - stored.obtained_at <= timedelta(seconds=14376)
+
+
+def test_token_is_renewed_ahead_of_expiry(tmp_path):
+    fake = FakeShopee({"/api/v2/auth/access_token/get": [_reply("token_refresh.json")],
+                       "/api/v2/logistics/get_tracking_info": [_reply("tracking_info_seed.json")]})
+    api, _ = _api(fake, tmp_path, _pair(expires_in=timedelta(minutes=5)))
+    api.tracking_info("210930KJDNF06T", None)
+    assert fake.paths() == ["/api/v2/auth/access_token/get", "/api/v2/logistics/get_tracking_info"]
+
+
+def test_second_rejection_tells_the_user_to_link_the_shop_again(tmp_path):
+    fake = FakeShopee({"/api/v2/order/get_order_detail": [_reply("error_auth.json", 403)],
+                       "/api/v2/auth/access_token/get": [_reply("token_refresh.json")]})
+    api, _ = _api(fake, tmp_path, _pair())
+    with pytest.raises(AuthError, match="shipetl auth shopee PIPELINE"):
+        api.order_detail(["SN1"])
+
+
+def test_spent_refresh_token_names_the_shop_and_the_fix(tmp_path):
+    fake = FakeShopee({"/api/v2/auth/access_token/get": [_reply("token_error_refresh_spent.json")]})
+    api, _ = _api(fake, tmp_path, _pair(expires_in=timedelta(0)))
+    with pytest.raises(AuthError) as caught:
+        api.tracking_info("SN1", None)
+    assert "shop 880303" in str(caught.value) and "shipetl auth shopee PIPELINE" in str(caught.value)
+
+
+def test_unlinked_shop_uses_the_configured_code_once(tmp_path):
+    fake = FakeShopee({"/api/v2/auth/token/get": [_reply("token_get.json")],
+                       "/api/v2/logistics/get_tracking_info": [_reply("tracking_info_seed.json")]})
+    api, store = _api(fake, tmp_path, auth_code="880101:other,880303:the-code")
+    api.tracking_info("SN1", None)
+    api.tracking_info("SN2", None)
+    assert fake.paths().count("/api/v2/auth/token/get") == 1
+    assert orjson.loads(fake.requests[0].content)["code"] == "the-code"
+    assert store.load(PROVIDER, f"shop-{SHOP_ID}").access_token == "4a6b9c0d1e2f30415263748596a7b8c9"
+
+
+def test_unlinked_shop_without_code_says_run_shipetl_auth(tmp_path):
+    api, _ = _api(FakeShopee({}), tmp_path)
+    with pytest.raises(AuthError, match="shop 880303 is not linked yet; run: shipetl auth shopee PIPELINE"):
+        api.tracking_info("SN1", None)
+
+
+def test_code_for_shop_and_pasted_redirects():
+    assert code_for_shop("abc", 1) == "abc" and code_for_shop("1:a, 2:b", 2) == "b" and code_for_shop("1:a", 3) is None
+    assert parse_redirect("https://x.test/cb?code=c0de&shop_id=880101") == ("c0de", 880101)
+    assert parse_redirect("  c0de \n") == ("c0de", None)
