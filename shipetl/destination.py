@@ -7,6 +7,7 @@ same way: the pipeline's ``destination:`` key names it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,11 @@ class DuckDBDestination:
 
     def __init__(self, pipeline: PipelineConfig) -> None:
         self.settings = pipeline.warehouse
+        self.expire_after = timedelta(days=pipeline.run.expire_after_days)
 
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
         return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
-                                timeout=self.settings.commit_timeout)
+                                timeout=self.settings.commit_timeout, expire_before=run.started_at - self.expire_after)
 
     def record_failure(self, run: SourceRun) -> None:
         warehouse.record_failure(Path(self.settings.path), run, timeout=self.settings.commit_timeout)

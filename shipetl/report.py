@@ -80,6 +80,9 @@ def collect(pipeline: PipelineConfig) -> ReportData:
     """Read every figure the report needs from the marts; raises ShipetlError when the warehouse is busy or absent."""
     data = ReportData(datetime.now(timezone.utc), str(pipeline.warehouse.path), pipeline.analytics.stuck_after_days)
     with session(pipeline) as con:
+        # Every chart reads shipment_timeline: compute it once, so the page is one consistent snapshot.
+        con.execute("CREATE TEMP TABLE report_timeline AS SELECT * FROM shipment_timeline")
+        con.execute("CREATE OR REPLACE TEMP VIEW shipment_timeline AS SELECT * FROM report_timeline")
         for name, sql in QUERIES.items():
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]
@@ -142,12 +145,12 @@ def figures(data: ReportData) -> list[tuple[str, Any]]:
     runs_by_source = _by(t["runs"], "source")
     duration = go.Figure([go.Scatter(name=source, mode="lines+markers", x=[r["started"] for r in rows],
                                      y=[r["seconds"] for r in rows]) for source, rows in runs_by_source.items()],
-                         _layout("Run duration per source (seconds)", xaxis={"type": "category"}))
+                         _layout("Run duration per source (seconds)"))
     charts.append(("chart-run-duration", duration))
 
     loaded = go.Figure([go.Bar(name=source, x=[r["started"] for r in rows], y=[r["loaded"] for r in rows])
                         for source, rows in runs_by_source.items()],
-                       _layout("Rows loaded per run and source", xaxis={"type": "category"}))
+                       _layout("Rows loaded per run and source"))
     charts.append(("chart-run-rows", loaded))
 
     sources = sorted(runs_by_source)

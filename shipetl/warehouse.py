@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import duckdb
 
 from . import faultpoints, lake, marts, runs, state
 from .errors import WarehouseBusyError
+from .keys import record_hash_sql
 from .log import get_logger
 from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
-from .transform import TransformResult, duckdb_type, staged_table
+from .transform import COMMON_NAMES, TransformResult, duckdb_type, quote, staged_table
 
 _LOCK = threading.RLock()
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
@@ -119,18 +121,39 @@ def _insert_new_rows(con, table: Table, lake_root: Path, commit_id: str) -> int:
         target = f"{table.name}_latest" if table.entity_key != table.key else table.name
         keys = ", ".join(table.key)
         source = f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {source}")
+    return _insert(con, table, source, lake_root, commit_id)
+
+
+def _insert(con, table: Table, select: str, lake_root: Path, commit_id: str) -> int:
+    """Insert the rows of ``select`` into ``table`` and stage exactly those rows for the lake."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {select}")
     (count,) = con.execute("SELECT count(*) FROM temp.main.new_rows").fetchone()
     if count:
         lake.write_staging(con, table, "temp.main.new_rows", lake_root, commit_id)
+        cols = ", ".join(f'"{c}"' for c in table.column_names)
         con.execute(f"INSERT INTO {table.name} SELECT {cols} FROM temp.main.new_rows")
     con.execute("DROP TABLE temp.main.new_rows")
     return count
 
 
+def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime, lake_root: Path, commit_id: str) -> int:
+    """New ``expired`` snapshots of this account's open shipments with no news since ``cutoff``."""
+    table = TABLES["shipments"]
+    content = [c for c in table.column_names if c not in COMMON_NAMES and c != "record_hash"]
+    changed = (f"SELECT * REPLACE ({quote(run.run_id)} AS run_id, TIMESTAMPTZ {quote(run.started_at.isoformat())} AS extracted_at, "
+               f"'expired' AS status, true AS is_final) FROM shipments_latest "
+               f"WHERE provider = {quote(run.provider)} AND account_id = {quote(run.account_id)} AND NOT is_final "
+               f"AND run_id <> {quote(run.run_id)} "
+               f"AND coalesce(last_event_at, created_at, extracted_at) < TIMESTAMPTZ {quote(cutoff.isoformat())}")
+    rehashed = f"SELECT * REPLACE ({record_hash_sql([chr(34) + c + chr(34) for c in content])} AS record_hash) FROM ({changed})"
+    return _insert(con, table, rehashed, lake_root, commit_id)
+
+
 def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
-           timeout: float = 60.0) -> dict[str, int]:
+           timeout: float = 60.0, expire_before: datetime | None = None) -> dict[str, int]:
     """Insert one source account's staged rows, cursors and run record in one transaction, then publish its Parquet.
+
+    Open shipments of the account with no event since ``expire_before`` get an ``expired`` snapshot.
 
     Returns rows inserted per table. A crash before COMMIT leaves the warehouse as it was (staging
     files are discarded by the next commit); a crash after it leaves files the next commit publishes.
@@ -145,6 +168,8 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             for name in (*DATA_TABLES, "rejects"):
                 if name in staged.staged:
                     loaded[name] = _insert_new_rows(con, TABLES[name], lake_root, commit_id)
+            if expire_before is not None:
+                run.counters["expired"] = _expire_silent_shipments(con, run, expire_before, lake_root, commit_id)
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
             runs.insert(con, run, commit_id)

@@ -34,13 +34,16 @@ def sandbox(registry) -> Iterator[str]:
 def make_pipeline(tmp_path: Path) -> Callable[[str], Path]:
     """Write a pipeline YAML whose warehouse, lake, raw zone and tokens live in ``tmp_path``.
 
-    Pass the ``sources:`` list as YAML text (indented freely); returns the file's path.
+    Pass the ``sources:`` list as YAML text (indented freely) and optionally ``run=`` settings; returns the path.
     """
 
-    def make(sources_yaml: str, **warehouse: str) -> Path:
+    def make(sources_yaml: str, run: dict | None = None, **warehouse: str) -> Path:
         settings = {"path": tmp_path / "warehouse.duckdb", "lake": tmp_path / "lake", "raw": tmp_path / "raw",
                     "tokens": tmp_path / "tokens", **warehouse}
         text = "warehouse:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items())
+        # The sandbox's world stands still in 2025: by default, wall-clock expiry must not close its open parcels.
+        run_settings = {"expire_after_days": 3650, **(run or {})}
+        text += "run:\n" + "".join(f"  {k}: {v}\n" for k, v in run_settings.items())
         text += "sources:\n" + textwrap.indent(textwrap.dedent(sources_yaml).strip() + "\n", "  ")
         path = tmp_path / "pipeline.yaml"
         path.write_text(text)

@@ -152,6 +152,11 @@ def example_source(url: str) -> str:
     """
 
 
+def sql(venv: Venv, pipeline: Path, query: str) -> list[str]:
+    """Rows of ``shipetl sql --format csv``, one string per line, quotes removed."""
+    return venv.run("shipetl", "sql", str(pipeline), "--format", "csv", query).stdout.replace('"', "").split()
+
+
 def plugin_line(listing: str, name: str) -> str:
     match = re.search(rf"^{re.escape(name)}\s.*$", listing, re.MULTILINE)
     assert match, f"{name} missing from `shipetl plugins`:\n{listing}"
@@ -172,13 +177,11 @@ def test_generated_plugin_installs_lists_runs_and_passes_its_own_tests(venv: Ven
         """)
         run = venv.run("shipetl", "run", str(pipeline), "--no-progress")
     assert re.search(r"acme\s.*\bok\b", run.stdout), run.stdout
-    rows = venv.run("shipetl", "sql", str(pipeline), "--format", "csv",
-                    "SELECT shipment_id, status FROM shipments_latest WHERE provider = 'acme' ORDER BY 1").stdout
-    assert rows.split() == ["shipment_id,status", "ACME100000001,delivered", "ACME100000002,in_transit",
+    rows = sql(venv, pipeline, "SELECT shipment_id, status FROM shipments_latest WHERE provider = 'acme' ORDER BY 1")
+    assert rows == ["shipment_id,status", "ACME100000001,delivered", "ACME100000002,in_transit",
                             "ACME100000003,failed_attempt"]
-    events = venv.run("shipetl", "sql", str(pipeline), "--format", "csv",
-                      "SELECT count(*) AS n FROM tracking_events WHERE provider = 'acme'").stdout
-    assert events.split() == ["n", "7"]
+    events = sql(venv, pipeline, "SELECT count(*) AS n FROM tracking_events WHERE provider = 'acme'")
+    assert events == ["n", "7"]
 
     own_tests = venv.run("pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path / "shipetl-acme")
     assert re.search(r"\b28 passed\b", own_tests.stdout), own_tests.stdout
@@ -206,8 +209,8 @@ def test_broken_package_is_reported_by_name_and_the_others_still_load(venv: Venv
         run = venv.run("shipetl", "run", str(pipeline), "--no-progress")  # exit 0: broken plugins do not fail a run
     assert "plugin broken_import (package shipetl-broken 0.2.0) not loaded: failed to load: RuntimeError" in run.stdout
     assert "plugin broken_version (package shipetl-broken 0.2.0) not loaded: targets hook API version 2" in run.stdout
-    rows = venv.run("shipetl", "sql", str(pipeline), "--format", "csv", "SELECT count(*) AS n FROM tracking_events").stdout
-    assert rows.split() == ["n", "6"]
+    rows = sql(venv, pipeline, "SELECT count(*) AS n FROM tracking_events")
+    assert rows == ["n", "6"]
     venv.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "shipetl-broken")
 
 
@@ -216,11 +219,11 @@ def test_status_mapping_only_package_changes_the_status_in_the_next_run(venv: Ve
     with venv.sandbox() as url:
         pipeline = pipeline_file(tmp_path, example_source(url))
         venv.run("shipetl", "run", str(pipeline), "--no-progress")
-        before = venv.run("shipetl", "sql", str(pipeline), "--format", "csv", query).stdout.split()
+        before = sql(venv, pipeline, query)
         venv.pip_install(str(write_package(tmp_path / "statuses", STATUSES_PYPROJECT, "shipetl_example_statuses",
                                            {"__init__.py": STATUSES_MODULE})))
         venv.run("shipetl", "run", str(pipeline), "--no-progress")
-        after = venv.run("shipetl", "sql", str(pipeline), "--format", "csv", query).stdout.split()
+        after = sql(venv, pipeline, query)
     assert before[2] == "EX-1002,in_transit"
     assert after == ["shipment_id,status", "EX-1001,delivered", "EX-1002,out_for_delivery", "EX-1003,info_received"]
 

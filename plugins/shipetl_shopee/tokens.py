@@ -42,6 +42,11 @@ def pair_from_reply(reply: dict[str, Any], shop_id: int, received_at: datetime) 
     )
 
 
+def _shopee_said(exc: Exception) -> str:
+    """The envelope part of a classified error's message (``error_param "..." (request_id ...)``)."""
+    return str(exc).rsplit(": ", 1)[-1]
+
+
 def code_for_shop(auth_code: str | None, shop_id: int) -> str | None:
     """The authorization code meant for ``shop_id``: ``auth_code`` is one code for every shop, or
     ``shop_id:code`` pairs joined by commas."""
@@ -102,8 +107,8 @@ class ShopTokens:
             except TransientError:
                 raise
             except TerminalError as exc:
-                raise AuthError(f"shop {self.shop_id}: refreshing its access token failed ({exc}); "
-                                f"{self._relink_hint()}") from None
+                raise AuthError(f"shop {self.shop_id}: Shopee refused its refresh token; {self._relink_hint()} "
+                                f"(Shopee said: {_shopee_said(exc)})") from None
             return pair_from_reply(reply, self.shop_id, self.store.clock())
         if self.auth_code:
             return self._exchange(self.auth_code)
@@ -116,6 +121,6 @@ class ShopTokens:
         except TransientError:
             raise
         except TerminalError as exc:
-            raise AuthError(f"shop {self.shop_id}: the authorization code was refused ({exc}); codes are "
-                            f"single-use and last 10 minutes: {self._relink_hint()}") from None
+            raise AuthError(f"shop {self.shop_id}: Shopee refused the authorization code (single-use, valid 10 "
+                            f"minutes); {self._relink_hint()} (Shopee said: {_shopee_said(exc)})") from None
         return pair_from_reply(reply, self.shop_id, self.store.clock())

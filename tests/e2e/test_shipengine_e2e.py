@@ -151,3 +151,22 @@ def test_api_key_appears_nowhere(sandbox, make_pipeline, run_cli, tmp_path):
     for path in (tmp_path / "lake").rglob("*.parquet"):
         text = duckdb.sql(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM read_parquet('{path}') t").fetchall()[0][0]
         assert API_KEY not in text
+
+
+def test_open_shipments_silent_past_the_expiry_become_expired_and_stop_being_polled(sandbox, make_pipeline, run_cli, tmp_path):
+    # The sandbox's parcels last moved in 2025, so with 30 days of patience every open one is silent by now.
+    pipeline = make_pipeline(source_yaml(sandbox), run={"expire_after_days": 30})
+    assert run_cli("run", str(pipeline)).returncode == 0
+    open_now = warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE NOT is_final")[0][0]
+    assert open_now > 0  # a parcel first seen in this run is not expired by this run
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE status = 'expired'")[0][0] == 0
+
+    assert run_cli("run", str(pipeline)).returncode == 0
+    expired = warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE status = 'expired' AND is_final")[0][0]
+    assert expired == open_now
+    details = json.loads(warehouse_rows(tmp_path, "SELECT details FROM runs ORDER BY started_at DESC LIMIT 1")[0][0])
+    assert details["counters"]["expired"] == open_now
+
+    assert run_cli("run", str(pipeline)).returncode == 0
+    pages = warehouse_rows(tmp_path, "SELECT pages FROM runs ORDER BY started_at DESC LIMIT 1")[0][0]
+    assert pages == 1  # one (empty) page of labels created since the cursor, and nothing left to poll

@@ -258,3 +258,22 @@ def test_provider_declares_documented_defaults():
     assert FuuffyOptions().page_size == 100 and FuuffyOptions().order_lookback_days == 30
     with pytest.raises(ValueError):
         FuuffyOptions(page_size=101)
+
+
+@pytest.mark.parametrize(("text", "status"), [
+    ("列印及安排取件", "info_received"),  # the seed's own value
+    ("待處理", "pending"),
+    ("待取件", "available_for_pickup"),  # 待取 is longer than 待
+    ("已退回", "returned"),  # 已退回 is longer than 退回
+    ("退回中", "exception"),
+    ("运输中", "in_transit"),  # simplified
+    ("已簽收", "delivered"),  # traditional
+    ("謝謝", None),
+])
+def test_chinese_order_status_text_longest_keyword_wins(registry, text, status):
+    from shipetl import transform
+    from shipetl_fuuffy import mapping
+
+    con = transform.connect(status_tables=registry.statuses)
+    got = con.execute(f"SELECT ({mapping._keyword_pick('t')}).status FROM (SELECT ? AS t)", [text]).fetchall()
+    assert got == [(status,)]
