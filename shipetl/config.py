@@ -235,7 +235,8 @@ class SourceConfig(_Model):
         value = self.credentials.get(name)
         if value is None:
             have = ", ".join(sorted(self.credentials)) or "none"
-            raise ConfigError(f"{where}.credentials.{name}: missing; source {self.name!r} needs it "
+            why = " to hash personal data (pii: hash; or set pii: drop)" if name == "pii_key" else ""
+            raise ConfigError(f"{where}.credentials.{name}: missing; source {self.name!r} needs it{why} "
                               f"(credentials given: {have})")
         raw = value.get_secret_value()
         if not raw:

@@ -142,6 +142,13 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     return run
 
 
+def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
+    """A provider mapping personal fields through ``pii()`` needs ``credentials.pii_key`` when ``pii: hash``."""
+    uses_pii = any("pii(" in m.sql for stream in provider_cls.streams for m in stream.mappings)
+    if uses_pii and src.pii == "hash" and "pii_key" not in src.credentials:
+        src.secret("pii_key")  # raises the ConfigError naming the file, line and key
+
+
 def _plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str], result: RunResult, run_id: str) -> list[_Job]:
     jobs = []
     for src in pipeline.sources:
@@ -150,6 +157,7 @@ def _plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str], res
         try:
             provider_cls = registry.provider(src.provider)
             options = config_mod.validate_options(pipeline, src, provider_cls.options_model)
+            _check_pii_key(src, provider_cls)
             provider = provider_cls(src.name, options)
             accounts = provider.accounts()
         except ShipetlError as exc:

@@ -107,36 +107,27 @@ def attached(con, path: Path, timeout: float = 60.0):
             con.execute("DETACH wh")
 
 
-def _insert_new_rows(con, table: Table, lake_root: Path, commit_id: str) -> int:
-    """Insert staged rows not already in the warehouse; write exactly those rows to the lake staging area."""
+def _insert_new_rows(con, table: Table) -> int:
+    """Insert the run's staged rows of ``table`` that the warehouse does not hold yet; returns how many."""
     staged = staged_table(table.name)
     cols = ", ".join(f'"{c}"' for c in table.column_names)
     if table.name == "rejects":
-        source = f"SELECT {cols} FROM {staged}"
-    else:
-        within_run = ", ".join(table.entity_key)
-        total, distinct = con.execute(f"SELECT count(*), count(DISTINCT ({within_run})) FROM {staged}").fetchone()
-        deduped = f"SELECT {cols} FROM {staged}" if total == distinct else (  # a scan repeated in one reply
-            f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1")
-        target = f"{table.name}_latest" if table.entity_key != table.key else table.name
-        keys = ", ".join(table.key)
-        source = f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})"
-    return _insert(con, table, source, lake_root, commit_id)
+        return _insert(con, table, f"SELECT {cols} FROM {staged}")
+    within_run = ", ".join(table.entity_key)
+    total, distinct = con.execute(f"SELECT count(*), count(DISTINCT ({within_run})) FROM {staged}").fetchone()
+    deduped = f"SELECT {cols} FROM {staged}" if total == distinct else (  # a scan repeated in one reply
+        f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1")
+    target = f"{table.name}_latest" if table.entity_key != table.key else table.name
+    keys = ", ".join(table.key)
+    return _insert(con, table, f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})")
 
 
-def _insert(con, table: Table, select: str, lake_root: Path, commit_id: str) -> int:
-    """Insert the rows of ``select`` into ``table`` and stage exactly those rows for the lake."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {select}")
-    (count,) = con.execute("SELECT count(*) FROM temp.main.new_rows").fetchone()
-    if count:
-        lake.write_staging(con, table, "temp.main.new_rows", lake_root, commit_id)
-        cols = ", ".join(f'"{c}"' for c in table.column_names)
-        con.execute(f"INSERT INTO {table.name} SELECT {cols} FROM temp.main.new_rows")
-    con.execute("DROP TABLE temp.main.new_rows")
-    return count
+def _insert(con, table: Table, select: str) -> int:
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    return con.execute(f"INSERT INTO {table.name} ({cols}) {select}").fetchone()[0]
 
 
-def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime, lake_root: Path, commit_id: str) -> int:
+def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
     """New ``expired`` snapshots of this account's open shipments with no news since ``cutoff``."""
     table = TABLES["shipments"]
     content = [c for c in table.column_names if c not in COMMON_NAMES and c != "record_hash"]
@@ -146,7 +137,15 @@ def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime, lake_ro
                f"AND run_id <> {quote(run.run_id)} "
                f"AND coalesce(last_event_at, created_at, extracted_at) < TIMESTAMPTZ {quote(cutoff.isoformat())}")
     rehashed = f"SELECT * REPLACE ({record_hash_sql([chr(34) + c + chr(34) for c in content])} AS record_hash) FROM ({changed})"
-    return _insert(con, table, rehashed, lake_root, commit_id)
+    return _insert(con, table, rehashed)
+
+
+def _stage_lake(con, run: runs.SourceRun, tables: list[str], lake_root: Path, commit_id: str) -> None:
+    """Stage, for the lake, exactly the rows this commit inserted (they carry its run, provider and account)."""
+    for name in tables:
+        rows = (f"(SELECT * FROM {name} WHERE run_id = {quote(run.run_id)} AND provider = {quote(run.provider)} "
+                f"AND account_id = {quote(run.account_id)})")
+        lake.write_staging(con, TABLES[name], rows, lake_root, commit_id)
 
 
 def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
@@ -167,9 +166,11 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
         try:
             for name in (*DATA_TABLES, "rejects"):
                 if name in staged.staged:
-                    loaded[name] = _insert_new_rows(con, TABLES[name], lake_root, commit_id)
+                    loaded[name] = _insert_new_rows(con, TABLES[name])
             if expire_before is not None:
-                run.counters["expired"] = _expire_silent_shipments(con, run, expire_before, lake_root, commit_id)
+                run.counters["expired"] = expired = _expire_silent_shipments(con, run, expire_before)
+                loaded["shipments"] = loaded.get("shipments", 0) + expired
+            _stage_lake(con, run, [name for name, n in loaded.items() if n], lake_root, commit_id)
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
             runs.insert(con, run, commit_id)

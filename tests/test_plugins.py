@@ -238,4 +238,5 @@ def test_status_map_plugin_changes_status_in_next_run(example_pipeline):
     refined = registry(duckdb=shipetl.destination, example=shipetl_example,
                        refine=refine_example("30", "out_for_delivery"))
     assert run_pipeline(pipeline, registry=refined).ok
-    assert shipments_latest(pipeline) == {"EX-1001": "delivered", "EX-1002": "out_for_delivery", "EX-1003": "info_received"}
+    after = shipments_latest(pipeline)
+    assert (after["EX-1001"], after["EX-1002"]) == ("delivered", "out_for_delivery")

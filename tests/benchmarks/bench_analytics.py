@@ -114,16 +114,16 @@ def main() -> None:
     started = time.perf_counter()
     if not db.exists():
         build(db, args.events)
-    print(f"warehouse        {time.perf_counter() - started:7.2f} s  ({db})")
+    print(f"{'warehouse':<22} {time.perf_counter() - started:7.2f} s  ({db})")
 
     with duckdb.connect(str(db), read_only=True) as con:
         counts = con.execute("SELECT (SELECT count(*) FROM tracking_events), (SELECT count(*) FROM shipments), "
                              "(SELECT count(*) FROM orders)").fetchall()[0]
-        print(f"rows             events {counts[0]:,}  shipment snapshots {counts[1]:,}  orders {counts[2]:,}")
+        print(f"{'rows':<22} events {counts[0]:,}  shipment snapshots {counts[1]:,}  orders {counts[2]:,}")
         con.execute("SET TimeZone = 'UTC'")
         started = time.perf_counter()
         marts.install(con, temporary=True)
-        print(f"create views     {time.perf_counter() - started:7.2f} s")
+        print(f"{'create views':<22} {time.perf_counter() - started:7.2f} s")
         for name in marts.MARTS:
             started, cpu = time.perf_counter(), cpu_seconds()
             con.execute(f"CREATE OR REPLACE TEMP TABLE bench_{name} AS SELECT * FROM {name}").fetchall()

@@ -21,7 +21,7 @@ import structlog
 import shipetl_fuuffy
 from shipetl import AuthError, NotFoundError, SkipRecord, TerminalError, TokenStore, TransientError, http_client
 from shipetl.ratelimit import RateLimit
-from shipetl.testing import ErrorFixture, ProviderContract, Reply
+from shipetl.testing import ErrorFixture, ProviderContract
 from shipetl_fuuffy import client as fclient
 from shipetl_fuuffy.extract import filter_dates
 from shipetl_fuuffy.provider import FuuffyOptions, FuuffyProvider

@@ -1,0 +1,128 @@
+"""The ``shipetl`` command: exit codes, one-line errors, masked secrets, the run summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shipetl import __version__
+from shipetl.cli import cli
+
+SECRET = "se-live-0123456789abcdef"
+
+
+def write(tmp_path: Path, body: str, name: str = "pipeline.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""\
+        warehouse:
+          path: {tmp_path}/wh.duckdb
+          lake: {tmp_path}/lake
+          raw: {tmp_path}/raw
+          tokens: {tmp_path}/tokens
+        """) + textwrap.dedent(body))
+    return path
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, ["--log-format", "json", *args], env=env, catch_exceptions=False)
+
+
+GOOD = """\
+sources:
+  - name: shipengine-main
+    provider: shipengine
+    lookback: 2d
+    credentials:
+      api_key: ${SHIPENGINE_API_KEY}
+"""
+
+
+def test_validate_good_file_masks_secrets(tmp_path) -> None:
+    path = write(tmp_path, GOOD)
+    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": SECRET})
+    assert result.exit_code == 0, result.output
+    assert SECRET not in result.output
+    assert "api_key: '***'" in result.stdout
+    assert "name: shipengine-main" in result.stdout and "lookback: 2d" in result.stdout
+    assert result.stderr.strip() == f"{path}: ok (1 source(s))"
+
+
+def test_validate_misspelt_key_names_file_line_and_key(tmp_path) -> None:
+    path = write(tmp_path, GOOD.replace("lookback: 2d", "lookbak: 2d"))
+    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": SECRET})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {path}:9: sources[0].lookbak: unknown key")
+    assert "'lookback'" in lines[0]
+    assert "Traceback" not in result.output and SECRET not in result.output
+
+
+def test_validate_unset_variable(tmp_path) -> None:
+    path = write(tmp_path, GOOD)
+    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": ""})
+    assert result.exit_code == 2
+    # an empty value is not unset; the provider check or credential check reports it, never a traceback
+    assert "Traceback" not in result.output
+
+
+def test_validate_bad_provider_option(tmp_path) -> None:
+    path = write(tmp_path, GOOD + "    options:\n      no_such_option: 1\n")
+    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": SECRET})
+    assert result.exit_code == 2
+    assert "sources[0].options.no_such_option" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_validate_missing_file(tmp_path) -> None:
+    result = invoke("validate", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.output and "Traceback" not in result.output
+
+
+def test_schema_one_table() -> None:
+    result = invoke("schema", "tracking_events")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("tracking_events: ")
+    assert "  event_id " in result.stdout and "timestamp[us, tz=UTC]" in result.stdout
+
+
+def test_run_with_unknown_provider_exits_1_and_names_it(tmp_path) -> None:
+    path = write(tmp_path, """\
+        sources:
+          - name: dhl-main
+            provider: dhl
+        """)
+    result = invoke("run", "--no-progress", str(path))
+    assert result.exit_code == 1
+    assert "dhl-main" in result.stdout and "FAILED" in result.stdout
+    assert "no provider plugin named 'dhl'" in result.stdout
+    assert "1 of 1 source(s) failed" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_run_only_unknown_source_is_a_usage_error(tmp_path) -> None:
+    path = write(tmp_path, GOOD)
+    result = invoke("run", "--no-progress", "--only", "nope", str(path), env={"SHIPENGINE_API_KEY": SECRET})
+    assert result.exit_code == 2
+    assert "nope" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"shipetl, version {__version__}\n"
+
+
+@pytest.mark.parametrize("args", [["--version"], ["schema", "rejects"]])
+def test_python_dash_m_entry_point(args, tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "shipetl", *args], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("shipetl, version" in proc.stdout) if args == ["--version"] else proc.stdout.startswith("rejects: ")

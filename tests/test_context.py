@@ -1,0 +1,175 @@
+"""The ExtractContext: rate limits, fetch windows, cursors, counters, and the HTTP client it builds."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from shipetl import ratelimit
+from shipetl.config import RateLimitConfig, SourceConfig
+from shipetl.context import DEFAULT_FIRST_WINDOW, SourceContext, as_utc, effective_rate_limit
+from shipetl.ratelimit import RateLimit
+
+UNTIL = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeProvider:
+    name = "acme"
+    default_base_url = "https://api.acme.example/"
+    default_timezone = "Asia/Hong_Kong"
+    default_rate_limit = RateLimit(per_second=10, per_minute=300, burst=5, max_in_flight=4)
+
+
+def make_ctx(cursors=None, since=None, **source) -> SourceContext:
+    src = SourceConfig.model_validate({"name": "acme-main", "provider": "acme", **source})
+    return SourceContext(source=src, provider_cls=FakeProvider, options=None, account_id="acct-1",
+                         label="acme-main/acct-1", cursors=cursors or {}, open_shipments=[{"shipment_id": "1Z"}],
+                         since=since, until=UNTIL, log=None)
+
+
+# ------------------------------------------------------------------------------------ rate limit
+
+
+def test_no_override_keeps_provider_default() -> None:
+    assert effective_rate_limit(FakeProvider.default_rate_limit, None) == FakeProvider.default_rate_limit
+
+
+def test_rates_given_replace_all_default_rates() -> None:
+    got = effective_rate_limit(FakeProvider.default_rate_limit, RateLimitConfig(per_hour=1000))
+    assert got == RateLimit(per_second=None, per_minute=None, per_hour=1000, burst=5, max_in_flight=4)
+
+
+def test_burst_and_in_flight_merge() -> None:
+    got = effective_rate_limit(FakeProvider.default_rate_limit, RateLimitConfig(burst=1, max_in_flight=2))
+    assert got == RateLimit(per_second=10, per_minute=300, burst=1, max_in_flight=2)
+
+
+def test_no_default() -> None:
+    assert effective_rate_limit(None, None) == RateLimit()
+    assert effective_rate_limit(None, RateLimitConfig(per_second=2)) == RateLimit(per_second=2)
+
+
+# ---------------------------------------------------------------------------------------- window
+
+
+def test_since_wins() -> None:
+    since = datetime(2025, 5, 1, tzinfo=UTC)
+    ctx = make_ctx(cursors={"updated_at": "2025-05-20T00:00:00+00:00"}, since=since, start="2024-01-01", lookback="2d")
+    assert ctx.since == since
+    assert ctx.window("updated_at") == (since, UNTIL)
+
+
+def test_stored_cursor_minus_lookback() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-05-20T06:00:00+00:00"}, start="2024-01-01", lookback="2d")
+    assert ctx.since is None
+    assert ctx.window("updated_at") == (datetime(2025, 5, 18, 6, 0, tzinfo=UTC), UNTIL)
+
+
+def test_stored_cursor_keeps_its_offset_as_an_instant() -> None:
+    ctx = make_ctx(cursors={"t": "2025-05-20T08:00:00+08:00"}, lookback="6h")
+    start, _ = ctx.window("t")
+    assert start == datetime(2025, 5, 19, 18, 0, tzinfo=UTC)
+
+
+def test_other_cursor_key_falls_back_to_start() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-05-20T06:00:00+00:00"}, start="2024-01-01")
+    assert ctx.window("created_at") == (datetime(2024, 1, 1, tzinfo=UTC), UNTIL)
+
+
+def test_start_as_date_is_utc_midnight() -> None:
+    start, until = make_ctx(start="2024-03-05").window("k")
+    assert start == datetime(2024, 3, 5, tzinfo=UTC) and start.tzinfo is not None and until == UNTIL
+
+
+def test_start_as_datetime() -> None:
+    assert make_ctx(start="2024-03-05T08:00:00+08:00").window("k")[0] == datetime(2024, 3, 5, tzinfo=UTC)
+    assert make_ctx(start="2024-03-05T08:00:00").window("k")[0] == datetime(2024, 3, 5, 8, tzinfo=UTC)
+
+
+def test_default_first_window_is_30_days() -> None:
+    assert DEFAULT_FIRST_WINDOW == timedelta(days=30)
+    assert make_ctx().window("k") == (UNTIL - timedelta(days=30), UNTIL)
+
+
+def test_as_utc() -> None:
+    assert as_utc(date(2024, 1, 2)) == datetime(2024, 1, 2, tzinfo=UTC)
+    assert as_utc(datetime(2024, 1, 2, 3)) == datetime(2024, 1, 2, 3, tzinfo=UTC)
+    hk = datetime(2024, 1, 2, 3, tzinfo=timezone(timedelta(hours=8)))
+    assert as_utc(hk) == hk
+
+
+# --------------------------------------------------------------------------------------- cursors
+
+
+def test_set_cursor_with_datetime_stores_iso_text() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-01-01T00:00:00+00:00", "page": 3})
+    when = datetime(2025, 5, 20, 6, 30, 15, 123456, tzinfo=UTC)
+    ctx.set_cursor("updated_at", when)
+    ctx.set_cursor("offset", 42)
+    assert ctx.new_cursors == {"updated_at": "2025-05-20T06:30:15.123456+00:00", "offset": 42}
+    assert ctx.cursor("updated_at") == "2025-05-20T06:30:15.123456+00:00"
+    assert ctx.cursor("page") == 3 and ctx.cursor("nothing", "dflt") == "dflt"
+
+
+def test_cursor_set_this_run_does_not_move_this_runs_window() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-05-20T00:00:00+00:00"})
+    ctx.set_cursor("updated_at", datetime(2025, 5, 30, tzinfo=UTC))
+    assert ctx.window("updated_at")[0] == datetime(2025, 5, 20, tzinfo=UTC)
+
+
+def test_counters_timezone_and_open_shipments() -> None:
+    ctx = make_ctx()
+    ctx.count("not_found")
+    ctx.count("not_found", 2)
+    assert ctx.counters == {"not_found": 3}
+    assert ctx.timezone == "Asia/Hong_Kong"
+    assert make_ctx(timezone="Europe/London").timezone == "Europe/London"
+    shipments = ctx.open_shipments()
+    shipments.append({"shipment_id": "2Z"})
+    assert ctx.open_shipments() == [{"shipment_id": "1Z"}]
+
+
+def test_secret() -> None:
+    from shipetl.errors import ConfigError
+
+    ctx = make_ctx(credentials={"api_key": "k-123456"})
+    assert ctx.secret("api_key") == "k-123456"
+    with pytest.raises(ConfigError, match="credentials.api_secret"):
+        ctx.secret("api_secret")
+
+
+def test_query_without_warehouse_is_empty() -> None:
+    assert make_ctx().query("SELECT 1") == []
+
+
+# ------------------------------------------------------------------------------------------- http
+
+
+def test_http_uses_base_url_override_and_shared_limiter(monkeypatch) -> None:
+    monkeypatch.setattr(ratelimit, "_limiters", {})
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"ok": True})
+
+    ctx = make_ctx(base_url="http://127.0.0.1:9/sandbox/acme/", rate_limit={"per_minute": 60})
+    with ctx.http(transport=httpx.MockTransport(handler)) as client:
+        assert client.get("/v1/items").json() == {"ok": True}
+        limiter = client.rate_limit
+    assert seen == ["http://127.0.0.1:9/sandbox/acme/v1/items"]
+    assert limiter is ratelimit._limiters["acme/acct-1"]
+    assert [b.rate for b in limiter.buckets] == [1.0] and limiter.max_in_flight == 4
+    with ctx.http(rate_limit_key="acme/partner-1", transport=httpx.MockTransport(handler)) as other:
+        assert other.rate_limit is ratelimit._limiters["acme/partner-1"] and other.rate_limit is not limiter
+
+
+def test_http_default_base_url(monkeypatch) -> None:
+    monkeypatch.setattr(ratelimit, "_limiters", {})
+    seen: list[str] = []
+    ctx = make_ctx()
+    with ctx.http(transport=httpx.MockTransport(lambda r: seen.append(str(r.url)) or httpx.Response(204))) as client:
+        client.get("/v2/x")
+    assert seen == ["https://api.acme.example/v2/x"]

@@ -1,0 +1,249 @@
+"""run_pipeline with fake providers: sources isolated, one-line errors, counters and cursors committed."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from shipetl import Page, Provider, Stream, TableMapping, config, runner
+from shipetl.destination import DuckDBDestination
+from shipetl.errors import AuthError, ConfigError
+from shipetl.registry import PluginInfo, Registry
+
+ITEMS = "(SELECT unnest(CAST(body->'items' AS JSON[])) AS e FROM pages)"
+SHIPMENTS = Stream("parcels", "JSON", (TableMapping(
+    "shipments",
+    f"SELECT e->>'tn' AS shipment_id, e->>'tn' AS tracking_number, e->>'code' AS status_raw, "
+    f"status_of('fake', e->>'code') AS status, e->>'at' AS created_at, pii(e->>'who') AS extras FROM {ITEMS}",
+    {"created_at": "iso"}),))
+
+
+class GoodProvider(Provider):
+    name = "goodco"
+    default_base_url = "https://goodco.example"
+    streams = (SHIPMENTS,)
+
+    def extract(self, ctx) -> Iterator[Page]:
+        ctx.count("not_found", 2)
+        ctx.count("pages_asked")
+        start, until = ctx.window("updated_at")
+        ctx.set_cursor("updated_at", until)
+        ctx.set_cursor("seen_start", start.isoformat())
+        yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT", "at": "2025-05-01T00:00:00Z"},
+                                         {"tn": "2Z", "code": "DE", "at": "2025-05-02T00:00:00Z"},
+                                         {"tn": "3Z", "code": "??", "at": "not a time"}]})
+        yield Page("parcels", b'{"items": [{"tn": "4Z", "code": "QQ"}]}')
+
+
+class BrokenProvider(Provider):
+    name = "badco"
+    default_base_url = "https://badco.example"
+    streams = (SHIPMENTS,)
+
+    def extract(self, ctx) -> Iterator[Page]:
+        yield Page("parcels", {"items": [{"tn": "9Z", "code": "IT"}]})
+        raise RuntimeError("boom: unexpected reply shape")
+
+
+class RefusedProvider(Provider):
+    name = "authco"
+    default_base_url = "https://authco.example"
+    streams = (SHIPMENTS,)
+
+    def extract(self, ctx) -> Iterator[Page]:
+        raise AuthError(f"source {ctx.source_name}: API key rejected (HTTP 401); check credentials.api_key\n"
+                        "response body: {\"message\": \"unauthorized\"}")
+        yield  # pragma: no cover
+
+
+def make_registry() -> Registry:
+    reg = Registry()
+    reg.plugins["fakes"] = PluginInfo("fakes", __name__)
+    for cls in (GoodProvider, BrokenProvider, RefusedProvider):
+        reg.add_provider("fakes", cls)
+    reg.add_destination("fakes", "duckdb", DuckDBDestination)
+    reg.statuses.add("fakes", "fake", {"IT": "in_transit", "DE": "delivered"})
+    return reg
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return make_registry()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path):
+    def make(sources: str) -> config.PipelineConfig:
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(textwrap.dedent(f"""\
+            warehouse:
+              path: {tmp_path}/wh.duckdb
+              lake: {tmp_path}/lake
+              raw: {tmp_path}/raw
+              tokens: {tmp_path}/tokens
+              commit_timeout: 10
+            run:
+              expire_after_days: 3650
+            sources:
+            """) + textwrap.indent(textwrap.dedent(sources), "  "))
+        return config.load(path, env={})
+
+    return make
+
+
+GOOD_AND_BAD = """\
+- name: good
+  provider: goodco
+  pii: keep
+  start: 2025-04-01
+- name: bad
+  provider: badco
+  pii: keep
+"""
+
+
+def by_name(result: runner.RunResult) -> dict[str, object]:
+    return {s.source: s for s in result.sources}
+
+
+def query(cfg: config.PipelineConfig, sql: str) -> list[tuple]:
+    con = duckdb.connect(cfg.warehouse.path, read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_crashing_provider_fails_only_its_source(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    result = runner.run_pipeline(cfg, registry=registry)
+    runs = by_name(result)
+    assert not result.ok
+    assert runs["bad"].status == "failed"
+    assert "badco" in runs["bad"].error and "RuntimeError" in runs["bad"].error and "boom" in runs["bad"].error
+    assert "\n" not in runs["bad"].error
+    assert runs["good"].status == "ok" and runs["good"].error is None
+    assert runs["good"].loaded == {"shipments": 3}
+    assert query(cfg, "SELECT shipment_id, status FROM shipments ORDER BY 1") == [
+        ("1Z", "in_transit"), ("2Z", "delivered"), ("4Z", "unknown")]  # 9Z of the failed source is not loaded
+    assert sorted(query(cfg, "SELECT source, status, commit_id IS NOT NULL FROM runs")) == [
+        ("bad", "failed", False), ("good", "ok", True)]
+
+
+def test_counts_and_counters_reach_the_run(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    good = by_name(runner.run_pipeline(cfg, registry=registry))["good"]
+    assert good.pages == 2
+    assert good.extracted == {"shipments": 4} and good.rejected == {"shipments": 1}
+    assert good.unmapped == {"shipments:??": 1, "shipments:QQ": 1}
+    assert good.counters["not_found"] == 2 and good.counters["pages_asked"] == 1
+    (details,) = query(cfg, "SELECT details FROM runs WHERE source = 'good'")[0]
+    assert orjson.loads(details)["counters"]["not_found"] == 2
+    assert query(cfg, "SELECT reason FROM rejects") == [("created_at: 'not a time' is not a valid ISO 8601 time with offset",)]
+
+
+def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:
+    from datetime import UTC, datetime
+
+    cfg = pipeline(GOOD_AND_BAD)
+    first_until = datetime(2025, 5, 10, tzinfo=UTC)
+    runner.run_pipeline(cfg, registry=registry, only=["good"], until=first_until)
+    state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'good'"))
+    assert orjson.loads(state["updated_at"]) == "2025-05-10T00:00:00+00:00"
+    assert orjson.loads(state["seen_start"]) == "2025-04-01T00:00:00+00:00"  # start: on the first run
+    second = runner.run_pipeline(cfg, registry=registry, only=["good"], until=datetime(2025, 5, 11, tzinfo=UTC))
+    assert second.ok and by_name(second)["good"].loaded == {"shipments": 0}  # nothing changed: nothing appended
+    state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'good'"))
+    assert orjson.loads(state["seen_start"]) == "2025-05-10T00:00:00+00:00"  # the stored cursor, no lookback
+
+
+def test_auth_error_is_one_line(pipeline, registry) -> None:
+    cfg = pipeline("""\
+        - name: refused
+          provider: authco
+        - name: good
+          provider: goodco
+          pii: keep
+        """)
+    runs = by_name(runner.run_pipeline(cfg, registry=registry))
+    assert runs["refused"].error == "source refused: API key rejected (HTTP 401); check credentials.api_key"
+    assert runs["good"].ok
+
+
+def test_only_runs_the_named_sources(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    result = runner.run_pipeline(cfg, registry=registry, only=["good"])
+    assert [s.source for s in result.sources] == ["good"] and result.ok
+
+
+def test_only_with_an_unknown_source_is_a_config_error(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    with pytest.raises(ConfigError, match="goood"):
+        runner.run_pipeline(cfg, registry=registry, only=["goood"])
+
+
+def test_unknown_provider_fails_its_source_and_names_it(pipeline, registry) -> None:
+    cfg = pipeline("""\
+        - name: dhl-main
+          provider: dhl
+        - name: good
+          provider: goodco
+          pii: keep
+        """)
+    runs = by_name(runner.run_pipeline(cfg, registry=registry))
+    assert runs["dhl-main"].status == "failed" and "'dhl'" in runs["dhl-main"].error
+    assert "goodco" in runs["dhl-main"].error  # lists what is installed
+    assert runs["good"].ok
+
+
+def test_disabled_source_is_skipped(pipeline, registry) -> None:
+    cfg = pipeline("""\
+        - name: bad
+          provider: badco
+          enabled: false
+        - name: good
+          provider: goodco
+          pii: keep
+        """)
+    result = runner.run_pipeline(cfg, registry=registry)
+    assert result.ok and [s.source for s in result.sources] == ["good"]
+
+
+def test_pii_hash_without_key_names_the_credential(pipeline, registry) -> None:
+    """pii defaults to hash: with personal data and no credentials.pii_key the source fails and says what to set."""
+    goodco = make_registry()
+
+    class WithPerson(GoodProvider):
+        name = "personco"
+
+        def extract(self, ctx):
+            yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT", "who": "Chan Tai Man"}]})
+
+    goodco.add_provider("fakes", WithPerson)
+    cfg = pipeline("""\
+        - name: people
+          provider: personco
+        """)
+    (run,) = runner.run_pipeline(cfg, registry=goodco).sources
+    assert run.status == "failed" and "credentials.pii_key" in run.error
+    assert "\n" not in run.error
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a missing credentials.pii_key with pii: hash (the default) is reported as "
+                   "'internal error in provider <name>: InvalidInputException: ...' although it is a config problem "
+                   "of the source; runner._run_account should check it up front (or map the error) as a ConfigError")
+def test_pii_hash_without_key_is_not_an_internal_error(pipeline, registry) -> None:
+    class WithPerson(GoodProvider):
+        name = "personco"
+
+        def extract(self, ctx):
+            yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT", "who": "Chan Tai Man"}]})
+
+    registry.add_provider("fakes", WithPerson)
+    (run,) = runner.run_pipeline(pipeline("- name: people\n  provider: personco\n"), registry=registry).sources
+    assert "internal error" not in run.error and "people" in run.error
