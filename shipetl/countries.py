@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import pyarrow as pa
 import pycountry
 
 # Names providers use that pycountry spells otherwise.
@@ -36,5 +37,7 @@ def to_alpha2(value: str | None) -> str | None:
 
 def install(con) -> None:
     """Create the ``country_names(name, alpha2)`` table that ``transform`` joins country columns against."""
-    con.execute("CREATE OR REPLACE TEMP TABLE country_names (name VARCHAR PRIMARY KEY, alpha2 VARCHAR)")
-    con.executemany("INSERT INTO country_names VALUES (?, ?)", list(name_table().items()))
+    names = pa.table({"name": list(name_table()), "alpha2": list(name_table().values())})
+    con.register("country_names_arrow", names)
+    con.execute("CREATE OR REPLACE TEMP TABLE country_names AS SELECT * FROM country_names_arrow")
+    con.unregister("country_names_arrow")

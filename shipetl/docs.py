@@ -58,7 +58,7 @@ def cli_markdown() -> str:
     root = click.Context(cli, info_name="shipetl")
     for name in sorted(cli.list_commands(root)):
         command = cli.get_command(root, name)
-        ctx = click.Context(command, info_name=f"shipetl {name}", parent=root)
+        ctx = click.Context(command, info_name=name, parent=root)
         help_text = command.get_help(ctx).replace("\u2026", "...")
         out.append(f"#### `shipetl {name}`\n\n```text\n{help_text}\n```\n\n")
     return "".join(out)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEP = "\x1f"
 NULL_MARK = "\x00"
 
 
 def event_id(provider: str, tracking_number: str | None, occurred_at: datetime, code: str | None, text: str | None) -> str:
     """The event_id of one scan; ``occurred_at`` must be timezone-aware."""
-    micros = int(occurred_at.timestamp()) * 1_000_000 + occurred_at.microsecond
+    micros = (occurred_at - EPOCH) // timedelta(microseconds=1)
     parts = [provider, tracking_number or "", str(micros), code or "", text or ""]
     return hashlib.md5(SEP.join(parts).encode("utf-8")).hexdigest()
 

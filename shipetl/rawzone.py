@@ -54,7 +54,7 @@ class RawZoneWriter:
 
     def write(self, page: Page) -> None:
         """Mask secrets in the page and append it to its stream's current file."""
-        line = redact_bytes(page_line(page))
+        line = redact_bytes(page_line(page)[:-1]) + b"\n"  # masking may re-serialize: keep one page a line
         fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
         writer.write(line)
         size += len(line)

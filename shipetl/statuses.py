@@ -72,8 +72,12 @@ def _lookup_macro(tables: StatusTables, name: str, pick) -> str:
         by_ns.setdefault(ns, []).append(f"{_lit(raw)}: {pick(entry)}")
     if not by_ns:
         return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS NULL"
-    cases = " ".join(f"WHEN {_lit(ns)} THEN MAP {{{', '.join(items)}}}[trim(CAST(code AS VARCHAR))]" for ns, items in by_ns.items())
+    code = f"trim(CAST(code AS VARCHAR), {_WHITESPACE_SQL})"  # the characters str.strip() removes in lookup()
+    cases = " ".join(f"WHEN {_lit(ns)} THEN MAP {{{', '.join(items)}}}[{code}]" for ns, items in by_ns.items())
     return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS CASE ns {cases} END"
+
+
+_WHITESPACE_SQL = " || ".join(f"chr({c})" for c in (32, 9, 10, 11, 12, 13))
 
 
 def _lit(text: str) -> str:

@@ -117,7 +117,8 @@ class _Wrapper:
             return (timestamps.sql_expr(kind, src, self.zone_sql),
                     timestamps.reject_reason_sql(kind, name, src, self.zone_sql))
         if name == "extras":
-            return f"CAST(CAST({src} AS JSON) AS VARCHAR)", None
+            reason = f"CASE WHEN {src} IS NOT NULL AND TRY_CAST({src} AS JSON) IS NULL THEN 'extras: not valid JSON' END"
+            return f"CAST(TRY_CAST({src} AS JSON) AS VARCHAR)", reason
         if name in COUNTRY_COLUMNS:
             return f'"cn_{name}".alpha2', None
         dtype = duckdb_type(f.type)

@@ -66,10 +66,10 @@ def test_validate_misspelt_key_names_file_line_and_key(tmp_path) -> None:
 
 def test_validate_unset_variable(tmp_path) -> None:
     path = write(tmp_path, GOOD)
-    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": ""})
+    result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": None})
     assert result.exit_code == 2
-    # an empty value is not unset; the provider check or credential check reports it, never a traceback
-    assert "Traceback" not in result.output
+    assert result.stderr.strip() == (f"error: {path}:11: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
+                                     "export it or give a default with ${SHIPENGINE_API_KEY:-...}")
 
 
 def test_validate_bad_provider_option(tmp_path) -> None:

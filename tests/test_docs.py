@@ -65,8 +65,6 @@ def test_cli_markdown_has_every_command() -> None:
         assert cli.get_command(None, name).help.splitlines()[0][:40] in md
 
 
-@pytest.mark.xfail(strict=True, reason="bug: docs.cli_markdown gives each subcommand info_name 'shipetl NAME' under a "
-                   "parent named 'shipetl', so the README says 'Usage: shipetl shipetl run', not what --help prints")
 def test_cli_markdown_matches_help_output() -> None:
     md = docs.cli_markdown()
     for name in cli.list_commands(None):

@@ -122,9 +122,6 @@ def test_macros_trim_and_quote(con) -> None:
                        ).fetchone() == ("delivered", "pending", None)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: statuses._lookup_macro trims only spaces (SQL trim) while "
-                   "StatusTables.add/lookup strip all whitespace (str.strip), so a code with a tab or newline "
-                   "maps in Python but not in SQL")
 def test_macros_trim_like_lookup(con) -> None:
     assert con.execute("SELECT status_of('usps', chr(9) || 'DE' || chr(10))").fetchone() == ("delivered",)
 

@@ -423,7 +423,8 @@ def test_one_stream_to_two_tables(tmp_path) -> None:
 
 
 def test_stream_without_files_stages_nothing(tmp_path) -> None:
-    con = transform.connect()
+    con = shared_con()
+    drop_staged(con)
     stream = Stream("parcels", "JSON", (TableMapping("shipments", SHIPMENTS_SQL, SHIPMENT_TIMES),))
     result = transform.transform(con, [stream], {}, provider="acme", account_id="a", run_id="r",
                                  extracted_at=EXTRACTED, timezone=None)

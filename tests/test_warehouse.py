@@ -33,6 +33,16 @@ def scans(*items: tuple[str, str, str]) -> dict[str, Any]:
     return {"items": [{"tn": tn, "code": code, "at": at, "text": f"scan {code}"} for tn, code, at in items]}
 
 
+_CONS: list[duckdb.DuckDBPyConnection] = []
+
+
+def _shared_con(tables: StatusTables) -> duckdb.DuckDBPyConnection:
+    """One transform connection for the module (connect() takes about half a second); commits attach to it in turn."""
+    if not _CONS:
+        _CONS.append(transform.connect(status_tables=tables))
+    return _CONS[0]
+
+
 class Warehouse:
     """A warehouse, lake and raw zone in tmp_path, and a way to stage and commit pages as one source run would."""
 
@@ -42,8 +52,9 @@ class Warehouse:
         self.n = 0
         self.tables = StatusTables()
         self.tables.add("acme-plugin", "acme", {"IT": "in_transit", "DE": "delivered", "EX": "exception"})
+        self.con = _shared_con(self.tables)
 
-    def stage(self, *pages: Any, extracted_at: datetime | None = None, bad: bool = False) -> tuple[transform.TransformResult, runs.SourceRun]:
+    def stage(self, *pages: Any, extracted_at: datetime | None = None) -> tuple[transform.TransformResult, runs.SourceRun]:
         self.n += 1
         run_id = f"2025010{self.n}T000000Z-abc{self.n:03d}"
         when = extracted_at or T0 + timedelta(hours=self.n)
@@ -51,7 +62,9 @@ class Warehouse:
             for body in pages:
                 raw.write(Page("tracking", body))
             files = raw.close()
-        con = transform.connect(status_tables=self.tables)
+        con = self.con
+        for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE 'staged_%'").fetchall():
+            con.execute(f"DROP TABLE temp.main.{name}")  # what the previous stage left
         result = transform.transform(con, [STREAM], files, provider="acme", account_id="acct-1", run_id=run_id,
                                      extracted_at=when, timezone=None)
         run = runs.SourceRun(run_id, "acme-main", "acme", "acct-1", when, when, "ok")
@@ -60,10 +73,7 @@ class Warehouse:
 
     def commit(self, *pages: Any, cursors: dict[str, Any] | None = None, **kw: Any) -> tuple[dict[str, int], runs.SourceRun]:
         result, run = self.stage(*pages, **kw)
-        try:
-            return warehouse.commit(self.path, self.lake, result, run, cursors or {}, timeout=5), run
-        finally:
-            result.con.close()
+        return warehouse.commit(self.path, self.lake, result, run, cursors or {}, timeout=5), run
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         with warehouse.connect(self.path, read_only=True, timeout=5) as con:

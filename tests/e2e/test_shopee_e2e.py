@@ -150,8 +150,9 @@ def test_bad_signature_and_stale_timestamp_are_refused_and_the_plugin_says_which
 
     pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), key="not-the-partner-key"))
     failed = run_cli("run", str(pipeline))
-    assert failed.returncode == 1
-    assert "wrong sign" in failed.stdout and "credentials.partner_key" in failed.stdout
+    assert failed.returncode == 1 and f"shopee/shop-{SHOP_A}" in failed.stdout and "FAILED" in failed.stdout
+    [(error,)] = rows(tmp_path, "SELECT error FROM runs")
+    assert "wrong sign" in error and "credentials.partner_key" in error and "clock" not in error
 
     from shipetl import AuthError, http_client
     from shipetl_shopee.client import ShopeeApi
