@@ -46,13 +46,13 @@ def session(pipeline: PipelineConfig, wait: float = DEFAULT_WAIT) -> Iterator:
         yield con
 
 
-def _print_rows(columns: list[str], rows: list[tuple], more: int = 0) -> None:
+def _print_rows(columns: list[str], rows: list[tuple], truncated: bool = False) -> None:
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console().print(table)
-    if more:
-        click.echo(f"... {more} more row(s) not shown; use --format csv or json for all of them", err=True)
+    if truncated:
+        click.echo(f"... more rows not shown (first {len(rows)} only); use --format csv or json for all", err=True)
 
 
 def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> int:
@@ -117,8 +117,8 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
             if rel is None:
                 return None
             if fmt == "table":
-                rows = rel.limit(TABLE_ROW_LIMIT + 1).fetchall()
-                _print_rows(rel.columns, rows[:TABLE_ROW_LIMIT], len(rows) - TABLE_ROW_LIMIT if len(rows) > TABLE_ROW_LIMIT else 0)
+                rows = rel.limit(TABLE_ROW_LIMIT + 1).fetchall()  # one more tells whether there are more
+                _print_rows(rel.columns, rows[:TABLE_ROW_LIMIT], truncated=len(rows) > TABLE_ROW_LIMIT)
                 return min(len(rows), TABLE_ROW_LIMIT)
             writer = WRITERS[fmt]
             reader = rel.to_arrow_reader()

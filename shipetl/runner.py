@@ -149,7 +149,9 @@ def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
         src.secret("pii_key")  # raises the ConfigError naming the file, line and key
 
 
-def _plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str], result: RunResult, run_id: str) -> list[_Job]:
+def _plan(pipeline: PipelineConfig, registry: Registry, destination: Destination, only: Sequence[str],
+          result: RunResult, run_id: str) -> list[_Job]:
+    """One job per account of every selected source; a source that cannot even start is recorded as failed."""
     jobs = []
     for src in pipeline.sources:
         if not src.enabled or (only and src.name not in only):
@@ -161,8 +163,9 @@ def _plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str], res
             provider = provider_cls(src.name, options)
             accounts = provider.accounts()
         except ShipetlError as exc:
-            now = datetime.now(timezone.utc)
-            result.sources.append(SourceRun(run_id, src.name, src.provider, src.name, now, now, "failed", str(exc).splitlines()[0]))
+            run = SourceRun(run_id, src.name, src.provider, src.name, datetime.now(timezone.utc))
+            _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
+            result.sources.append(run)
             continue
         jobs.extend(_Job(src, provider_cls, options, account) for account in accounts)
     return jobs
@@ -181,7 +184,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}")
     until = as_utc(until) if until else datetime.now(timezone.utc)
     since = as_utc(since) if since else None
-    jobs = _plan(pipeline, registry, only, result, run_id)
+    jobs = _plan(pipeline, registry, destination, only, result, run_id)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress) for job in jobs]

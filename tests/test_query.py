@@ -120,3 +120,10 @@ def test_reader_meeting_a_commit_gets_a_clear_message(run_cli, pipeline, tmp_pat
     assert "Traceback" not in proc.stderr
     # Once the writer is gone the same query works.
     assert run_cli("sql", str(pipeline), ORDERS, "--format", "csv").returncode == 0
+
+
+def test_table_stops_at_the_row_limit_and_says_so(run_cli, pipeline):
+    proc = run_cli("sql", str(pipeline), "SELECT range AS n FROM range(1500)")
+    assert proc.returncode == 0, proc.stderr
+    assert "│ 999 " in proc.stdout and "│ 1000 " not in proc.stdout
+    assert "more rows not shown (first 1000 only)" in proc.stderr

@@ -175,7 +175,8 @@ def test_report_draws_every_chart_offline_in_chromium(browser, report_file, tmp_
         drawn = browser.call("Runtime.evaluate", returnByValue=True, expression="""({
             charts: document.querySelectorAll('.plotly-graph-div').length,
             drawn: [...document.querySelectorAll('.plotly-graph-div')]
-                   .filter(d => d.querySelector('svg.main-svg') && d.querySelectorAll('g.trace, g.funnel, g.boxlayer path').length > 0).length,
+                   .filter(d => d.querySelector('svg.main-svg')
+                                && d.querySelectorAll('g.trace, g.funnel, g.boxlayer path').length > 0).length,
             svgs: document.querySelectorAll('.plotly-graph-div svg.main-svg').length,
             rows: document.querySelectorAll('table tbody tr').length})""")["result"]["value"]
         if drawn["drawn"] == CHARTS:

@@ -19,7 +19,8 @@ Knobs: ``SandboxSettings.extra`` ``aliexpress_orders`` (default 300 x scale) and
 (every Nth ``/sync`` call answers ``ApiCallLimit``; default 0, off). Admin routes (never faulted):
 ``GET /aliexpress/_stats``, ``POST /aliexpress/_throttle`` ``{"every": N, "seconds": S}``,
 ``POST /aliexpress/_expire_tokens``. Ground truth (``World.expected_*``) comes from the same storyline the
-payloads are rendered from. The sign check here is written apart from the plugin's signer on purpose: a
+payloads are rendered from. The module stays whole (world, rendering, gateway) because the three share one
+set of provider facts that must be checked together against providers.md 2. The sign check here is written apart from the plugin's signer on purpose: a
 verifier that shared its code could not catch its bugs.
 """
 
@@ -66,7 +67,7 @@ TRACKING_GET = "aliexpress.ds.order.tracking.get"
 TOKEN_PATHS = ("/auth/token/create", "/auth/token/refresh")
 CARRIER_NAMES = ("AliExpress standard shipping", "Cainiao Super Economy Global", "AliExpress Selection Standard",
                  "YunExpress Global Direct line")
-CURRENCIES = ("USD", "EUR", "GBP")
+CURRENCIES = {"USD": 70, "EUR": 20, "GBP": 10}
 GATEWAY_MESSAGES = {
     "IncompleteSignature": "The request signature does not conform to platform standards",
     "InvalidAppKey": "The specified App Key is invalid",
@@ -294,7 +295,7 @@ def _unique(r: random.Random, used: set[str], make) -> str:
 def _build_order(r: random.Random, clock: datetime, used: set[str]) -> Order:
     order_id = _unique(r, used, lambda r: "8" + fake_id(r, 15))
     created = instant_between(r, ORDERS_START, ORDERS_END)
-    currency = weighted(r, {"USD": 70, "EUR": 20, "GBP": 10})
+    currency = weighted(r, CURRENCIES)
     lines = [{"product_id": "1005" + fake_id(r, 12), "title": r.choice(("Elegant Flounce Mini Skirt", "USB-C Cable 2m",
                                                                          "Phone Case", "LED Strip 5m", "Silk Scarf")),
               "count": r.randint(1, 3), "price": f"{r.randint(199, 4999) / 100:.2f}",

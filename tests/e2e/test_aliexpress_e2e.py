@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
