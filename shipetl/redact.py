@@ -34,6 +34,8 @@ SECRET_KEYS: frozenset[str] = frozenset(
 
 # Shorter values would mask ordinary words and numbers all over the logs.
 _MIN_SECRET_LENGTH = 4
+# A digit string shorter than this is an id, not a secret: random secrets are long and rarely digits only.
+_MIN_NUMERIC_SECRET_LENGTH = 16
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -61,14 +63,16 @@ _KEY_SCANNER = ahocorasick_rs.BytesAhoCorasick(
 def register_secret(value: str | None) -> None:
     """Remember a secret value so every later redaction masks it wherever it appears.
 
-    Empty values and values shorter than 4 characters are ignored. The URL-encoded form is
+    Empty values, values shorter than 4 characters and short all-digit values are ignored: the last
+    are account ids given as credentials (Shopee ``partner_id``, an AliExpress ``app_key``), and masking
+    them would cut ordinary numbers (timestamps, prices) in every page. The URL-encoded form is
     registered too, since secrets often travel in query strings.
     """
     global _secrets_sorted, _secrets_bytes
     if not isinstance(value, str):
         return
     value = value.strip()
-    if len(value) < _MIN_SECRET_LENGTH:
+    if len(value) < _MIN_SECRET_LENGTH or (value.isdigit() and len(value) < _MIN_NUMERIC_SECRET_LENGTH):
         return
     forms = {value, quote(value, safe="")}
     with _lock:

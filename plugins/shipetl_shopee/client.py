@@ -62,6 +62,10 @@ class AccessTokenRejected(AuthError):
     """``error_auth`` "Invalid access_token": refresh the pair once and try again."""
 
 
+class CredentialRefused(AuthError):
+    """The app's own credentials are wrong (sign, partner_id, shop id): no token can help."""
+
+
 class StaleTimestamp(AuthError):
     """``error_param`` about the timestamp: sign again once, then blame the clock."""
 
@@ -144,19 +148,19 @@ def classify(response: httpx.Response, shop: str = "partner") -> None:
     if short == DAILY_QUOTA_ERROR:
         raise DailyQuotaExceeded(f"{where}: the app's daily API quota is spent (resets 00:00 UTC+8): {said}")
     if name == "common.invalid_shop":
-        raise AuthError(f"{where}: Shopee does not know this shop id; check options.shop_ids: {said}")
+        raise CredentialRefused(f"{where}: Shopee does not know this shop id; check options.shop_ids: {said}")
     if short == "error_auth" and "access_token" in lowered and "invalid" in lowered:
         raise AccessTokenRejected(f"{where}: access token refused: {said}")
     if short in ("error_auth", "error_permission"):
         raise AuthError(f"{where}: permission refused; the app lacks this API or the shop revoked it: {said}")
     if short == "error_sign":
-        raise AuthError(f"{where}: wrong sign: Shopee rejected the signature; check credentials.partner_key "
+        raise CredentialRefused(f"{where}: wrong sign: Shopee rejected the signature; check credentials.partner_key "
                         f"(test and live keys differ) and options.partner_id: {said}")
     if short == "error_param" and "timestamp" in lowered:
         raise StaleTimestamp(f"{where}: timestamp refused: this machine's clock is probably off by more than "
                              f"5 minutes (clock skew); sync it (NTP): {said}")
     if short == "error_param" and "partner_id" in lowered:
-        raise AuthError(f"{where}: partner_id refused: check options.partner_id: {said}")
+        raise CredentialRefused(f"{where}: partner_id refused: check options.partner_id: {said}")
     raise TerminalError(f"{where}: request rejected (bad parameters; a bug, not retried): {said}")
 
 

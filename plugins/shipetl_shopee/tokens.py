@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipetl import AuthError, TerminalError, TokenPair, TokenStore, TransientError
 
+from .client import CredentialRefused, StaleTimestamp
+
 if TYPE_CHECKING:
     from .client import ShopeeApi
 
@@ -104,7 +106,7 @@ class ShopTokens:
                                  obtained_at=current.obtained_at.isoformat())
             try:
                 reply = self.api.token_from_refresh(current.refresh_token, self.shop_id)
-            except TransientError:
+            except (TransientError, CredentialRefused, StaleTimestamp):
                 raise
             except TerminalError as exc:
                 raise AuthError(f"shop {self.shop_id}: Shopee refused its refresh token; {self._relink_hint()} "
@@ -118,7 +120,7 @@ class ShopTokens:
     def _exchange(self, code: str) -> TokenPair:
         try:
             reply = self.api.token_from_code(code, self.shop_id)
-        except TransientError:
+        except (TransientError, CredentialRefused, StaleTimestamp):
             raise
         except TerminalError as exc:
             raise AuthError(f"shop {self.shop_id}: Shopee refused the authorization code (single-use, valid 10 "
