@@ -28,10 +28,12 @@ class DuckDBDestination:
     def __init__(self, pipeline: PipelineConfig) -> None:
         self.settings = pipeline.warehouse
         self.expire_after = timedelta(days=pipeline.run.expire_after_days)
+        self.analytics = pipeline.analytics
 
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
         return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
-                                timeout=self.settings.commit_timeout, expire_before=run.started_at - self.expire_after)
+                                timeout=self.settings.commit_timeout, expire_before=run.started_at - self.expire_after,
+                                analytics=self.analytics)
 
     def record_failure(self, run: SourceRun) -> None:
         warehouse.record_failure(Path(self.settings.path), run, timeout=self.settings.commit_timeout)

@@ -39,15 +39,19 @@ def latest_view_ddl(table: Table) -> str:
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY extracted_at DESC, run_id DESC) = 1")
 
 
-def ensure_schema(con) -> None:
-    """Create every table and view that is missing; safe to run on every commit."""
+def ensure_schema(con, analytics=None) -> None:
+    """Create every table and view that is missing; safe to run on every commit.
+
+    ``analytics`` (the pipeline's ``analytics:`` settings) is stored in the marts' macros, so any client
+    opening the file sees the pipeline's stuck threshold.
+    """
     for table in TABLES.values():
         con.execute(table_ddl(table))
     for name in ("orders", "order_items", "shipments"):
         con.execute(latest_view_ddl(TABLES[name]))
     con.execute(runs.DDL)
     con.execute(state.DDL)
-    marts.install(con)
+    marts.install(con, analytics)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -149,7 +153,7 @@ def _stage_lake(con, run: runs.SourceRun, tables: list[str], lake_root: Path, co
 
 
 def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
-           timeout: float = 60.0, expire_before: datetime | None = None) -> dict[str, int]:
+           timeout: float = 60.0, expire_before: datetime | None = None, analytics=None) -> dict[str, int]:
     """Insert one source account's staged rows, cursors and run record in one transaction, then publish its Parquet.
 
     Open shipments of the account with no event since ``expire_before`` get an ``expired`` snapshot.
@@ -160,7 +164,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     loaded: dict[str, int] = {}
     commit_id = f"{run.run_id}-{safe_name(run.label)}"
     with attached(staged.con, path, timeout) as con:
-        ensure_schema(con)
+        ensure_schema(con, analytics)
         lake.repair(lake_root, runs.committed_ids(con))
         con.execute("BEGIN TRANSACTION")
         try:
