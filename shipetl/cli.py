@@ -68,6 +68,7 @@ def validate(pipeline: str) -> None:
 
     cfg = _load(pipeline)
     registry = plugins.load_registry()
+    registry.destination(cfg.destination)  # an unknown destination names the installed ones
     for src in cfg.sources:
         try:
             config.validate_options(cfg, src, registry.provider(src.provider).options_model)

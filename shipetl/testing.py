@@ -192,6 +192,9 @@ class ContractContext:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return []  # the contract runs as a first run: nothing committed yet
+
 
 @dataclass
 class Harvest:
@@ -208,6 +211,14 @@ class Harvest:
     output: str  # logs, stdout and stderr of the extract and transform
     base_url: str
     run_id: str = "contract-run-1"
+
+
+def pytest_report_header(config) -> str:
+    """With ``pytest_plugins = ["shipetl.testing"]``, a plugin's test log says what it was checked against."""
+    from . import __version__
+    from .hookspecs import API_VERSION
+
+    return f"shipetl {__version__}, hook API version {API_VERSION}, provider contract suite"
 
 
 def _render(value: Any) -> Any:

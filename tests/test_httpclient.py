@@ -3,7 +3,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from shipetl import redact
+from shipetl import log, redact
 from shipetl.errors import AuthError, NotFoundError, TerminalError, TransientError
 from shipetl.httpclient import http_client, parse_retry_after
 from shipetl.ratelimit import RateLimiter
@@ -178,7 +178,14 @@ def test_classify_terminal_error_is_raised_at_once_with_source():
     assert info.value.source == SOURCE and sleeps == []
 
 
-def test_logs_mask_secret_query_params_and_header_values():
+@pytest.fixture
+def debug_logs():
+    log.configure("json", "debug")  # a successful request is logged at debug, a failed one at info
+    yield
+    log.configure()
+
+
+def test_logs_mask_secret_query_params_and_header_values(debug_logs):
     sleeps = []
     script = Script(httpx.Response(500), ok())
     with capture_logs() as logs:

@@ -154,6 +154,14 @@ def test_hook_register_destinations(example_pipeline):
         run_pipeline(example_pipeline(destination="nowhere"), registry=reg)
 
 
+def test_validate_names_the_installed_destinations_when_one_is_unknown(run_cli, make_pipeline):
+    path = make_pipeline("- provider: shipengine\n  credentials: {api_key: k}")
+    path.write_text("destination: nowhere\n" + path.read_text())
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2
+    assert "no destination named 'nowhere' is installed (installed: duckdb" in result.stderr
+
+
 def test_hook_register_sandboxes():
     reg = registry(example=shipetl_example)
     assert reg.sandboxes == {"example": example_app}

@@ -30,7 +30,7 @@ LAYOUT = {
 
 def run_pytest(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(folder)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -81,6 +81,7 @@ def test_generated_tests_pass_and_catch_a_broken_plugin(tmp_path):
     green = run_pytest(root)
     assert green.returncode == 0, green.stdout[-3000:]
     assert "28 passed" in green.stdout
+    assert "shipetl 0.1.0, hook API version 1, provider contract suite" in green.stdout  # shipetl.testing as a pytest plugin
 
     # Three bugs a plugin author could make; each must fail the contract tests that exist for it.
     statuses = root / "shipetl_acme/statuses.py"
