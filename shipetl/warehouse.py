@@ -171,8 +171,9 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             for name in (*DATA_TABLES, "rejects"):
                 if name in staged.staged:
                     loaded[name] = _insert_new_rows(con, TABLES[name])
-            if expire_before is not None:
-                run.counters["expired"] = expired = _expire_silent_shipments(con, run, expire_before)
+            expired = _expire_silent_shipments(con, run, expire_before) if expire_before is not None else 0
+            if expired:
+                run.counters["expired"] = expired
                 loaded["shipments"] = loaded.get("shipments", 0) + expired
             _stage_lake(con, run, [name for name, n in loaded.items() if n], lake_root, commit_id)
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
