@@ -26,4 +26,3 @@ class TestShipEngineContract(ProviderContract):
         "bad_input": ErrorFixture(400, "error_400.json"),
     }
     # USPS scan codes the built-in table does not map yet (providers.md 3.5: "others in_transit").
-    allow_unknown = frozenset({"07", "NT", "10", "03"})

@@ -38,7 +38,9 @@ KIND_STATUS = {"created": "info_received", "awaiting_dropoff": "info_received", 
                "unmapped": "unknown"}
 TOP_STATUS = {"AC": "in_transit", "IT": "in_transit", "NY": "pending", "AT": "failed_attempt", "DE": "delivered",
               "SP": "available_for_pickup", "EX": "exception", "UN": "unknown"}
-USPS_SCAN_STATUS = {"01": "delivered", "OF": "out_for_delivery"}
+# Seed 004: 01 delivered, OF out for delivery, its other scans (03, 10, NT, 07) in transit.
+USPS_SCAN_STATUS = {"01": "delivered", "OF": "out_for_delivery", "03": "in_transit", "10": "in_transit",
+                    "NT": "in_transit", "07": "in_transit"}
 FINAL_DETAILS = {"PARCEL_LOST"}
 
 

@@ -41,5 +41,13 @@ STATUS_DETAIL_CODES: dict[str, tuple[str, bool]] = {
 }
 STATUS_DETAIL_CODES.update({code: ("exception", True) for code in FINAL_EXCEPTIONS})
 
-# USPS scan codes as ShipEngine relays them in carrier_status_code (seed 004).
-USPS_CODES = {"01": ("delivered", True), "OF": ("out_for_delivery", False)}
+# USPS scan codes as ShipEngine relays them in carrier_status_code (seed 004: 01 delivered, OF out for
+# delivery, the seed's other scans in transit).
+USPS_CODES = {
+    "01": ("delivered", True),
+    "OF": ("out_for_delivery", False),
+    "03": ("in_transit", False),  # USPS picked up item
+    "10": ("in_transit", False),  # arrived at USPS regional origin facility
+    "NT": ("in_transit", False),  # in transit to next facility
+    "07": ("in_transit", False),  # arrived at post office
+}
