@@ -59,7 +59,8 @@ SELECT
     coalesce(nullif(e.event_code, ''), e.carrier_status_code) AS status_raw,
     CASE WHEN nullif(e.status_detail_code, '') IS NOT NULL OR nullif(e.status_code, '') IS NOT NULL
          THEN coalesce(status_of('shipengine.detail', e.status_detail_code), status_of('shipengine', e.status_code))
-         ELSE coalesce(status_of(carrier_code, e.carrier_status_code),
+         -- carrier_status_code can arrive as a JSON number (3 for "03"): the event code is the fallback key
+         ELSE coalesce(status_of(carrier_code, e.carrier_status_code), status_of(carrier_code, e.event_code),
                        CASE WHEN newest THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END,
                        'unknown')
     END AS status,
