@@ -47,7 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipetl.sandbox import SandboxSettings
-from shipetl.sandbox.seed import fake_id, instant_between, rng, weighted
+from shipetl.sandbox.seed import fake_id, instant_between, rng, unique, weighted
 
 # --- Provider facts and sandbox settings -----------------------------------------------------
 
@@ -284,16 +284,9 @@ def build_world(seed: int = 42, scale: float = 1.0, orders: int | None = None, c
     return World([_build_order(r, clock, used) for _ in range(count)])
 
 
-def _unique(r: random.Random, used: set[str], make) -> str:
-    while True:
-        value = make(r)
-        if value not in used:
-            used.add(value)
-            return value
-
 
 def _build_order(r: random.Random, clock: datetime, used: set[str]) -> Order:
-    order_id = _unique(r, used, lambda r: "8" + fake_id(r, 15))
+    order_id = unique(r, used, lambda r: "8" + fake_id(r, 15))
     created = instant_between(r, ORDERS_START, ORDERS_END)
     currency = weighted(r, CURRENCIES)
     lines = [{"product_id": "1005" + fake_id(r, 12), "title": r.choice(("Elegant Flounce Mini Skirt", "USB-C Cable 2m",
@@ -330,7 +323,7 @@ def _build_parcel(r: random.Random, clock: datetime, used: set[str], start: date
         chinese = language == "zh" or (language == "mixed" and i < len(kinds) // 2)
         name, desc = NODES[kind][2 if chinese else 1]
         nodes.append(Node(kind, at, name, desc))
-    mail_no = "" if scenario == "pre_ship" else _unique(r, used, lambda r: r.choice(
+    mail_no = "" if scenario == "pre_ship" else unique(r, used, lambda r: r.choice(
         (lambda: "42" + fake_id(r, 32), lambda: "LP00" + fake_id(r, 12), lambda: "AEUS" + fake_id(r, 11) + "YQ"))())
     eta = None if scenario == "pre_ship" else (start + timedelta(days=r.randint(12, 30)) if r.random() < 0.9 else None)
     return Parcel(mail_no, r.choice(CARRIER_NAMES), eta, nodes, items if r.random() < 0.9 else [], r.random() < 0.6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -34,6 +34,15 @@ def fake_id(r: random.Random, digits: int) -> str:
 def fake_alnum(r: random.Random, length: int, alphabet: str = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ") -> str:
     """A string of ``length`` characters drawn from ``alphabet`` (upper case, no I/O by default)."""
     return "".join(r.choices(alphabet, k=length))
+
+
+def unique(r: random.Random, used: set[str], make: Callable[[random.Random], str]) -> str:
+    """A value from ``make(r)`` not in ``used`` (and now added to it): ids that must not repeat in a world."""
+    while True:
+        value = make(r)
+        if value not in used:
+            used.add(value)
+            return value
 
 
 def fake_uuid(r: random.Random) -> str:

@@ -22,6 +22,7 @@ from shipetl_shipengine.sandbox import build_world as shipengine_world
 from shipetl_shipengine.statuses import STATUS_CODES, STATUS_DETAIL_CODES
 from shipetl_shopee.sandbox import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE
 from shipetl_shopee.sandbox import build_world as shopee_world
+from sources import shipengine_source
 
 SCALE = 0.25
 SHOPS = (880101, 880202)
@@ -36,14 +37,7 @@ def small_sandbox(registry) -> Iterator[str]:
 
 
 def pipeline_sources(url: str, ids_file: Path) -> str:
-    return f"""
-    - name: se
-      provider: shipengine
-      base_url: {url}/shipengine
-      start: 2025-08-01
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
-      credentials: {{api_key: "sandbox_live_key"}}
-      options: {{poll_concurrency: 16}}
+    return shipengine_source(url) + f"""
     - name: shopee
       provider: shopee
       base_url: {url}/shopee

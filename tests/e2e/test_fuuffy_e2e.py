@@ -16,6 +16,7 @@ import zstandard
 from shipetl import config, runner
 from shipetl.sandbox import SandboxSettings, running_sandbox
 from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS, build_world
+from sources import shipengine_source
 
 CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 WRONG_SECRET = "fuuffy-wrong-secret-5d2c"
@@ -33,18 +34,6 @@ def source_yaml(url: str, *, name: str = "fz", secret: str = CLIENT_SECRET, opti
       rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 8}}
       credentials: {{client_id: "{CLIENT_ID}", client_secret: "{secret}", pii_key: "{PII_KEY}"}}
       options: {{{options}}}
-    """
-
-
-def shipengine_yaml(url: str) -> str:
-    return f"""
-    - name: se
-      provider: shipengine
-      base_url: {url}/shipengine
-      start: 2025-08-01
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
-      credentials: {{api_key: "sandbox_live_key"}}
-      options: {{poll_concurrency: 16}}
     """
 
 
@@ -155,7 +144,7 @@ def test_token_expired_by_the_admin_route_is_replaced_on_the_next_run(sandbox, m
 
 def test_wrong_client_secret_fails_that_source_alone(custom_sandbox, make_pipeline, run_cli, tmp_path):
     with custom_sandbox(scale=0.1) as url:  # a small ShipEngine world keeps the other source quick
-        pipeline = make_pipeline(source_yaml(url, name="fz-bad", secret=WRONG_SECRET) + shipengine_yaml(url))
+        pipeline = make_pipeline(source_yaml(url, name="fz-bad", secret=WRONG_SECRET) + shipengine_source(url))
         result = run_cli("run", str(pipeline))
     assert result.returncode == 1
     output = result.stdout + result.stderr

@@ -13,21 +13,10 @@ import pytest
 import zstandard
 
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world
+from sources import SHIPENGINE_KEY as API_KEY
+from sources import shipengine_source
 
-API_KEY = "sandbox_live_key"
 BAD_KEY = "sandbox_wrong_key_3f9a"
-
-
-def source_yaml(url: str, key: str = API_KEY, name: str = "se") -> str:
-    return f"""
-    - name: {name}
-      provider: shipengine
-      base_url: {url}/shipengine
-      start: 2025-08-01
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
-      credentials: {{api_key: "{key}"}}
-      options: {{poll_concurrency: 16}}
-    """
 
 
 def warehouse_rows(tmp_path: Path, sql: str) -> list[tuple]:
@@ -54,7 +43,7 @@ def loaded_event_keys(tmp_path: Path) -> set[tuple]:
 
 
 def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox))
+    pipeline = make_pipeline(shipengine_source(sandbox))
     first = run_cli("run", str(pipeline))
     assert first.returncode == 0, first.stderr[-2000:]
 
@@ -82,7 +71,7 @@ def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipe
 
 
 def test_second_run_polls_only_open_shipments_and_picks_up_new_scans(sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox))
+    pipeline = make_pipeline(shipengine_source(sandbox))
     assert run_cli("run", str(pipeline)).returncode == 0
     open_before = warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE NOT is_final")[0][0]
     later = DEFAULT_CLOCK + timedelta(days=40)
@@ -100,7 +89,7 @@ def test_injected_429_5xx_and_truncated_bodies_are_retried(sandbox, make_pipelin
     # About one request in ten fails; six straight failures of one request (a lost source) stay below 1 in 10^6.
     faults = {"rate_429": 0.04, "rate_5xx": 0.04, "rate_truncate": 0.02, "retry_after_s": 0.05, "seed": 7}
     httpx.post(f"{sandbox}/_sandbox/faults", json=faults).raise_for_status()
-    result = run_cli("run", str(make_pipeline(source_yaml(sandbox))))
+    result = run_cli("run", str(make_pipeline(shipengine_source(sandbox))))
     assert result.returncode == 0, result.stderr[-2000:]
     stats = httpx.get(f"{sandbox}/_sandbox/stats").json()
     assert stats["faults"]["429"] > 0 and stats["faults"]["truncate"] > 0
@@ -110,7 +99,7 @@ def test_injected_429_5xx_and_truncated_bodies_are_retried(sandbox, make_pipelin
 
 
 def test_wrong_api_key_fails_that_source_with_one_clear_line(sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox, BAD_KEY, "se-bad") + source_yaml(sandbox, API_KEY, "se-good"))
+    pipeline = make_pipeline(shipengine_source(sandbox, BAD_KEY, "se-bad") + shipengine_source(sandbox, API_KEY, "se-good"))
     result = run_cli("run", str(pipeline))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
@@ -123,7 +112,7 @@ def test_wrong_api_key_fails_that_source_with_one_clear_line(sandbox, make_pipel
 
 @pytest.mark.parametrize("point", ["lake_staged", "committed", "lake_half_published"])
 def test_sigkill_during_load_then_rerun_equals_a_clean_run(point, sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox))
+    pipeline = make_pipeline(shipengine_source(sandbox))
     killed = run_cli("run", str(pipeline), env={"SHIPETL_KILL_AT": point})
     assert killed.returncode == -9, killed.stderr[-2000:]
     rerun = run_cli("run", str(pipeline))
@@ -138,7 +127,7 @@ def test_sigkill_during_load_then_rerun_equals_a_clean_run(point, sandbox, make_
 
 
 def test_api_key_appears_nowhere(sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox))
+    pipeline = make_pipeline(shipengine_source(sandbox))
     result = run_cli("--log-level", "debug", "run", str(pipeline))
     assert result.returncode == 0
     assert '"http_request"' in result.stderr  # debug logs really were written, and checked below
@@ -156,7 +145,7 @@ def test_api_key_appears_nowhere(sandbox, make_pipeline, run_cli, tmp_path):
 
 def test_open_shipments_silent_past_the_expiry_become_expired_and_stop_being_polled(sandbox, make_pipeline, run_cli, tmp_path):
     # The sandbox's parcels last moved in 2025, so with 30 days of patience every open one is silent by now.
-    pipeline = make_pipeline(source_yaml(sandbox), run={"expire_after_days": 30})
+    pipeline = make_pipeline(shipengine_source(sandbox), run={"expire_after_days": 30})
     assert run_cli("run", str(pipeline)).returncode == 0
     open_now = warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest WHERE NOT is_final")[0][0]
     assert open_now > 0  # a parcel first seen in this run is not expired by this run

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shipetl.sandbox.seed import fake_alnum, fake_id, instant_between, rng, weighted
+from shipetl.sandbox.seed import fake_alnum, fake_id, instant_between, rng, unique, weighted
 
 DEFAULT_CLOCK = datetime(2025, 12, 20, tzinfo=UTC)
 ORDERS_START = datetime(2025, 9, 1, tzinfo=UTC)
@@ -314,13 +314,6 @@ def build_world(seed: int = 42, scale: float = 1.0) -> World:
     return World(orders)
 
 
-def _unique(r: random.Random, used: set[str], make) -> str:
-    while True:
-        value = make(r)
-        if value not in used:
-            used.add(value)
-            return value
-
 
 def _catalog_price(r: random.Random, shop: Shop) -> Decimal:
     low, high = shop.price_range
@@ -367,7 +360,7 @@ def _build_order(r: random.Random, shop: Shop, used: set[str]) -> Order:
     _, status, package_status, steps = SCENARIOS[scenario]
     created = instant_between(r, ORDERS_START, ORDERS_END)
     create_time = _epoch(created)
-    order_sn = _unique(r, used, lambda rr: created.strftime("%y%m%d") + fake_alnum(rr, 8))
+    order_sn = unique(r, used, lambda rr: created.strftime("%y%m%d") + fake_alnum(rr, 8))
     cod = package_status is not None and r.random() < 0.15
     pay_time = None if scenario == "unpaid" or cod else create_time + r.randint(20, 3600)
     lines = _lines(r, shop)
@@ -383,11 +376,11 @@ def _build_order(r: random.Random, shop: Shop, used: set[str]) -> Order:
         carrier = r.choice(shop.carriers)
         for group in groups:
             package = Package(
-                package_number=_unique(r, used, lambda rr: "OFG" + fake_id(rr, 14)),
+                package_number=unique(r, used, lambda rr: "OFG" + fake_id(rr, 14)),
                 logistics_status=package_status, shipping_carrier=carrier,
                 items=[(ln.item_id, ln.model_id) for ln in group], allocating=scenario == "allocating")
             if steps:
-                package.tracking_number = _unique(r, used, lambda rr: f"SPX{shop.region}0{fake_id(rr, 11)}")
+                package.tracking_number = unique(r, used, lambda rr: f"SPX{shop.region}0{fake_id(rr, 11)}")
                 package.scans = _scans(r, steps, (pay_time or create_time) + r.randint(600, 7200), shop)
             packages.append(package)
     picked = [s.t for p in packages for s in p.scans if s.code == "PICKED_UP"]
