@@ -29,6 +29,9 @@ def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) 
     target.mkdir(parents=True, exist_ok=True)
     # A backfill can touch hundreds of days; closing and reopening partition files costs more than memory.
     con.execute("SET partitioned_write_max_open_files = 1000")
+    # Partitioned COPY buffers this many rows per thread in memory and cannot spill them: keep it well under
+    # the memory limit even for wide rows (an order line with its extras is about 1 KB).
+    con.execute("SET partitioned_write_flush_threshold = 100000")
     # Day of the UTC instant by integer arithmetic: no time-zone lookup per row.
     date = f"CAST(DATE '1970-01-01' + CAST(epoch_us(coalesce(\"{table.partition_time}\", extracted_at)) // 86400000000 AS INTEGER) AS VARCHAR)"
     con.execute(
