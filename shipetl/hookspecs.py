@@ -42,7 +42,7 @@ class Destination(Protocol):
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
         """Load one source account's staged rows with its cursors and run record, all or nothing.
 
-        ``staged.con`` is the DuckDB connection whose temp tables (``transform.staged_table(name)``,
+        ``staged.con`` is the DuckDB connection whose temp views (``transform.staged_table(name)``,
         one per name in ``staged.staged``) hold the rows. Returns rows loaded per table; fills ``run.loaded``.
         """
 

@@ -127,7 +127,8 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         try:
             transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
                                                 account_id=job.account_id, run_id=run_id,
-                                                extracted_at=run.started_at, timezone=ctx.timezone)
+                                                extracted_at=run.started_at, timezone=ctx.timezone,
+                                                staging=spill / "staged")
             _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress)
             result = transformer.result
             _record_counts(run, result, ctx, log)

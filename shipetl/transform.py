@@ -7,6 +7,7 @@ statuses, computes event ids and snapshot hashes, and gives every bad row its re
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,18 +49,20 @@ class TableCounts:
 
 @dataclass
 class TransformResult:
-    """Counts per table, unmapped status codes, and the connection whose temp tables hold the staged rows.
+    """Counts per table, unmapped status codes, and the connection whose temp views hold the staged rows.
 
-    Staged rows live in DuckDB temp tables (spilled to disk past the memory limit) until
+    Staged rows are Parquet parts under ``staging`` behind ``temp.main.staged_<table>`` views until
     ``warehouse.commit`` attaches the warehouse to the same connection and moves them in.
     """
 
     con: duckdb.DuckDBPyConnection
+    staging: Path
     tables: dict[str, TableCounts] = field(default_factory=dict)
     unmapped: Counter = field(default_factory=Counter)
     unknown_countries: Counter = field(default_factory=Counter)
     counters: Counter = field(default_factory=Counter)
     staged: set[str] = field(default_factory=set)
+    parts: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None,
@@ -200,8 +203,8 @@ class Transformer:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], *, provider: str, account_id: str,
-                 run_id: str, extracted_at: datetime, timezone: str | None) -> None:
-        self.result = TransformResult(con)
+                 run_id: str, extracted_at: datetime, timezone: str | None, staging: Path | None = None) -> None:
+        self.result = TransformResult(con, Path(staging) if staging else Path(tempfile.mkdtemp(prefix="shipetl-staging-")))
         self._streams = {s.name: s for s in streams}
         self._wrappers: dict[str, list[_Wrapper]] = {}
         self._args = (provider, account_id, run_id, extracted_at)
@@ -235,10 +238,14 @@ def transform(
     run_id: str,
     extracted_at: datetime,
     timezone: str | None,
+    staging: Path | None = None,
 ) -> TransformResult:
-    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects in temp tables."""
+    """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet parts.
+
+    ``staging`` is where the parts go (default: a new temporary folder the caller may delete after the commit).
+    """
     transformer = Transformer(con, streams, provider=provider, account_id=account_id, run_id=run_id,
-                              extracted_at=extracted_at, timezone=timezone)
+                              extracted_at=extracted_at, timezone=timezone, staging=staging)
     for stream in streams:
         for path in raw_files.get(stream.name, ()):
             transformer.add(stream.name, path)
@@ -246,15 +253,25 @@ def transform(
 
 
 def staged_table(table: str) -> str:
-    """Name of the temp table holding one canonical table's rows of this run until they are committed."""
+    """Name of the temp view over one canonical table's staged rows of this run, until they are committed."""
     return f"temp.main.staged_{table}"
 
 
-def _append(con, target: str, select: str) -> None:
-    if con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '{target.rsplit('.', 1)[1]}'").fetchone()[0]:
-        con.execute(f"INSERT INTO {target} {select}")
-    else:
-        con.execute(f"CREATE TEMP TABLE {target.rsplit('.', 1)[1]} AS {select}")
+def _append(result: TransformResult, table: str, select: str) -> None:
+    """Write one chunk's rows of ``table`` as a Parquet part and point the staged view at every part so far.
+
+    Parts on disk keep memory flat however many pages a run has; appending to one growing in-memory
+    table turned out several times slower at each row-group boundary.
+    """
+    con = result.con
+    parts = result.staging / table
+    parts.mkdir(parents=True, exist_ok=True)
+    part = parts / f"{len(result.parts.setdefault(table, [])):05d}.parquet"
+    con.execute(f"COPY ({select}) TO {quote(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+    result.parts[table].append(part)
+    files = ", ".join(quote(str(p)) for p in result.parts[table])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT * FROM read_parquet([{files}])")
+    result.staged.add(table)
 
 
 def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
@@ -277,14 +294,12 @@ def _stage(con, result: TransformResult, wrapper: _Wrapper, provider, account_id
     total, rejected = con.execute("SELECT count(*), count(__reason) FROM typed").fetchone()
     counts.mapped += total
     counts.rejected += rejected
-    _append(con, staged_table(table.name), f"SELECT {', '.join(chr(34) + c + chr(34) for c in table.column_names)} FROM typed WHERE __reason IS NULL")
-    result.staged.add(table.name)
+    _append(result, table.name, f"SELECT {', '.join(chr(34) + c + chr(34) for c in table.column_names)} FROM typed WHERE __reason IS NULL")
     if rejected:
-        _append(con, staged_table("rejects"),
+        _append(result, "rejects",
                 f"SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
                 f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
                 f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL")
-        result.staged.add("rejects")
     for code, count in con.execute("SELECT __status_raw, count(*) FROM typed WHERE __unmapped GROUP BY 1").fetchall():
         result.unmapped[(table.name, code)] += count
     for raw, count in con.execute("SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall():

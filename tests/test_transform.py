@@ -64,8 +64,8 @@ def shared_con() -> duckdb.DuckDBPyConnection:
 
 
 def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
-    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE 'staged_%'").fetchall():
-        con.execute(f"DROP TABLE temp.main.{name}")
+    for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND view_name LIKE 'staged_%'").fetchall():
+        con.execute(f"DROP VIEW temp.main.{name}")
 
 
 def run(tmp_path: Path, mappings: list[TableMapping] | Stream, pages: list[Any], *, zone: str | None = "Asia/Hong_Kong",
@@ -84,8 +84,7 @@ def run(tmp_path: Path, mappings: list[TableMapping] | Stream, pages: list[Any],
 def rows(result: transform.TransformResult, table: str, order: str | None = None) -> list[dict[str, Any]]:
     """Staged rows of one table as dicts; [] when nothing was staged."""
     con = result.con
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
-                       [f"staged_{table}"]).fetchone()[0]:
+    if table not in result.staged:
         return []
     rel = con.execute(f"SELECT * FROM {transform.staged_table(table)}" + (f" ORDER BY {order}" if order else ""))
     names = [d[0] for d in rel.description]

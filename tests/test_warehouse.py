@@ -63,8 +63,8 @@ class Warehouse:
                 raw.write(Page("tracking", body))
             files = raw.close()
         con = self.con
-        for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE 'staged_%'").fetchall():
-            con.execute(f"DROP TABLE temp.main.{name}")  # what the previous stage left
+        for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND view_name LIKE 'staged_%'").fetchall():
+            con.execute(f"DROP VIEW temp.main.{name}")  # what the previous stage left
         result = transform.transform(con, [STREAM], files, provider="acme", account_id="acct-1", run_id=run_id,
                                      extracted_at=when, timezone=None)
         run = runs.SourceRun(run_id, "acme-main", "acme", "acct-1", when, when, "ok")
