@@ -37,17 +37,18 @@ def test_stale_copy_is_detected_and_refresh_fixes_it(tmp_path) -> None:
 
 def test_refresh_keeps_text_outside_the_sections() -> None:
     text = ("# Title\n\nbefore\n<!-- cli:start -->\nold cli\n<!-- cli:end -->\nmiddle\n"
-            "<!-- schema:start -->\nold schema\n<!-- schema:end -->\nafter\n")
+            "<!-- schema:start -->\nold schema\n<!-- schema:end -->\n"
+            "<!-- providers:start -->\nold providers\n<!-- providers:end -->\nafter\n")
     out = docs.refresh(text)
     assert out.startswith("# Title\n\nbefore\n<!-- cli:start -->\n")
-    assert "\nmiddle\n<!-- schema:start -->\n" in out and out.endswith("<!-- schema:end -->\nafter\n")
-    assert "old cli" not in out and "old schema" not in out
-    assert "#### `shipetl run`" in out and "#### `tracking_events`" in out
+    assert "\nmiddle\n<!-- schema:start -->\n" in out and out.endswith("<!-- providers:end -->\nafter\n")
+    assert "old cli" not in out and "old schema" not in out and "old providers" not in out
+    assert "#### `shipetl run`" in out and "#### `tracking_events`" in out and "#### `shipengine`" in out
 
 
 def test_refresh_without_a_section_says_which() -> None:
     with pytest.raises(ShipetlError, match="schema:start"):
-        docs.refresh("<!-- cli:start -->\n<!-- cli:end -->\n")
+        docs.refresh("<!-- cli:start -->\n<!-- cli:end -->\n<!-- providers:start -->\n<!-- providers:end -->\n")
 
 
 def test_schema_markdown_has_every_column() -> None:
