@@ -36,7 +36,31 @@ def effective_rate_limit(default: RateLimit | None, configured) -> RateLimit:
     return RateLimit(**base)
 
 
-class SourceContext:
+class RunBookkeeping:
+    """The cursor, polling and counter parts of an ExtractContext, shared by the runner's and the contract's.
+
+    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments) and ``counters``.
+    """
+
+    _cursors: dict[str, Any]
+    new_cursors: dict[str, Any]
+    _open: list[dict[str, Any]]
+    counters: Counter
+
+    def cursor(self, key: str, default: Any = None) -> Any:
+        return self.new_cursors.get(key, self._cursors.get(key, default))
+
+    def set_cursor(self, key: str, value: Any) -> None:
+        self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
+
+    def open_shipments(self) -> list[dict[str, Any]]:
+        return list(self._open)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+
+class SourceContext(RunBookkeeping):
     """Implements :class:`shipetl.provider.ExtractContext` over the pipeline config and the warehouse."""
 
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
@@ -89,18 +113,6 @@ class SourceContext:
 
     def secret(self, name: str) -> str:
         return self._source.secret(name)
-
-    def cursor(self, key: str, default: Any = None) -> Any:
-        return self.new_cursors.get(key, self._cursors.get(key, default))
-
-    def set_cursor(self, key: str, value: Any) -> None:
-        self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
-
-    def open_shipments(self) -> list[dict[str, Any]]:
-        return list(self._open)
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Rows of a read-only query over the warehouse as the last commit left it; [] if there is none yet.

@@ -49,6 +49,7 @@ import structlog
 import zstandard
 
 from . import redact, statuses, transform, warehouse
+from .context import RunBookkeeping
 from .errors import AuthError, ConfigError, TerminalError, TransientError
 from .httpclient import http_client
 from .log import configure as configure_logging
@@ -148,7 +149,7 @@ class _Recording(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-class ContractContext:
+class ContractContext(RunBookkeeping):
     """An :class:`~shipetl.provider.ExtractContext` for one extract over a given transport, no warehouse."""
 
     def __init__(self, provider_cls: type[Provider], options: Any, *, base_url: str, transport: httpx.BaseTransport,
@@ -159,6 +160,7 @@ class ContractContext:
         self.timezone = timezone_name or provider_cls.default_timezone
         self.log = structlog.get_logger(source=provider_cls.name)
         self.tokens = TokenStore(tmp / "tokens")
+        self._cursors: dict[str, Any] = {}  # a first run: nothing committed yet
         self.new_cursors: dict[str, Any] = {}
         self.counters: Counter = Counter()
         self._provider, self._base_url, self._transport = provider_cls, base_url, transport
@@ -179,18 +181,6 @@ class ContractContext:
             raise ConfigError(f"credentials.{name}: missing; list it in {self._provider.__name__}.secrets "
                               f"or in the contract's credentials")
         return self._credentials[name]
-
-    def cursor(self, key: str, default: Any = None) -> Any:
-        return self.new_cursors.get(key, default)
-
-    def set_cursor(self, key: str, value: Any) -> None:
-        self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
-
-    def open_shipments(self) -> list[dict[str, Any]]:
-        return list(self._open)
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         return []  # the contract runs as a first run: nothing committed yet
