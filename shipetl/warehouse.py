@@ -98,7 +98,7 @@ def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
 
 @contextmanager
 def attached(con, path: Path, timeout: float = 60.0):
-    """Attach the warehouse for writing to ``con`` (which holds a run's staged temp tables) and make it current."""
+    """Attach the warehouse for writing to ``con`` (which holds a run's staged rows) and make it current."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _LOCK:
