@@ -25,8 +25,9 @@ from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, safe_name
 from .registry import Registry
-from .tokens import TokenStore
 from .runs import SourceRun, new_run_id
+from .tokens import TokenStore
+
 
 @dataclass
 class RunResult:
@@ -50,6 +51,7 @@ class _Job:
 
 
 def _read_start_state(pipeline: PipelineConfig, source: str, provider: str, account_id: str):
+    """The account's committed cursors and its open shipments, read in one short read-only visit."""
     with warehouse.connect(pipeline.warehouse.path, read_only=True, timeout=pipeline.warehouse.commit_timeout) as con:
         if con is None or not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0]:
             return {}, []

@@ -29,11 +29,13 @@ LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", 
 
 
 def table_ddl(table: Table) -> str:
+    """CREATE TABLE for one canonical table, generated from the schema."""
     cols = ", ".join(f'"{f.name}" {duckdb_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in table.columns)
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
 
 
 def latest_view_ddl(table: Table) -> str:
+    """The ``<table>_latest`` view: the newest snapshot of each entity."""
     keys = ", ".join(table.entity_key)
     return (f"CREATE OR REPLACE VIEW {table.name}_latest AS SELECT * FROM {table.name} "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY extracted_at DESC, run_id DESC) = 1")
