@@ -86,42 +86,51 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency: int) -> Iterator[Page]:
-    """Every page of one shop for the window: order lists, order details, then tracking per package."""
+    """Every page of one shop for the window: per time slice its order lists, then per batch of 50 the order
+    details and at once the tracking of their packages; last, open packages of earlier runs not seen again.
+
+    Working slice by slice and batch by batch keeps memory bounded by one slice's order numbers, not by
+    the whole window (a backfill of a year can hold millions of orders).
+    """
     since, until = ctx.window(CURSOR)
     until = min(until, datetime.now(until.tzinfo) - SETTLE_LAG)
-    order_sns: dict[str, None] = {}
+    open_packages = {meta["package_number"]: meta for meta in map(stored_meta, ctx.open_shipments())}
     slices = windows(since, until)
-    ctx.log.info("order_windows", count=len(slices), since=since.isoformat(), until=until.isoformat())
+    ctx.log.info("order_windows", count=len(slices), since=since.isoformat(), until=until.isoformat(),
+                 open_packages=len(open_packages))
+    previous: set[str] = set()  # an order updated on a slice boundary is listed by both slices
     for time_from, time_to in slices:
+        order_sns: dict[str, None] = {}
         for n, (raw, body) in enumerate(api.order_list_pages(time_from, time_to, page_size), start=1):
             yield Page("order_list", raw, {"time_from": time_from, "time_to": time_to, "page": n})
             for item in (body.get("response") or {}).get("order_list") or []:
-                order_sns[str(item["order_sn"])] = None
-    packages: dict[str, dict[str, Any]] = {}
-    numbers = list(order_sns)
-    for i in range(0, len(numbers), DETAIL_BATCH_MAX):
-        batch = numbers[i:i + DETAIL_BATCH_MAX]
-        raw, body = api.order_detail(batch)
-        orders = (body.get("response") or {}).get("order_list") or []
-        missing = sorted(set(batch) - {str(o.get("order_sn")) for o in orders})
-        if missing:
-            ctx.count("orders_missing_from_detail", len(missing))
-            ctx.log.warning("orders_missing_from_detail", order_sn=missing, warning=body.get("warning"))
-        yield Page("order_detail", raw, {"missing": missing})
-        for order in orders:
-            for package in order.get("package_list") or []:
-                meta = package_meta(order, package)
-                packages[meta["package_number"]] = meta
+                if str(item["order_sn"]) not in previous:
+                    order_sns[str(item["order_sn"])] = None
+        numbers = list(order_sns)
+        for i in range(0, len(numbers), DETAIL_BATCH_MAX):
+            batch = numbers[i:i + DETAIL_BATCH_MAX]
+            raw, body = api.order_detail(batch)
+            orders = (body.get("response") or {}).get("order_list") or []
+            missing = sorted(set(batch) - {str(o.get("order_sn")) for o in orders})
+            if missing:
+                ctx.count("orders_missing_from_detail", len(missing))
+                ctx.log.warning("orders_missing_from_detail", order_sn=missing, warning=body.get("warning"))
+            yield Page("order_detail", raw, {"missing": missing})
+            batch_packages = [_fresh(package_meta(order, package), open_packages)
+                              for order in orders for package in order.get("package_list") or []]
+            yield from _poll(ctx, api, batch_packages, poll_concurrency)
+        previous = set(order_sns)
     ctx.set_cursor(CURSOR, until)
-    for row in ctx.open_shipments():
-        known = stored_meta(row)
-        fresh = packages.get(known["package_number"])
-        if fresh is None:
-            packages[known["package_number"]] = known
-        elif not fresh["tracking_number"]:
-            fresh["tracking_number"] = known["tracking_number"]
-    ctx.log.info("packages_to_poll", count=len(packages))
-    yield from _poll(ctx, api, list(packages.values()), poll_concurrency)
+    ctx.log.info("open_packages_to_poll", count=len(open_packages))
+    yield from _poll(ctx, api, list(open_packages.values()), poll_concurrency)
+
+
+def _fresh(meta: dict[str, Any], open_packages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A package seen in this run, taking the tracking number an earlier run stored; it is no longer 'open'."""
+    known = open_packages.pop(meta["package_number"], None)
+    if known and not meta["tracking_number"]:
+        meta["tracking_number"] = known["tracking_number"]
+    return meta
 
 
 def _poll(ctx: ExtractContext, api: ShopeeApi, metas: list[dict[str, Any]], concurrency: int) -> Iterator[Page]:
