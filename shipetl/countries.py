@@ -28,13 +28,6 @@ def name_table() -> dict[str, str]:
     return table
 
 
-def to_alpha2(value: str | None) -> str | None:
-    """ISO alpha-2 for a name or code in any case; None when absent or unknown."""
-    if not value or not value.strip():
-        return None
-    return name_table().get(value.strip().lower())
-
-
 def install(con) -> None:
     """Create the ``country_names(name, alpha2)`` table that ``transform`` joins country columns against."""
     names = pa.table({"name": list(name_table()), "alpha2": list(name_table().values())})

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import signal
 
-ENV = "SHIPETL_KILL_AT"
-POINTS = ("lake_staged", "committed", "lake_half_published")
+ENV = "SHIPETL_KILL_AT"  # points: lake_staged, committed, lake_half_published (warehouse.commit, lake.publish)
 
 
 def reached(point: str) -> None:

@@ -61,8 +61,12 @@ class TransformResult:
     unmapped: Counter = field(default_factory=Counter)
     unknown_countries: Counter = field(default_factory=Counter)
     counters: Counter = field(default_factory=Counter)
-    staged: set[str] = field(default_factory=set)
     parts: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def staged(self) -> set[str]:
+        """Tables with staged rows (a view ``staged_<table>`` each)."""
+        return set(self.parts)
 
 
 def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None,
@@ -271,7 +275,6 @@ def _append(result: TransformResult, table: str, select: str) -> None:
     result.parts[table].append(part)
     files = ", ".join(quote(str(p)) for p in result.parts[table])
     con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT * FROM read_parquet([{files}])")
-    result.staged.add(table)
 
 
 def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
