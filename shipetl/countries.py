@@ -28,9 +28,10 @@ def name_table() -> dict[str, str]:
     return table
 
 
-def install(con) -> None:
-    """Create the ``country_names(name, alpha2)`` table that ``transform`` joins country columns against."""
+def install(con, temp: bool = True) -> None:
+    """Create the ``country_names(name, alpha2)`` table that ``transform`` joins country columns against
+    (TEMP, or in the current database for every cursor of a connection to see)."""
     names = pa.table({"name": list(name_table()), "alpha2": list(name_table().values())})
     con.register("country_names_arrow", names)
-    con.execute("CREATE OR REPLACE TEMP TABLE country_names AS SELECT * FROM country_names_arrow")
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE country_names AS SELECT * FROM country_names_arrow")
     con.unregister("country_names_arrow")

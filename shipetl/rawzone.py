@@ -28,16 +28,18 @@ def safe_name(text: str) -> str:
 
 
 def page_line(page: Page) -> bytes:
-    """One NDJSON line for a page; a body given as bytes is kept byte for byte unless it spans lines."""
+    """One NDJSON line for a page (without its newline); a body given as bytes is kept byte for byte unless it spans lines."""
     meta = orjson.dumps(page.meta, option=orjson.OPT_NON_STR_KEYS)
     body = page.body
     if isinstance(body, (bytes, bytearray, memoryview)):
-        body = bytes(body).strip()
+        body = bytes(body)
+        if body[:1].isspace() or body[-1:].isspace():
+            body = body.strip()
         if b"\n" in body or b"\r" in body:
             body = orjson.dumps(orjson.loads(body))
     else:
         body = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    return b'{"meta":' + meta + b',"body":' + (body or b"null") + b"}\n"
+    return b"".join((b'{"meta":', meta, b',"body":', body or b"null", b"}"))
 
 
 class RawZoneWriter:
@@ -54,10 +56,11 @@ class RawZoneWriter:
 
     def write(self, page: Page) -> None:
         """Mask secrets in the page and append it to its stream's current file."""
-        line = redact_bytes(page_line(page)[:-1]) + b"\n"  # masking may re-serialize: keep one page a line
+        line = redact_bytes(page_line(page))  # masking may re-serialize: still one page a line
         fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
         writer.write(line)
-        size += len(line)
+        writer.write(b"\n")
+        size += len(line) + 1
         self._open[page.stream] = (fh, writer, size)
         self.pages += 1
         if size >= self.rotate_bytes:

@@ -54,8 +54,11 @@ _QUOTED_RE = re.compile(
 _BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 
 _KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+# Patterns start with the key's letters (not with a quote, which every JSON page is full of), so the
+# scanner's prefilter skips most of a page; leftmost-longest matching needs no overlapping search.
 _KEY_SCANNER = ahocorasick_rs.BytesAhoCorasick(
-    [b'"' + k.encode() + b'"' for k in SECRET_KEYS] + [k.encode() + b"=" for k in SECRET_KEYS] + [b"bearer "],
+    [k.encode() + b'"' for k in SECRET_KEYS] + [k.encode() + b"=" for k in SECRET_KEYS] + [b"bearer "],
+    matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST,
     implementation=ahocorasick_rs.Implementation.DFA,
 )
 
@@ -165,9 +168,13 @@ def _mentions_secret_key(lowered: bytes) -> bool:
 
     One Aho-Corasick pass over the page finds every candidate at once; this runs on every raw page.
     """
-    for _, start, _end in _KEY_SCANNER.find_matches_as_indexes(lowered):
-        if lowered[start:start + 1] == b'"' or lowered[start:start + 7] == b"bearer ":
+    for _, start, end in _KEY_SCANNER.find_matches_as_indexes(lowered):
+        if lowered[end - 1:end] == b" ":  # "bearer "
             return True
-        if start == 0 or lowered[start - 1] not in _KEY_CHARS:  # key= but not my_key=
+        before = lowered[start - 1:start] if start else b""
+        if lowered[end - 1:end] == b'"':
+            if before == b'"':  # "api_key" but not "my_api_key"
+                return True
+        elif not before or before[0] not in _KEY_CHARS:  # key= but not my_key=
             return True
     return False

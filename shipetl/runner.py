@@ -29,6 +29,9 @@ from .runs import SourceRun, new_run_id
 from .tokens import TokenStore
 
 
+TRANSFORM_WORKERS = 2  # raw files mapped at once per source account
+
+
 @dataclass
 class RunResult:
     """Every source account's outcome in one run."""
@@ -78,11 +81,12 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
 
 def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
                            transformer: transform.Transformer, progress) -> None:
-    """Write every page to the raw zone; each raw file is mapped in a second thread as soon as it is closed.
+    """Write every page to the raw zone; each raw file is mapped by a worker thread as soon as it is closed.
 
-    DuckDB releases the GIL, so on two cores mapping one file overlaps with fetching the next.
+    DuckDB releases the GIL, so mapping overlaps with fetching; two workers keep both cores busy when
+    the raw zone closes files faster than one worker maps them.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transform-{run.label}") as mapper:
+    with ThreadPoolExecutor(max_workers=TRANSFORM_WORKERS, thread_name_prefix=f"transform-{run.label}") as mapper:
         pending = []
         on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
@@ -132,7 +136,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                                                 extracted_at=run.started_at, timezone=ctx.timezone,
                                                 staging=spill / "staged")
             _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress)
-            result = transformer.result
+            result = transformer.finish()
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)

@@ -65,16 +65,16 @@ class StatusTables:
         return [(ns, raw, e.status, e.is_final) for (ns, raw), e in sorted(self.entries.items())]
 
 
-def _lookup_macro(tables: StatusTables, name: str, pick) -> str:
+def _lookup_macro(tables: StatusTables, name: str, pick, kind: str) -> str:
     """A macro ``name(namespace, code)`` as one small MAP per namespace: constant-folded, no join per row."""
     by_ns: dict[str, list[str]] = {}
     for (ns, raw), entry in sorted(tables.entries.items()):
         by_ns.setdefault(ns, []).append(f"{_lit(raw)}: {pick(entry)}")
     if not by_ns:
-        return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS NULL"
+        return f"CREATE OR REPLACE {kind}MACRO {name}(ns, code) AS NULL"
     code = f"trim(CAST(code AS VARCHAR), {_WHITESPACE_SQL})"  # the characters str.strip() removes in lookup()
     cases = " ".join(f"WHEN {_lit(ns)} THEN MAP {{{', '.join(items)}}}[{code}]" for ns, items in by_ns.items())
-    return f"CREATE OR REPLACE TEMP MACRO {name}(ns, code) AS CASE ns {cases} END"
+    return f"CREATE OR REPLACE {kind}MACRO {name}(ns, code) AS CASE ns {cases} END"
 
 
 _WHITESPACE_SQL = " || ".join(f"chr({c})" for c in (32, 9, 10, 11, 12, 13))
@@ -84,10 +84,12 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def install(con, tables: StatusTables) -> None:
-    """Create the ``status_of(namespace, code)`` and ``final_of(namespace, code)`` macros in a DuckDB connection.
+def install(con, tables: StatusTables, temp: bool = True) -> None:
+    """Create the ``status_of(namespace, code)`` and ``final_of(namespace, code)`` macros in a DuckDB connection
+    (TEMP, or in the current database for every cursor of the connection to see).
 
     Both return NULL for a code no table knows; mapping SQL calls them, core counts what stays unmapped.
     """
-    con.execute(_lookup_macro(tables, "status_of", lambda e: _lit(e.status)))
-    con.execute(_lookup_macro(tables, "final_of", lambda e: "true" if e.is_final else "false"))
+    kind = "TEMP " if temp else ""
+    con.execute(_lookup_macro(tables, "status_of", lambda e: _lit(e.status), kind))
+    con.execute(_lookup_macro(tables, "final_of", lambda e: "true" if e.is_final else "false", kind))

@@ -195,17 +195,19 @@ def _macros() -> list[str]:
     return m
 
 
-def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+def install_macros(con: duckdb.DuckDBPyConnection, temp: bool = True) -> None:
     """Set the session to UTC and create the time macros as TEMP macros on ``con``.
 
-    TEMP so nothing is written into a warehouse file and read-only connections work. Safe to call twice.
+    TEMP so nothing is written into a warehouse file and read-only connections work; ``temp=False``
+    creates them in the current database instead (an in-memory one whose cursors all need them).
+    Safe to call twice.
     Public macros: ``time_absent(x)``, ``utc_from_epoch_s(x)``, ``utc_from_epoch_ms(x)``,
     ``utc_from_iso(x)``, ``utc_from_local(x, zone)`` (all but the first return TIMESTAMPTZ); the
     ``time_*`` helpers are internal.
     """
     con.execute("SET TimeZone='UTC'")
     for body in _macros():
-        con.execute(f"CREATE OR REPLACE TEMP MACRO {body}")
+        con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}MACRO {body}")
 
 
 def _check_kind(kind: str) -> None:

@@ -8,6 +8,7 @@ statuses, computes event ids and snapshot hashes, and gives every bad row its re
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,14 +72,19 @@ class TransformResult:
 
 def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_tables: statuses.StatusTables | None = None,
             pii: str = "keep", pii_key: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with shipetl's macros, bounded memory and a spill directory."""
+    """An in-memory DuckDB with shipetl's macros, bounded memory and a spill directory.
+
+    The macros and the country table live in the in-memory database itself, not TEMP, so every cursor of
+    the connection (one per transform worker) sees them.
+    """
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     if temp_dir:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {quote(str(temp_dir))}")
-    timestamps.install_macros(con)
-    statuses.install(con, status_tables or statuses.StatusTables())
-    countries.install(con)
+    timestamps.install_macros(con, temp=False)
+    statuses.install(con, status_tables or statuses.StatusTables(), temp=False)
+    countries.install(con, temp=False)
     install_pii(con, pii, pii_key)
     return con
 
@@ -95,15 +101,35 @@ def install_pii(con, mode: str, key: str | None) -> None:
     else:
         body = ("CASE WHEN x IS NULL THEN NULL ELSE error('pii: hash needs credentials.pii_key "
                 "(a secret from the environment), or set pii: drop') END")
-    con.execute(f"CREATE OR REPLACE TEMP MACRO pii(x) AS {body}")
+    con.execute(f"CREATE OR REPLACE MACRO pii(x) AS {body}")
+
+
+def _trimmed(text: str) -> str:
+    """SQL for ``text`` without surrounding spaces, NULL when empty; trims only the few values that need it."""
+    return (f"CASE WHEN {text} = '' THEN NULL WHEN starts_with({text}, ' ') OR ends_with({text}, ' ') "
+            f"THEN nullif(trim({text}), '') ELSE {text} END")
+
+
+def _same_type(mapped: str, canonical: str) -> bool:
+    """Whether a mapped column's DuckDB type already is the canonical one (no cast needed)."""
+    norm = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+    mapped = norm.get(mapped, mapped).replace(" ", "")
+    return mapped == canonical.replace(" ", "")
 
 
 class _Wrapper:
-    """Builds the typing SQL around one table mapping."""
+    """Builds the typing SQL around one table mapping.
 
-    def __init__(self, table: Table, mapping: TableMapping, mapped_columns: Sequence[str], provider: str, zone: str | None):
+    Two layers over the mapping's rows ``m``: the inner one types each column (keeping the raw value of
+    every column whose conversion can fail), the outer one derives event ids, finality and snapshot
+    hashes and gives a reason to every row that cannot load. A reason is worked out only for a value
+    that came out NULL, so valid rows pay for one conversion per column.
+    """
+
+    def __init__(self, table: Table, mapping: TableMapping, mapped_types: Mapping[str, str], provider: str, zone: str | None):
         self.table, self.mapping, self.provider = table, mapping, provider
-        self.cols = set(mapped_columns)
+        self.types = dict(mapped_types)
+        self.cols = set(mapped_types)
         self.zone_sql = quote(zone) if zone else "NULL"
         unknown = self.cols - set(table.column_names) - SPECIAL
         if unknown:
@@ -115,32 +141,41 @@ class _Wrapper:
             raise PluginError(f"mapping of {table.name} reads naive local times but the source has no timezone")
 
     def _typed(self, f: pa.Field) -> tuple[str, str | None]:
-        """(SQL for the typed value, SQL for its reject reason or None)."""
-        name, src = f.name, f'm."{f.name}"'
+        """(SQL for the typed value, SQL for its reject reason over the raw value ``__raw_<name>``, or None).
+
+        The reason is only evaluated where the typed value is NULL.
+        """
+        name, src, raw = f.name, f'm."{f.name}"', f'"__raw_{f.name}"'
+        dtype = duckdb_type(f.type)
         if name not in self.cols:
-            return f"CAST(NULL AS {duckdb_type(f.type)})", None  # typed, so staged rows and Parquet keep the canonical types
+            return f"CAST(NULL AS {dtype})", None  # typed, so staged rows and Parquet keep the canonical types
+        mapped = self.types[name]
         if name in self.mapping.times:
             kind = self.mapping.times[name]
             return (timestamps.sql_expr(kind, src, self.zone_sql),
-                    timestamps.reject_reason_sql(kind, name, src, self.zone_sql))
+                    timestamps.reject_reason_sql(kind, name, raw, self.zone_sql))
         if name == "extras":
-            reason = f"CASE WHEN {src} IS NOT NULL AND TRY_CAST({src} AS JSON) IS NULL THEN 'extras: not valid JSON' END"
-            return f"CAST(TRY_CAST({src} AS JSON) AS VARCHAR)", reason
+            if mapped == "JSON":
+                return f"CAST({src} AS VARCHAR)", None
+            return (f"CAST(TRY_CAST({src} AS JSON) AS VARCHAR)",
+                    f"CASE WHEN {raw} IS NOT NULL THEN 'extras: not valid JSON' END")
         if name in COUNTRY_COLUMNS:
             return f'"cn_{name}".alpha2', None
-        dtype = duckdb_type(f.type)
         if dtype == "VARCHAR":
-            return f"nullif(trim(CAST({src} AS VARCHAR)), '')", None
-        text = f"nullif(trim(CAST({src} AS VARCHAR)), '')"
-        reason = f"CASE WHEN {text} IS NOT NULL AND TRY_CAST({text} AS {dtype}) IS NULL THEN {quote(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
-        return f"TRY_CAST({text} AS {dtype})", reason
+            return _trimmed(src if mapped == "VARCHAR" else f"CAST({src} AS VARCHAR)"), None
+        if _same_type(mapped, dtype):
+            return src, None
+        text = f"nullif(trim(CAST({raw} AS VARCHAR)), '')"
+        reason = f"CASE WHEN {text} IS NOT NULL THEN {quote(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
+        return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
-    def sql(self, run_id: str, account_id: str, extracted_at: datetime) -> str:
+    def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, list[str]]:
+        """The typing layer over the mapping, and the reasons the outer layer checks (over typed columns)."""
         consts = {
             "provider": quote(self.provider), "account_id": quote(account_id), "run_id": quote(run_id),
             "extracted_at": f"TIMESTAMPTZ {quote(extracted_at.isoformat())}",
         }
-        inner, reasons = [], []
+        inner, outer_reasons, reasons = [], [], []
         for f in self.table.columns:
             if f.name in COMMON_NAMES:
                 inner.append(f'{consts[f.name]} AS "{f.name}"')
@@ -155,7 +190,8 @@ class _Wrapper:
                 expr = "NULL"
             inner.append(f'{expr} AS "{f.name}"')
             if reason:
-                reasons.append(reason)
+                inner.append(f'm."{f.name}" AS "__raw_{f.name}"')
+                outer_reasons.append(f'CASE WHEN "{f.name}" IS NULL THEN {reason} END')
         if "reject_reason" in self.cols:
             reasons.append("m.reject_reason")
         unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
@@ -170,19 +206,21 @@ class _Wrapper:
         joins = "".join(
             f' LEFT JOIN country_names AS "cn_{c}" ON "cn_{c}".name = lower(trim(CAST(m."{c}" AS VARCHAR)))'
             for c in countries)
-        return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m{joins}"
+        return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m{joins}", outer_reasons
 
-    def outer(self, inner_table: str) -> str:
-        """Derived columns (event_id, is_final, record_hash) and the not-null checks, over typed values."""
+    def sql(self, run_id: str, account_id: str, extracted_at: datetime) -> str:
+        """Every mapped row, typed, with ``__reason`` (NULL for a row that loads), ``__record`` (the mapped
+        row as JSON, for rejects) and the bookkeeping columns ``__unmapped``, ``__status_raw``,
+        ``__country_raw`` and ``__counters``."""
+        inner, type_reasons = self._inner(run_id, account_id, extracted_at)
         t = self.table
+        final = f"status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))})"
         derived = {}
         if "event_id" in t.column_names and "event_id" not in self.cols:
             derived["event_id"] = keys.event_id_sql(quote(self.provider), "coalesce(tracking_number, shipment_id)",
                                                     "occurred_at", "status_raw", "description")
-        if "is_final" in t.column_names and "is_final" not in self.cols:
-            derived["is_final"] = f"status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))})"
-        elif "is_final" in t.column_names:
-            derived["is_final"] = f"coalesce(is_final, status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))}))"
+        if "is_final" in t.column_names:
+            derived["is_final"] = final if "is_final" not in self.cols else f"coalesce(is_final, {final})"
         if "record_hash" in t.column_names:
             content = [c for c in t.column_names if c not in COMMON_NAMES and c != "record_hash"]
             derived["record_hash"] = keys.record_hash_sql([f"\"{c}\"" for c in content])
@@ -191,19 +229,24 @@ class _Wrapper:
             return derived.get(c, f'"{c}"')
 
         select = [f'{ref(c)} AS "{c}"' for c in t.column_names]
+        # A derived event_id or snapshot hash is an MD5, never NULL: only mapped values can be missing.
         missing = [f"CASE WHEN {ref(f.name)} IS NULL THEN '{f.name}: missing' END"
-                   for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"]
-        reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join(missing) or 'NULL'}), '')"
+                   for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"
+                   and not (f.name == "event_id" and "event_id" in derived)]
+        reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join(type_reasons + missing) or 'NULL'}), '')"
         status_raw = "status_raw" if "status_raw" in t.column_names else "NULL"
-        typed = f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, __country_raw, __counters, __m FROM {inner_table}"
+        typed = (f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, "
+                 f"__country_raw, __counters, __m FROM ({inner})")
         return f"SELECT * EXCLUDE (__m), CASE WHEN __reason IS NOT NULL THEN CAST(to_json(__m) AS VARCHAR) END AS __record FROM ({typed})"
 
 
 class Transformer:
-    """Types one run's raw files one by one as they are closed, staging rows in its connection's temp tables.
+    """Types one run's raw files as they are closed, each into Parquet parts, on up to two files at once.
 
     Feeding it each raw file as soon as the raw zone rotates lets mapping overlap with extraction, and keeps
     memory bounded by the rotation size however many pages a run fetches; each file's JSON is parsed once.
+    ``add`` may be called from several threads: each gets its own cursor of the connection (a zstd file
+    is parsed on one thread, so two files at once keep both cores busy). ``finish`` makes the staged views.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], *, provider: str, account_id: str,
@@ -213,23 +256,49 @@ class Transformer:
         self._wrappers: dict[str, list[_Wrapper]] = {}
         self._args = (provider, account_id, run_id, extracted_at)
         self._timezone = timezone
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (its own TEMP ``pages``), created on first use."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self.result.con.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+            with self._lock:
+                self._cursors.append(cur)
+        return cur
 
     def add(self, stream_name: str, path: Path) -> None:
         """Map, type and validate every page of one raw file."""
         stream = self._streams.get(stream_name)
         if stream is None or not stream.mappings:
             return
-        con, provider = self.result.con, self._args[0]
+        con, provider = self._cursor(), self._args[0]
         columns = "{'meta': 'JSON', 'body': " + quote(stream.body_type) + "}"
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({quote(str(path))}, "
             f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
         )
-        if stream.name not in self._wrappers:
-            self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone) for m in stream.mappings]
+        with self._lock:
+            if stream.name not in self._wrappers:
+                self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone) for m in stream.mappings]
         for wrapper in self._wrappers[stream.name]:
-            _stage(con, self.result, wrapper, *self._args)
+            _stage(con, self.result, self._lock, wrapper, *self._args)
         con.execute("DROP TABLE pages")
+
+    def finish(self) -> TransformResult:
+        """Close the workers' cursors and point a ``staged_<table>`` view at each table's parts."""
+        for cur in self._cursors:
+            cur.close()
+        self._cursors.clear()
+        for table, parts in self.result.parts.items():
+            files = ", ".join(quote(str(p)) for p in parts)
+            select = "*" if table == "rejects" else ", ".join(f'"{c}"' for c in TABLES[table].column_names)
+            where = "" if table == "rejects" else " WHERE __reason IS NULL"
+            self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT {select} FROM read_parquet([{files}]){where}")
+        return self.result
 
 
 def transform(
@@ -253,7 +322,7 @@ def transform(
     for stream in streams:
         for path in raw_files.get(stream.name, ()):
             transformer.add(stream.name, path)
-    return transformer.result
+    return transformer.finish()
 
 
 def staged_table(table: str) -> str:
@@ -261,20 +330,13 @@ def staged_table(table: str) -> str:
     return f"temp.main.staged_{table}"
 
 
-def _append(result: TransformResult, table: str, select: str) -> None:
-    """Write one chunk's rows of ``table`` as a Parquet part and point the staged view at every part so far.
-
-    Parts on disk keep memory flat however many pages a run has; appending to one growing in-memory
-    table turned out several times slower at each row-group boundary.
-    """
-    con = result.con
+def _next_part(result: TransformResult, table: str) -> Path:
+    """Path of ``table``'s next Parquet part in the staging folder, recorded in ``result.parts`` (hold the lock)."""
     parts = result.staging / table
     parts.mkdir(parents=True, exist_ok=True)
     part = parts / f"{len(result.parts.setdefault(table, [])):05d}.parquet"
-    con.execute(f"COPY ({select}) TO {quote(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
     result.parts[table].append(part)
-    files = ", ".join(quote(str(p)) for p in result.parts[table])
-    con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT * FROM read_parquet([{files}])")
+    return part
 
 
 def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
@@ -282,35 +344,42 @@ def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, time
     if table is None:
         raise PluginError(f"stream {stream.name}: mapping targets unknown table {mapping.table!r}; tables: {', '.join(TABLES)}")
     try:
-        mapped_cols = con.sql(mapping.sql).columns
+        rel = con.sql(mapping.sql)
     except duckdb.Error as exc:
         raise PluginError(f"mapping {stream.name} -> {table.name} is not valid SQL for its pages: {exc}") from exc
-    return _Wrapper(table, mapping, mapped_cols, provider, timezone)
+    return _Wrapper(table, mapping, {c: str(t) for c, t in zip(rel.columns, rel.types)}, provider, timezone)
 
 
-def _stage(con, result: TransformResult, wrapper: _Wrapper, provider, account_id, run_id, extracted_at) -> None:
-    """Type one mapping's rows of one raw file; append valid rows and rejects to the run's staged tables."""
+def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: _Wrapper, provider, account_id, run_id, extracted_at) -> None:
+    """Type one mapping's rows of one raw file into one Parquet part, in one pass; stage its rejects apart.
+
+    The part holds every mapped row with its ``__reason``: the staged view shows those without one, and
+    the counts and rejects are read back from the part's few small columns.
+    """
     table = wrapper.table
-    inner = wrapper.sql(run_id, account_id, extracted_at)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {wrapper.outer(f'({inner})')}")
-    counts = result.tables.setdefault(table.name, TableCounts())
-    total, rejected = con.execute("SELECT count(*), count(__reason) FROM typed").fetchone()
-    counts.mapped += total
-    counts.rejected += rejected
-    _append(result, table.name, f"SELECT {', '.join(chr(34) + c + chr(34) for c in table.column_names)} FROM typed WHERE __reason IS NULL")
+    with lock:
+        part = _next_part(result, table.name)
+    con.execute(f"COPY ({wrapper.sql(run_id, account_id, extracted_at)}) TO {quote(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+    rows = f"read_parquet({quote(str(part))})"
+    total, rejected = con.execute(f"SELECT count(*), count(__reason) FROM {rows}").fetchone()
+    unmapped = con.execute(f"SELECT __status_raw, count(*) FROM {rows} WHERE __unmapped GROUP BY 1").fetchall()
+    countries = con.execute(f"SELECT __country_raw, count(*) FROM {rows} WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall()
+    counters = con.execute(
+        f"SELECT name, count(*) FROM (SELECT unnest(string_split(__counters, chr(30))) AS name FROM {rows} "
+        "WHERE __counters <> '') WHERE name <> '' GROUP BY 1"
+    ).fetchall() if wrapper.mapping.counters else []
     if rejected:
-        _append(result, "rejects",
-                f"SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
-                f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
-                f"__reason AS reason, __record AS record FROM typed WHERE __reason IS NOT NULL")
-    for code, count in con.execute("SELECT __status_raw, count(*) FROM typed WHERE __unmapped GROUP BY 1").fetchall():
-        result.unmapped[(table.name, code)] += count
-    for raw, count in con.execute("SELECT __country_raw, count(*) FROM typed WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall():
-        result.unknown_countries[raw] += count
-    if wrapper.mapping.counters:
-        for name, count in con.execute(
-            "SELECT name, count(*) FROM (SELECT unnest(string_split(__counters, chr(30))) AS name FROM typed "
-            "WHERE __counters <> '') WHERE name <> '' GROUP BY 1"
-        ).fetchall():
-            result.counters[name] += count
-    con.execute("DROP TABLE typed")
+        with lock:
+            rejects = _next_part(result, "rejects")
+        con.execute(
+            f"COPY (SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
+            f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
+            f"__reason AS reason, __record AS record FROM {rows} WHERE __reason IS NOT NULL) "
+            f"TO {quote(str(rejects))} (FORMAT parquet, COMPRESSION lz4_raw)")
+    with lock:
+        counts = result.tables.setdefault(table.name, TableCounts())
+        counts.mapped += total
+        counts.rejected += rejected
+        result.unmapped.update({(table.name, code): n for code, n in unmapped})
+        result.unknown_countries.update(dict(countries))
+        result.counters.update(dict(counters))

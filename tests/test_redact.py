@@ -93,3 +93,9 @@ def test_redact_bytes_ignores_key_names_inside_other_words():
 def test_redact_bytes_sees_secret_key_in_any_case():
     body = b'{"Access_Token": "abc"}'
     assert orjson.loads(redact_bytes(body)) == {"Access_Token": MASK}
+
+
+def test_redact_bytes_finds_a_secret_key_after_lookalikes_and_inside_longer_keys():
+    body = b'{"my_token": "a", "x_access_token": "b", "refresh_token": "c", "q": "u?my_api_key=1&api_key=2"}'
+    assert orjson.loads(redact_bytes(body)) == {"my_token": "a", "x_access_token": "b", "refresh_token": MASK,
+                                               "q": f"u?my_api_key=1&api_key={MASK}"}

@@ -105,9 +105,10 @@ FROM pages WHERE body.tracking_number IS NOT NULL
 """
 
 # Where the explicit offset overruled occurred_at by an hour or more, counted per carrier (providers.md 6.1).
+# Only an instant taken from carrier_occurred_at (then equal to occurred_at_local) can conflict.
 TIME_CONFLICT = (
-    "CASE WHEN abs(epoch(utc_from_iso(m.occurred_at)) - epoch(utc_from_iso(m.extras->>'occurred_at_reported'))) >= 3600 "
-    "THEN 'time_conflicts:' || m.carrier_code END"
+    "CASE WHEN m.occurred_at = m.occurred_at_local AND abs(epoch(utc_from_iso(m.occurred_at)) "
+    "- epoch(utc_from_iso(m.extras->>'occurred_at_reported'))) >= 3600 THEN 'time_conflicts:' || m.carrier_code END"
 )
 TIMES = {"created_at": "iso", "shipped_at": "iso", "estimated_delivery_at": "iso", "delivered_at": "iso"}
 TRACKING_MAPPINGS = (
