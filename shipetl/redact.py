@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -69,7 +70,8 @@ def register_secret(value: str | None) -> None:
     Empty values, values shorter than 4 characters and short all-digit values are ignored: the last
     are account ids given as credentials (Shopee ``partner_id``, an AliExpress ``app_key``), and masking
     them would cut ordinary numbers (timestamps, prices) in every page. The URL-encoded form is
-    registered too, since secrets often travel in query strings.
+    registered too, since secrets often travel in query strings, and so are the forms a JSON body
+    writes it in (quotes and backslashes escaped, ``/`` as ``\\/``, non-ASCII as ``\\uXXXX``).
     """
     global _secrets_sorted, _secrets_bytes
     if not isinstance(value, str):
@@ -77,7 +79,8 @@ def register_secret(value: str | None) -> None:
     value = value.strip()
     if len(value) < _MIN_SECRET_LENGTH or (value.isdigit() and len(value) < _MIN_NUMERIC_SECRET_LENGTH):
         return
-    forms = {value, quote(value, safe="")}
+    escaped = {json.dumps(value, ensure_ascii=ascii_only)[1:-1] for ascii_only in (False, True)}
+    forms = {value, quote(value, safe="")} | escaped | {e.replace("/", "\\/") for e in escaped}
     with _lock:
         if forms <= _secrets:
             return

@@ -52,8 +52,10 @@ class TableCounts:
 class TransformResult:
     """Counts per table, unmapped status codes, and the connection whose temp views hold the staged rows.
 
-    Staged rows are Parquet parts under ``staging`` behind ``temp.main.staged_<table>`` views until
-    ``warehouse.commit`` attaches the warehouse to the same connection and moves them in.
+    Each part under ``staging`` holds every row one mapping made of one raw file, rejected ones too, with
+    its ``__reason``; ``Transformer.finish`` puts a ``temp.main.staged_<table>`` view over each table's
+    parts showing only the rows that load, until ``warehouse.commit`` attaches the warehouse to the same
+    connection and moves them in.
     """
 
     con: duckdb.DuckDBPyConnection

@@ -99,3 +99,12 @@ def test_redact_bytes_finds_a_secret_key_after_lookalikes_and_inside_longer_keys
     body = b'{"my_token": "a", "x_access_token": "b", "refresh_token": "c", "q": "u?my_api_key=1&api_key=2"}'
     assert orjson.loads(redact_bytes(body)) == {"my_token": "a", "x_access_token": "b", "refresh_token": MASK,
                                                "q": f"u?my_api_key=1&api_key={MASK}"}
+
+
+def test_a_secret_written_json_escaped_is_masked_in_pages_and_text():
+    secret = 'k3y/with"quote\\and-é'
+    register_secret(secret)
+    body = ('{"echo": "' + 'k3y\\/with\\"quote\\\\and-\\u00e9' + '", "plain": "' + 'k3y/with\\"quote\\\\and-é' + '"}').encode()
+    masked = redact_bytes(body)
+    assert orjson.loads(masked) == {"echo": MASK, "plain": MASK}
+    assert secret not in redact_text(f"error: {body.decode()}") and "k3y" not in redact_text(body.decode())
