@@ -130,17 +130,18 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         log.info("source_started", open_shipments=len(open_shipments))
         pii_key = src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=src.pii, pii_key=pii_key)
+        transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
+                                            account_id=job.account_id, run_id=run_id,
+                                            extracted_at=run.started_at, timezone=ctx.timezone,
+                                            staging=spill / "staged")
         try:
-            transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
-                                                account_id=job.account_id, run_id=run_id,
-                                                extracted_at=run.started_at, timezone=ctx.timezone,
-                                                staging=spill / "staged")
             _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress)
             result = transformer.finish()
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)
         finally:
+            transformer.close()
             con.close()
     except Exception as exc:  # one source's failure must not take the others down
         _fail(destination, run, exc, log)

@@ -290,11 +290,16 @@ class Transformer:
             _stage(con, self.result, self._lock, wrapper, *self._args)
         con.execute("DROP TABLE pages")
 
+    def close(self) -> None:
+        """Close the workers' cursors (safe to call twice; ``finish`` does it)."""
+        with self._lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+
     def finish(self) -> TransformResult:
         """Close the workers' cursors and point a ``staged_<table>`` view at each table's parts."""
-        for cur in self._cursors:
-            cur.close()
-        self._cursors.clear()
+        self.close()
         for table, parts in self.result.parts.items():
             files = ", ".join(quote(str(p)) for p in parts)
             select = "*" if table == "rejects" else ", ".join(f'"{c}"' for c in TABLES[table].column_names)

@@ -159,11 +159,11 @@ def _renew_in_child(directory: str, counter: str, barrier) -> None:
     assert got.access_token.startswith("at-from-child-")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
 def test_processes_renew_an_expired_pair_once(tmp_path) -> None:
     directory, counter = tmp_path / "tokens", tmp_path / "renewals.txt"
     TokenStore(directory).save("shopee", "8812", TokenPair("at-expired", datetime.now(UTC) - timedelta(minutes=1), "rt-1"))
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: the test process has DuckDB and server threads a forked child would inherit half-alive
+    ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     procs = [ctx.Process(target=_renew_in_child, args=(str(directory), str(counter), barrier)) for _ in range(4)]
     for p in procs:

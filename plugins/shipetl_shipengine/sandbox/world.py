@@ -1,166 +1,40 @@
-"""ShipEngine's API in `shipetl sandbox`: labels and tracking from a seeded world, auth and limits as live.
+"""The ShipEngine sandbox's seeded world: labels, each parcel's tracking storyline, and the ground truth.
 
-The module stays whole (world builder, payload rendering, routes) because the three share one set of
-provider tables; splitting would scatter the facts that have to be checked against providers.md 3 and 6.1.
 Ground truth (``World.expected_events`` / ``expected_shipments``) is computed from the same storyline the
 payloads are rendered from, so end-to-end tests can compare what the pipeline loaded with what is true.
+The provider tables the storylines are drawn from are in ``facts.py``.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import threading
-import time
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from shipetl.sandbox import SandboxSettings
 from shipetl.sandbox.seed import fake_alnum, fake_id, fake_name, fake_phone, instant_between, rng, weighted
 
-# --- Provider facts (providers.md 3 and 6.1) -----------------------------------------------------
+from .facts import (
+    CARRIER_EVENTS,
+    DETAIL_DESCRIPTIONS,
+    KINDS,
+    LABEL_CARRIER_IDS,
+    LABEL_CARRIER_WEIGHTS,
+    LABEL_TRACKING_STATUS,
+    PLACES,
+    SERVICES,
+    STATUS_DESCRIPTIONS,
+    TRACKING_CARRIER_IDS,
+    TRACKING_URLS,
+    Place,
+)
 
 DEFAULT_CLOCK = datetime(2025, 12, 20, tzinfo=UTC)
 LABELS_START = datetime(2025, 9, 1, tzinfo=UTC)
 LABELS_END = datetime(2025, 12, 15, tzinfo=UTC)
 LABELS_AT_SCALE_1 = 2000
-DEFAULT_API_KEYS = ("TEST_sandbox_key", "sandbox_live_key")
-DEFAULT_RATE_PER_MINUTE = 6000  # the live API allows 200 (test keys 20); high so the demo is quick
-PAGE_SIZE_DEFAULT = 25
-PAGE_SIZE_MAX = 500
-AUTH_MESSAGE = "The API key is invalid. Please see https://www.shipengine.com/docs/auth"
-RATE_MESSAGE = "You have exceeded the rate limit. Please see https://www.shipengine.com/docs/rate-limits"
 
-LABEL_CARRIER_WEIGHTS = {"usps": 25, "stamps_com": 15, "ups": 22, "fedex": 20, "dhl_express": 8, "ontrac": 10}
-LABEL_CARRIER_IDS = {"usps": "se-1000101", "stamps_com": "se-1000102", "ups": "se-1000103",
-                     "fedex": "se-1000104", "dhl_express": "se-1000105", "ontrac": "se-1000106"}
-# Tracking replies carry an integer carrier_id and name the carrier that moves the parcel.
-TRACKING_CARRIER_IDS = {"usps": 1, "ups": 3, "fedex": 4, "fedex_walleted": 4, "dhl_express": 11, "ontrac": 40}
-SERVICES = {
-    "usps": ("usps_ground_advantage", "usps_priority_mail", "usps_first_class_mail"),
-    "stamps_com": ("usps_ground_advantage", "usps_priority_mail"),
-    "ups": ("ups_ground", "ups_2nd_day_air", "ups_next_day_air_saver"),
-    "fedex": ("fedex_ground", "fedex_home_delivery", "fedex_2day"),
-    "dhl_express": ("dhl_express_worldwide", "dhl_express_domestic"),
-    "ontrac": ("ontrac_ground",),
-}
-TRACKING_URLS = {
-    "usps": "https://tools.usps.com/go/TrackConfirmAction.action?tLabels={}",
-    "ups": "https://www.ups.com/track?loc=en_US&tracknum={}",
-    "fedex": "https://www.fedex.com/fedextrack/?trknbr={}",
-    "dhl_express": "https://www.dhl.com/en/express/tracking.html?AWB={}&brand=DHL",
-    "ontrac": "https://www.ontrac.com/tracking/?number={}",
-}
-STATUS_DESCRIPTIONS = {"AC": "Accepted", "IT": "In Transit", "DE": "Delivered", "EX": "Exception", "UN": "Unknown",
-                       "AT": "Delivery Attempt", "NY": "Not Yet In System",
-                       "SP": "Delivered To The Collection Location"}
-LABEL_TRACKING_STATUS = {"AC": "in_transit", "IT": "in_transit", "NY": "in_transit", "AT": "in_transit",
-                         "DE": "delivered", "EX": "error", "UN": "unknown", "SP": "delivered_to_service_point"}
-DETAIL_DESCRIPTIONS = {
-    "SHIPMENT_CREATED": "Shipment created", "AWAITING_PICKUP_DROP_OFF": "Awaiting pickup or drop off",
-    "NOT_YET_RECEIVED_BY_CARRIER": "Not yet received by carrier", "PICKED_UP": "Picked up",
-    "HUB_SCAN_IN": "Arrived at hub", "HUB_SCAN_OUT": "Departed hub", "IN_TRANSIT": "In transit",
-    "RECEIVED_LOCAL_DELIVERY_DEPOT": "Received at local delivery depot", "CUSTOMS_PROCESSING": "Customs processing",
-    "CARRIER_DELAYS": "Carrier delays", "OUT_FOR_DELIVERY": "Out for delivery", "DELIVERED": "Delivered",
-    "DELIVERED_TO_NEIGHBOUR": "Delivered to neighbour",
-    "DELIVERED_SPECIFIED_SAFE_PLACE": "Delivered to specified safe place",
-    "ATTEMPTED_DELIVERY": "Attempted delivery",
-    "AWAITING_COLLECTION_FROM_PICKUP_POINT": "Awaiting collection from pickup point",
-    "RETURN_TO_SENDER": "Return to sender", "PARCEL_LOST": "Parcel lost", "HELD_BY_CUSTOMS": "Held by customs",
-    "CARRIER_STATUS_NOT_MAPPED": "Carrier status not mapped",
-}
-# Storyline step -> (status_code, status_detail_code) ShipEngine would put on the event.
-KINDS = {
-    "created": ("AC", "SHIPMENT_CREATED"), "awaiting_dropoff": ("AC", "AWAITING_PICKUP_DROP_OFF"),
-    "picked_up": ("IT", "PICKED_UP"), "hub_in": ("IT", "HUB_SCAN_IN"), "hub_out": ("IT", "HUB_SCAN_OUT"),
-    "in_transit": ("IT", "IN_TRANSIT"), "nt": ("IT", "IN_TRANSIT"),
-    "depot": ("IT", "RECEIVED_LOCAL_DELIVERY_DEPOT"), "customs": ("IT", "CUSTOMS_PROCESSING"),
-    "delay": ("EX", "CARRIER_DELAYS"), "out_for_delivery": ("IT", "OUT_FOR_DELIVERY"),
-    "delivered": ("DE", "DELIVERED"), "delivered_neighbour": ("DE", "DELIVERED_TO_NEIGHBOUR"),
-    "delivered_safe_place": ("DE", "DELIVERED_SPECIFIED_SAFE_PLACE"), "attempted": ("AT", "ATTEMPTED_DELIVERY"),
-    "pickup_point": ("SP", "AWAITING_COLLECTION_FROM_PICKUP_POINT"),
-    "return_to_sender": ("EX", "RETURN_TO_SENDER"), "lost": ("EX", "PARCEL_LOST"),
-    "held_customs": ("EX", "HELD_BY_CUSTOMS"), "unmapped": ("UN", "CARRIER_STATUS_NOT_MAPPED"),
-}
-# Carrier family -> storyline step -> (carrier event code, description).
-CARRIER_EVENTS: dict[str, dict[str, tuple[str, str]]] = {
-    "usps": {
-        "created": ("GX", "Shipping Label Created, USPS Awaiting Item"),
-        "awaiting_dropoff": ("MA", "Pre-Shipment Info Sent to USPS, USPS Awaiting Item"),
-        "picked_up": ("03", "USPS picked up item"), "hub_in": ("10", "Arrived at USPS Regional Facility"),
-        "hub_out": ("T1", "Departed USPS Regional Facility"), "in_transit": ("A1", "Arrived at USPS Facility"),
-        "nt": ("NT", "In Transit to Next Facility"), "depot": ("07", "Arrived at Post Office"),
-        "customs": ("CP", "Customs Clearance"), "delay": ("TL", "Moving Through Network"),
-        "out_for_delivery": ("OF", "Out for Delivery"), "delivered": ("01", "Delivered, In/At Mailbox"),
-        "delivered_neighbour": ("01", "Delivered, Left with Individual"),
-        "delivered_safe_place": ("01", "Delivered, Front Door/Porch"),
-        "attempted": ("02", "Notice Left (No Authorized Recipient Available)"),
-        "pickup_point": ("17", "Available for Pickup"), "return_to_sender": ("09", "Return to Sender Processed"),
-        "lost": ("53", "Missing Mail Search Closed"), "held_customs": ("CH", "Held in Customs"),
-        "unmapped": ("XX", "Status Not Available"),
-    },
-    "ups": {
-        "created": ("MP", "Shipper created a label, UPS has not received the package yet."),
-        "awaiting_dropoff": ("MP", "Drop-Off At UPS Access Point Pending"), "picked_up": ("OR", "Pickup Scan"),
-        "hub_in": ("AR", "Arrived at Facility"), "hub_out": ("DP", "Departed from Facility"),
-        "in_transit": ("IP", "Processing at UPS Facility"), "depot": ("LC", "Arrived at Delivery Facility"),
-        "customs": ("CR", "Import Scan"), "delay": ("WD", "Weather Delay"),
-        "out_for_delivery": ("OT", "Out For Delivery Today"), "delivered": ("KB", "Delivered"),
-        "delivered_neighbour": ("KB", "Delivered to Neighbor"),
-        "delivered_safe_place": ("FS", "Delivered, Left at Front Door"),
-        "attempted": ("48", "The receiver was not available for delivery."),
-        "pickup_point": ("ZP", "Delivered to UPS Access Point. Awaiting Customer Pickup"),
-        "return_to_sender": ("RS", "Returning to Sender"), "lost": ("LP", "Package Lost"),
-        "held_customs": ("CH", "Held by Customs"), "unmapped": ("ZZ", "Status Unavailable"),
-    },
-    "fedex": {
-        "created": ("OC", "Shipment information sent to FedEx"), "awaiting_dropoff": ("OC", "Label created"),
-        "picked_up": ("PU", "Picked up"), "hub_in": ("AR", "Arrived at FedEx location"),
-        "hub_out": ("DP", "Departed FedEx location"), "in_transit": ("IT", "In transit"),
-        "depot": ("AR", "At local FedEx facility"), "customs": ("CC", "International shipment release - Import"),
-        "delay": ("SE", "Shipment exception"), "out_for_delivery": ("OD", "On FedEx vehicle for delivery"),
-        "delivered": ("DL", "Delivered"), "delivered_neighbour": ("DL", "Delivered to neighbor"),
-        "delivered_safe_place": ("DL", "Left at front door"),
-        "attempted": ("DE", "Customer not available or business closed"),
-        "pickup_point": ("HL", "Ready for pickup at FedEx location"), "return_to_sender": ("RS", "Return to shipper"),
-        "lost": ("LO", "Package lost"), "held_customs": ("CD", "Clearance delay"),
-        "unmapped": ("XX", "Status unavailable"),
-    },
-    "dhl_express": {
-        "created": ("SA", "Shipment information received"), "awaiting_dropoff": ("SA", "Awaiting drop off"),
-        "picked_up": ("PU", "Shipment picked up"), "hub_in": ("AF", "Arrived at DHL Sort Facility"),
-        "hub_out": ("DF", "Departed Facility"), "in_transit": ("PL", "Processed at"),
-        "depot": ("AR", "Arrived at Delivery Facility"), "customs": ("CC", "Customs clearance status updated"),
-        "delay": ("MD", "Missed delivery cycle"), "out_for_delivery": ("WC", "With delivery courier"),
-        "delivered": ("OK", "Delivered"), "delivered_neighbour": ("OK", "Delivered - Signed for by neighbour"),
-        "delivered_safe_place": ("OK", "Delivered - Left at safe place"),
-        "attempted": ("NH", "Delivery attempted; recipient not home"),
-        "pickup_point": ("SC", "Available for collection at DHL ServicePoint"),
-        "return_to_sender": ("RR", "Returning to shipper"), "lost": ("LS", "Shipment lost"),
-        "held_customs": ("CH", "Held by customs"), "unmapped": ("XX", "Status unavailable"),
-    },
-    "ontrac": {
-        "created": ("OS", "Order Created"), "awaiting_dropoff": ("OS", "Awaiting package"),
-        "picked_up": ("PU", "Package picked up"), "hub_in": ("PS", "Package received at facility"),
-        "hub_out": ("DP", "Departed facility"), "in_transit": ("IT", "In transit"),
-        "depot": ("PS", "Arrived at delivery facility"), "customs": ("CC", "Customs processing"),
-        "delay": ("DY", "Delayed"), "out_for_delivery": ("OD", "Out for delivery"), "delivered": ("DL", "Delivered"),
-        "delivered_neighbour": ("DL", "Delivered to neighbor"), "delivered_safe_place": ("DL", "Delivered, front door"),
-        "attempted": ("AT", "Delivery attempted"), "pickup_point": ("HP", "Held for pickup"),
-        "return_to_sender": ("RS", "Return to sender"), "lost": ("LO", "Package lost"),
-        "held_customs": ("CH", "Held by customs"), "unmapped": ("XX", "Unknown"),
-    },
-}
 # Scenario -> (weight, steps after the transit middle). "delivered" picks one of three delivered steps.
 SCENARIOS = {
     "delivered": (55, ("out_for_delivery", "delivered")), "delayed": (5, ("delay", "in_transit", "out_for_delivery",
@@ -175,47 +49,6 @@ UNKNOWN = ("UN", "CARRIER_STATUS_NOT_MAPPED")
 DST_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
 DST_DAY = (2025, 11, 2)  # US clocks fall back at 02:00 local: 01:00-01:59 happens twice
 
-
-@dataclass(frozen=True)
-class Place:
-    city: str
-    state: str
-    postal: str
-    zone: str
-    lat: float
-    lon: float
-
-
-PLACES = tuple(Place(*p) for p in (
-    ("NEW YORK", "NY", "10001", "America/New_York", 40.7506, -73.9972),
-    ("BOSTON", "MA", "02118", "America/New_York", 42.3389, -71.0723),
-    ("ATLANTA", "GA", "30303", "America/New_York", 33.7527, -84.3915),
-    ("MIAMI", "FL", "33126", "America/New_York", 25.7804, -80.3030),
-    ("PHILADELPHIA", "PA", "19104", "America/New_York", 39.9597, -75.1968),
-    ("LOUISVILLE", "KY", "40209", "America/New_York", 38.1860, -85.7404),
-    ("INDIANAPOLIS", "IN", "46241", "America/New_York", 39.7281, -86.2542),
-    ("SECAUCUS", "NJ", "07094", "America/New_York", 40.7895, -74.0565),
-    ("CHICAGO", "IL", "60607", "America/Chicago", 41.8748, -87.6514),
-    ("DALLAS", "TX", "75201", "America/Chicago", 32.7876, -96.7994),
-    ("MEMPHIS", "TN", "38118", "America/Chicago", 35.0439, -89.9316),
-    ("SARCOXIE", "MO", "64862", "America/Chicago", 37.0776, -94.1258),
-    ("KANSAS CITY", "MO", "64120", "America/Chicago", 39.1225, -94.5200),
-    ("HOUSTON", "TX", "77032", "America/Chicago", 29.9366, -95.3327),
-    ("MINNEAPOLIS", "MN", "55401", "America/Chicago", 44.9850, -93.2700),
-    ("DENVER", "CO", "80216", "America/Denver", 39.7836, -104.9700),
-    ("SALT LAKE CITY", "UT", "84104", "America/Denver", 40.7522, -111.9460),
-    ("ALBUQUERQUE", "NM", "87102", "America/Denver", 35.0820, -106.6480),
-    ("BOISE", "ID", "83705", "America/Denver", 43.5870, -116.2170),
-    ("PHOENIX", "AZ", "85043", "America/Phoenix", 33.4300, -112.2000),
-    ("TUCSON", "AZ", "85706", "America/Phoenix", 32.1300, -110.9300),
-    ("MESA", "AZ", "85201", "America/Phoenix", 33.4350, -111.8500),
-    ("LOS ANGELES", "CA", "90021", "America/Los_Angeles", 34.0290, -118.2380),
-    ("ONTARIO", "CA", "91761", "America/Los_Angeles", 34.0400, -117.5900),
-    ("SAN FRANCISCO", "CA", "94124", "America/Los_Angeles", 37.7300, -122.3900),
-    ("SEATTLE", "WA", "98108", "America/Los_Angeles", 47.5400, -122.3100),
-    ("LAS VEGAS", "NV", "89118", "America/Los_Angeles", 36.0800, -115.2000),
-    ("PORTLAND", "OR", "97218", "America/Los_Angeles", 45.5700, -122.6000),
-))
 _ZONES = {z: ZoneInfo(z) for z in {p.zone for p in PLACES}}
 _USPS_WRONG_OFFSET = timezone(timedelta(hours=-7))
 
@@ -630,206 +463,3 @@ def _add_duplicates(r: random.Random, shipments: list[Shipment]) -> None:
     candidates = [s for s in shipments if len(s.events) >= 3]
     for s in r.sample(candidates, min(len(candidates), max(3, len(shipments) // 100))):
         s.duplicate = r.randrange(len(s.events) - 1)
-
-
-# --- HTTP -----------------------------------------------------------------------------------------
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(status: int, error_type: str, error_code: str, message: str, *,
-                   headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """A ShipEngine error body: ``{request_id, errors: [{error_source, error_type, error_code, message}]}``."""
-    error = {"error_source": "shipengine", "error_type": error_type, "error_code": error_code, "message": message}
-    error.update(extra)
-    return _json({"request_id": str(uuid.uuid4()), "errors": [error]}, status, headers)
-
-
-class _BadParam(Exception):
-    def __init__(self, field_name: str, message: str, code: str = "invalid_field_value") -> None:
-        super().__init__(message)
-        self.field_name, self.code = field_name, code
-
-
-class RateLimiter:
-    """Fixed one-minute windows per API key, as the live API counts requests per account."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, key: str) -> float | None:
-        """Count one request; return None if allowed, else the seconds until the window reopens."""
-        now = time.monotonic()
-        with self._lock:
-            start, used = self._windows.get(key, (now, 0))
-            if now - start >= 60:
-                start, used = now, 0
-            if used >= self.per_minute:
-                return max(1.0, math.ceil(60 - (now - start)))
-            self._windows[key] = (start, used + 1)
-            return None
-
-    def reset(self) -> None:
-        with self._lock:
-            self._windows.clear()
-
-
-def _parse_time(params: Any, name: str) -> datetime | None:
-    value = params.get(name)
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _BadParam(name, f"{name} must be an ISO 8601 date-time, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _parse_int(params: Any, name: str, default: int, low: int, high: int | None = None) -> int:
-    value = params.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise _BadParam(name, f"{name} must be an integer, got {value!r}") from None
-    if number < low or (high is not None and number > high):
-        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _BadParam(name, f"{name} must be {limit}, got {number}")
-    return number
-
-
-def _choice(params: Any, name: str, allowed: Iterable[str], default: str) -> str:
-    value = params.get(name, default)
-    if value not in allowed:
-        raise _BadParam(name, f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    return value
-
-
-def create_app(settings: SandboxSettings) -> Starlette:
-    """The ShipEngine sandbox app; core mounts it at ``/shipengine`` (routes below are ``/v1/...``).
-
-    Knobs in ``settings.extra``: ``shipengine_api_keys`` (accepted ``API-Key`` values),
-    ``shipengine_rate_per_minute`` (per key, default 6000), ``shipengine_clock`` (ISO start clock).
-    ``app.state.world`` is the :class:`World`; ``app.state.reset`` clears the rate-limit counters.
-    """
-    extra = settings.extra
-    world = build_world(settings.seed, settings.scale)
-    if extra.get("shipengine_clock"):
-        world.clock = _parse_time(extra, "shipengine_clock") or DEFAULT_CLOCK
-    keys = frozenset(extra.get("shipengine_api_keys", DEFAULT_API_KEYS))
-    limiter = RateLimiter(int(extra.get("shipengine_rate_per_minute", DEFAULT_RATE_PER_MINUTE)))
-
-    def guard(request: Request) -> Response | None:
-        key = request.headers.get("api-key")
-        if not key or key not in keys:
-            return error_response(401, "security", "unauthorized", AUTH_MESSAGE)
-        wait = limiter.admit(key)
-        if wait is not None:
-            return error_response(429, "system", "rate_limit_exceeded", RATE_MESSAGE,
-                                  headers={"Retry-After": str(int(wait))})
-        return None
-
-    def bad(exc: _BadParam) -> Response:
-        return error_response(400, "validation", exc.code, str(exc), field_name=exc.field_name)
-
-    async def list_labels(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
-        q = request.query_params
-        try:
-            page = _parse_int(q, "page", 1, 1)
-            size = _parse_int(q, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
-            start, end = _parse_time(q, "created_at_start"), _parse_time(q, "created_at_end")
-            sort_by = _choice(q, "sort_by", ("created_at", "modified_at"), "created_at")
-            sort_dir = _choice(q, "sort_dir", ("asc", "desc"), "desc")
-        except _BadParam as exc:
-            return bad(exc)
-        clock = world.clock
-        items = [s for s in world.labels(clock) if (start is None or s.created_at >= start)
-                 and (end is None or s.created_at <= end)]
-        for name, get in (("tracking_number", lambda s: s.tracking_number), ("service_code",
-                          lambda s: s.label["service_code"]), ("carrier_id", lambda s: s.label["carrier_id"]),
-                          ("label_status", lambda s: "completed"), ("shipment_id", lambda s: s.label["shipment_id"])):
-            if q.get(name):
-                items = [s for s in items if get(s) == q[name]]
-        sort_key = (lambda s: (s.created_at, s.label_id)) if sort_by == "created_at" else \
-            (lambda s: (s.modified_at(clock), s.label_id))
-        items.sort(key=sort_key, reverse=sort_dir == "desc")
-        total = len(items)
-        pages = math.ceil(total / size)
-        chunk = items[(page - 1) * size: page * size]
-
-        def link(n: int) -> dict[str, str]:
-            return {"href": str(request.url.include_query_params(page=n, page_size=size))}
-
-        return _json({
-            "labels": [world.label_json(s, clock) for s in chunk], "total": total, "page": page, "pages": pages,
-            "links": {"first": link(1), "last": link(max(pages, 1)),
-                      "prev": link(page - 1) if 1 < page <= pages + 1 else {},
-                      "next": link(page + 1) if page < pages else {}},
-        })
-
-    async def track(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
-        carrier, number = request.query_params.get("carrier_code"), request.query_params.get("tracking_number")
-        for name, value in (("carrier_code", carrier), ("tracking_number", number)):
-            if not value:
-                return bad(_BadParam(name, f"{name} is required", "field_value_required"))
-        s = world.by_tracking.get(number or "")
-        if s is None or s.created_at > world.clock:
-            return error_response(404, "validation", "not_found", f"Tracking number '{number}' was not found.")
-        if carrier not in (s.label_carrier, s.tracking_carrier):
-            return error_response(400, "validation", "invalid_identifier",
-                                  f"carrier_code '{carrier}' is not valid for tracking number '{number}'.",
-                                  field_name="carrier_code")
-        return _json(world.tracking_json(s))
-
-    async def track_label(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
-        label_id = request.path_params["label_id"]
-        s = world.by_label.get(label_id)
-        if s is None or s.created_at > world.clock:
-            return error_response(404, "validation", "not_found", f"Label '{label_id}' was not found.")
-        return _json(world.tracking_json(s))
-
-    async def subscribe(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
-        for name in ("carrier_code", "tracking_number"):
-            if not request.query_params.get(name):
-                return bad(_BadParam(name, f"{name} is required", "field_value_required"))
-        return Response(status_code=204)
-
-    async def get_clock(request: Request) -> Response:
-        return _json({"now": _iso_z(world.clock)})
-
-    async def set_clock(request: Request) -> Response:
-        try:
-            data = orjson.loads(await request.body() or b"{}")
-            now = _parse_time(data, "now") if isinstance(data, dict) else None
-        except (orjson.JSONDecodeError, _BadParam) as exc:
-            return _json({"error": str(exc)}, 400)
-        if now is None:
-            return _json({"error": 'body must be {"now": "<ISO 8601 date-time>"}'}, 400)
-        world.clock = now.astimezone(UTC)
-        return _json({"now": _iso_z(world.clock)})
-
-    app = Starlette(routes=[
-        Route("/v1/labels", list_labels, methods=["GET"]),
-        Route("/v1/labels/{label_id}/track", track_label, methods=["GET"]),
-        Route("/v1/tracking", track, methods=["GET"]),
-        Route("/v1/tracking/start", subscribe, methods=["POST"]),
-        Route("/v1/tracking/stop", subscribe, methods=["POST"]),
-        Route("/_clock", get_clock, methods=["GET"]),
-        Route("/_clock", set_clock, methods=["POST"]),
-    ])
-    app.state.world = world
-    app.state.limiter = limiter
-    app.state.reset = limiter.reset
-    return app

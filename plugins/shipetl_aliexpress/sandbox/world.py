@@ -1,81 +1,31 @@
-"""AliExpress's Open Platform in `shipetl sandbox`: signed calls, tokens, both error layers, seeded orders.
+"""The AliExpress sandbox's seeded orders and parcels, how each reply renders them, and the ground truth.
 
-Sandbox credentials (they work only here):
-
-    app_key     34517862   (options.app_key)
-    app_secret  sandbox-aliexpress-app-secret
-    auth_code   sandbox-auth-code   (every ``/auth/token/create`` with it issues a fresh pair)
-
-Serves ``POST|GET /sync`` by ``method`` (``aliexpress.trade.ds.order.get``, ``aliexpress.ds.order.tracking.get``)
-and ``POST /rest/auth/token/create|refresh``, checking what the gateway checks (providers.md 2.2-2.5, 2.9):
-the app key, ``sign_method=sha256``, the timestamp (at most ``MAX_SKEW_S`` away), the uppercase HMAC sign
-(API path prefix only on ``/rest``), and the session. Replies are double-wrapped (``<method>_response.result``)
-and fail the two AliExpress ways: ``error_response`` under HTTP 200 (``IncompleteSignature``, ``InvalidAppKey``,
-``InvalidTimestamp``, ``IllegalAccessToken``, ``ApiCallLimit``) and ``result.ret = false`` (``1001`` for an order
-with no tracking yet). Lists come in every shape real replies use (wrapper of many, wrapper of one bare object,
-bare list, ``{}``), some orders send numbers as strings, nodes are in English, Chinese or both.
-
-Knobs: ``SandboxSettings.extra`` ``aliexpress_orders`` (default 300 x scale) and ``aliexpress_throttle_every``
-(every Nth ``/sync`` call answers ``ApiCallLimit``; default 0, off). Admin routes (never faulted):
-``GET /aliexpress/_stats``, ``POST /aliexpress/_throttle`` ``{"every": N, "seconds": S}``,
-``POST /aliexpress/_expire_tokens``. Ground truth (``World.expected_*``) comes from the same storyline the
-payloads are rendered from. The module stays whole (world, rendering, gateway) because the three share one
-set of provider facts that must be checked together against providers.md 2. The sign check here is written apart from the plugin's signer on purpose: a
-verifier that shared its code could not catch its bugs.
+Lists come in every shape real replies use (wrapper of many, wrapper of one bare object, bare list, ``{}``),
+some orders send numbers as strings, nodes are in English, Chinese or both. Ground truth
+(``World.expected_*``) comes from the same storyline the payloads are rendered from.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
-import secrets
-import threading
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from shipetl.sandbox import SandboxSettings
 from shipetl.sandbox.seed import fake_id, instant_between, rng, unique, weighted
 
 # --- Provider facts and sandbox settings -----------------------------------------------------
 
-APP_KEY = "34517862"
-APP_SECRET = "sandbox-aliexpress-app-secret"
-AUTH_CODE = "sandbox-auth-code"
-ACCESS_TTL_S = 86_400  # a test-app sample (providers.md 2.3)
-REFRESH_TTL_S = 172_800
-MAX_SKEW_S = 600  # older TOP docs; the current doc allows 7200 s
 ORDERS_AT_SCALE_1 = 300
 DEFAULT_CLOCK = datetime(2025, 12, 20, tzinfo=UTC)
 ORDERS_START = datetime(2025, 9, 1, tzinfo=UTC)
 ORDERS_END = datetime(2025, 12, 18, tzinfo=UTC)
 ORDER_ZONE = ZoneInfo("America/Los_Angeles")
-ORDER_GET = "aliexpress.trade.ds.order.get"
-TRACKING_GET = "aliexpress.ds.order.tracking.get"
-TOKEN_PATHS = ("/auth/token/create", "/auth/token/refresh")
 CARRIER_NAMES = ("AliExpress standard shipping", "Cainiao Super Economy Global", "AliExpress Selection Standard",
                  "YunExpress Global Direct line")
 CURRENCIES = {"USD": 70, "EUR": 20, "GBP": 10}
-GATEWAY_MESSAGES = {
-    "IncompleteSignature": "The request signature does not conform to platform standards",
-    "InvalidAppKey": "The specified App Key is invalid",
-    "InvalidTimestamp": "The specified timestamp is invalid or outside the allowed window",
-    "IllegalAccessToken": "The specified access token is invalid or expired",
-    "MissingParameter": "A required parameter is missing",
-    "InvalidApiPath": "The specified API path is invalid",
-}
 
 # Node kind -> (canonical status the pipeline should give it, English (name, desc), Chinese (name, desc)).
 NODES: dict[str, tuple[str, tuple[str, str], tuple[str, str]]] = {
@@ -340,195 +290,3 @@ def _order_statuses(r: random.Random, order: Order) -> None:
         order.order_status, order.logistics_status = "FINISH", "BUYER_ACCEPT_GOODS"
     else:
         order.order_status, order.logistics_status = "WAIT_BUYER_ACCEPT_GOODS", "SELLER_SEND_GOODS"
-
-
-# --- the gateway --------------------------------------------------------------------------------
-
-def expected_sign(params: dict[str, str], api_path: str = "") -> str:
-    """What the gateway computes: HMAC-SHA256(app secret, path + sorted key+value), uppercase hex."""
-    text = api_path + "".join(k + params[k] for k in sorted(params) if k != "sign")
-    return hmac.new(APP_SECRET.encode(), text.encode(), hashlib.sha256).hexdigest().upper()
-
-
-def _request_id() -> str:
-    return secrets.token_hex(12)
-
-
-def _json(data: Any) -> Response:
-    # The gateway answers HTTP 200 for its own errors too (providers.md 2.5, 3P).
-    return Response(orjson.dumps(data), media_type="application/json;charset=UTF-8")
-
-
-def _gateway_error(code: str, *, sub_code: str | None = None, msg: str | None = None, kind: str = "ISV") -> Response:
-    body = {"type": kind, "code": code, "msg": msg or GATEWAY_MESSAGES.get(code, code), "request_id": _request_id()}
-    if sub_code:
-        body["sub_code"] = sub_code
-    return _json({"error_response": body})
-
-
-def _flat_error(code: str) -> Response:
-    return _json({"type": "ISV", "code": code, "message": GATEWAY_MESSAGES.get(code, code), "request_id": _request_id()})
-
-
-class Gateway:
-    """Tokens issued, calls counted, throttling: the mutable part of the sandbox."""
-
-    def __init__(self, throttle_every: int = 0) -> None:
-        self.lock = threading.Lock()
-        self.throttle_every = throttle_every
-        self.throttle_seconds = 1
-        self.access: dict[str, float] = {}  # access token -> expiry (epoch s)
-        self.refresh: dict[str, float] = {}  # unused refresh token -> expiry; spent ones are removed
-        self.calls = 0
-        self.stats: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.calls = 0
-            self.stats.clear()
-
-    def refused(self, params: dict[str, str], api_path: str) -> str | None:
-        """The gateway error code for a badly authenticated request, or None when it passes."""
-        if params.get("app_key") != APP_KEY:
-            return "InvalidAppKey"
-        if params.get("sign_method") != "sha256":
-            return "IncompleteSignature"
-        try:
-            sent = int(params.get("timestamp", "")) / 1000
-        except ValueError:
-            return "InvalidTimestamp"
-        if abs(time.time() - sent) > MAX_SKEW_S:
-            return "InvalidTimestamp"
-        if not hmac.compare_digest(params.get("sign", ""), expected_sign(params, api_path)):
-            return "IncompleteSignature"
-        return None
-
-    def issue(self) -> dict[str, Any]:
-        now = time.time()
-        access, refresh = "ae-at-" + secrets.token_hex(16), "ae-rt-" + secrets.token_hex(16)
-        with self.lock:
-            self.access[access] = now + ACCESS_TTL_S
-            self.refresh[refresh] = now + REFRESH_TTL_S
-        return {"code": "0", "access_token": access, "refresh_token": refresh, "expires_in": ACCESS_TTL_S,
-                "refresh_expires_in": REFRESH_TTL_S, "expire_time": int((now + ACCESS_TTL_S) * 1000),
-                "refresh_token_valid_time": int((now + REFRESH_TTL_S) * 1000), "user_id": "2000100200",
-                "seller_id": "2000100200", "request_id": _request_id()}
-
-    def spend_refresh(self, token: str) -> bool:
-        """Refresh tokens are single-use here (providers.md 2.3 applies the Shopee recipe)."""
-        with self.lock:
-            expiry = self.refresh.pop(token, None)
-        return expiry is not None and expiry > time.time()
-
-    def session_ok(self, token: str | None) -> bool:
-        with self.lock:
-            expiry = self.access.get(token or "")
-        return expiry is not None and expiry > time.time()
-
-    def throttled(self) -> bool:
-        with self.lock:
-            self.calls += 1
-            hit = self.throttle_every > 0 and self.calls % self.throttle_every == 0
-            if hit:
-                self.stats["throttled"] += 1
-            return hit
-
-
-async def _params(request: Request) -> dict[str, str]:
-    params = dict(request.query_params)
-    if request.method == "POST":
-        params.update(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
-    return params
-
-
-def create_app(settings: SandboxSettings) -> Starlette:
-    """The AliExpress gateway app, mounted at ``/aliexpress`` by the sandbox server."""
-    world = build_world(settings.seed, settings.scale, settings.extra.get("aliexpress_orders"))
-    gateway = Gateway(int(settings.extra.get("aliexpress_throttle_every", 0)))
-
-    def business(method: str, params: dict[str, str]) -> Response:
-        wrap = method.replace(".", "_") + "_response"
-        if method == ORDER_GET:
-            try:
-                order_id = str(orjson.loads(params.get("single_order_query", ""))["order_id"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                return _gateway_error("MissingParameter", msg="single_order_query.order_id is required")
-            order = world.by_id.get(order_id)
-            # Sandbox choice (the real reply for an unknown id is UNCONFIRMED): a business-layer miss.
-            result = world.order_result(order) if order else {"ret": False, "code": "1004", "msg": "ORDER NOT EXIST"}
-        else:
-            if not params.get("ae_order_id") or not params.get("language"):
-                return _gateway_error("MissingParameter", msg="ae_order_id and language are required")
-            order = world.by_id.get(params["ae_order_id"])
-            if order is None or not order.has_tracking:
-                result = {"ret": False, "msg": "TRACKING DATA NOT FOUND", "code": "1001"}
-            else:
-                result = world.tracking_result(order)
-        return _json({wrap: {"result": result, "request_id": _request_id()}})
-
-    async def sync(request: Request) -> Response:
-        params = await _params(request)
-        refused = gateway.refused(params, "")
-        if refused:
-            gateway.stats[f"refused_{refused}"] += 1
-            return _gateway_error(refused)
-        if not gateway.session_ok(params.get("session") or params.get("access_token")):
-            gateway.stats["refused_IllegalAccessToken"] += 1
-            return _gateway_error("IllegalAccessToken")
-        if gateway.throttled():
-            return _gateway_error("ApiCallLimit", msg=f"App call limit exceeded. This ban will last for "
-                                                      f"{gateway.throttle_seconds} more seconds")
-        method = params.get("method", "")
-        if method not in (ORDER_GET, TRACKING_GET):
-            return _gateway_error("InvalidApiPath")
-        gateway.stats[method] += 1
-        return business(method, params)
-
-    async def token(request: Request) -> Response:
-        api_path = "/auth/token/" + request.path_params["action"]
-        if api_path not in TOKEN_PATHS:
-            return _flat_error("InvalidApiPath")
-        params = await _params(request)
-        refused = gateway.refused(params, api_path)
-        if refused:
-            gateway.stats[f"refused_{refused}"] += 1
-            return _flat_error(refused)
-        if api_path.endswith("create"):
-            if params.get("code") != AUTH_CODE:
-                return _json({"type": "ISV", "code": "InvalidCode", "message": "The authorization code is invalid",
-                              "request_id": _request_id()})
-        elif not gateway.spend_refresh(params.get("refresh_token", "")):
-            return _json({"type": "ISV", "code": "IllegalRefreshToken", "message": "The refresh token is invalid "
-                          "or expired", "request_id": _request_id()})
-        gateway.stats["tokens_" + api_path.rsplit("/", 1)[1]] += 1
-        return _json(gateway.issue())
-
-    async def stats(request: Request) -> Response:
-        with gateway.lock:
-            data = dict(gateway.stats)
-        return _json({"calls": gateway.calls, "throttle_every": gateway.throttle_every, **data})
-
-    async def throttle(request: Request) -> Response:
-        body = orjson.loads(await request.body() or b"{}")
-        with gateway.lock:
-            gateway.throttle_every = int(body.get("every", gateway.throttle_every))
-            gateway.throttle_seconds = int(body.get("seconds", gateway.throttle_seconds))
-        return _json({"every": gateway.throttle_every, "seconds": gateway.throttle_seconds})
-
-    async def expire_tokens(request: Request) -> Response:
-        with gateway.lock:
-            for token in gateway.access:
-                gateway.access[token] = 0
-        return _json({"expired": len(gateway.access)})
-
-    app = Starlette(routes=[
-        Route("/sync", sync, methods=["GET", "POST"]),
-        Route("/rest/auth/token/{action}", token, methods=["POST"]),
-        Route("/_stats", stats, methods=["GET"]),
-        Route("/_throttle", throttle, methods=["POST"]),
-        Route("/_expire_tokens", expire_tokens, methods=["POST"]),
-    ])
-    app.state.world = world
-    app.state.gateway = gateway
-    app.state.reset = gateway.reset
-    return app
