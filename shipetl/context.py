@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -66,7 +66,7 @@ class SourceContext(RunBookkeeping):
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
                  cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
-                 warehouse_path: Path | None = None, warehouse_timeout: float = 60.0) -> None:
+                 query: Callable[[str, list[Any] | None], list[tuple]] | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -82,8 +82,7 @@ class SourceContext(RunBookkeeping):
         self._open = open_shipments
         self.counters: Counter = Counter()
         self.tokens = tokens
-        self._warehouse_path = warehouse_path
-        self._warehouse_timeout = warehouse_timeout
+        self._query = query
 
     @property
     def since(self) -> datetime | None:
@@ -115,21 +114,15 @@ class SourceContext(RunBookkeeping):
         return self._source.secret(name)
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        """Rows of a read-only query over the warehouse as the last commit left it; [] if there is none yet.
+        """Rows of a read-only query over the destination as the last commit left it; [] if there is none yet.
 
-        :raises ConfigError: the query failed (unknown table, syntax, an attempt to write).
+        :raises ConfigError: the query failed (unknown table, syntax, an attempt to write), naming the source.
         """
-        import duckdb
-
-        from . import warehouse
         from .errors import ConfigError
 
-        if self._warehouse_path is None:
+        if self._query is None:
             return []
-        with warehouse.connect(self._warehouse_path, read_only=True, timeout=self._warehouse_timeout) as con:
-            if con is None:
-                return []
-            try:
-                return con.execute(sql, params or []).fetchall()
-            except duckdb.Error as exc:
-                raise ConfigError(f"source {self.label}: warehouse query failed: {str(exc).splitlines()[0]}") from None
+        try:
+            return self._query(sql, params)
+        except ConfigError as exc:
+            raise ConfigError(f"source {self.label}: {exc}") from None

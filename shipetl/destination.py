@@ -38,6 +38,12 @@ class DuckDBDestination:
     def record_failure(self, run: SourceRun) -> None:
         warehouse.record_failure(Path(self.settings.path), run, timeout=self.settings.commit_timeout)
 
+    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return warehouse.start_state(Path(self.settings.path), source, provider, account_id, timeout=self.settings.commit_timeout)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return warehouse.query(Path(self.settings.path), sql, params, timeout=self.settings.commit_timeout)
+
 
 @hookimpl
 def shipetl_api_version() -> int:

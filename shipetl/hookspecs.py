@@ -49,6 +49,20 @@ class Destination(Protocol):
     def record_failure(self, run: SourceRun) -> None:
         """Store the run record of a source that failed; its rows and cursors stay as they were."""
 
+    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """What the last commit of one source account left: its cursors (as ``commit`` got them) and its
+        open shipments (the latest ``shipments`` row of each one not final, as a dict of columns).
+        ``({}, [])`` before the first commit. Read before extraction, so a run goes on where the last ended.
+        """
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a read-only SQL query over what was loaded (``[]`` before the first commit); providers
+        reach it as ``ctx.query`` (for example, AliExpress order ids from a user's own SQL).
+        Raise ``ConfigError`` saying why when the query fails."""
+
+
+DESTINATION_METHODS = ("commit", "record_failure", "start_state", "query")
+
 
 class RegisterDestination(Protocol):
     def __call__(self, name: str, factory: Callable[[PipelineConfig], Destination]) -> None: ...
@@ -110,10 +124,12 @@ def register_destinations(register: RegisterDestination) -> None:
     ``duckdb``, the built-in DuckDB + Parquet warehouse, itself registered through this hook).
 
     :param register: call ``register(name, factory)``; ``factory(pipeline)`` gets the validated
-        :class:`~shipetl.config.PipelineConfig` and returns an object with ``commit(staged, run,
-        cursors) -> dict[str, int]`` (rows loaded per table) and ``record_failure(run)``. The factory
-        is called once per run; ``commit`` is called once per source account, possibly from several
-        threads. A name another plugin already registered marks the later plugin broken.
+        :class:`~shipetl.config.PipelineConfig` and returns a :class:`Destination`: ``commit(staged, run,
+        cursors) -> dict[str, int]`` (rows loaded per table), ``record_failure(run)``,
+        ``start_state(source, provider, account_id) -> (cursors, open_shipments)`` and
+        ``query(sql, params)``. The factory is called once per run; the methods are called once per
+        source account, possibly from several threads. A name another plugin already registered marks
+        the later plugin broken.
     """
 
 

@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config as config_mod
-from . import state, transform, warehouse
+from . import transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
-from .errors import ShipetlError
-from .hookspecs import Destination
+from .errors import PluginError, ShipetlError
+from .hookspecs import DESTINATION_METHODS, Destination
 from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, safe_name
@@ -51,19 +51,6 @@ class _Job:
     provider_cls: type
     options: object
     account_id: str
-
-
-def _read_start_state(pipeline: PipelineConfig, source: str, provider: str, account_id: str):
-    """The account's committed cursors and its open shipments, read in one short read-only visit."""
-    with warehouse.connect(pipeline.warehouse.path, read_only=True, timeout=pipeline.warehouse.commit_timeout) as con:
-        if con is None or not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0]:
-            return {}, []
-        cursors = state.read(con, source, account_id)
-        rel = con.execute(
-            "SELECT * FROM shipments_latest WHERE provider = ? AND account_id = ? AND NOT is_final", [provider, account_id]
-        )
-        names = [d[0] for d in rel.description]
-        return cursors, [dict(zip(names, row)) for row in rel.fetchall()]
 
 
 def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: SourceContext, log) -> None:
@@ -122,11 +109,11 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     log = get_logger(source=run.label, run_id=run_id)
     spill = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
     try:
-        cursors, open_shipments = _read_start_state(pipeline, src.name, provider_cls.name, job.account_id)
+        cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
         ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
                             label=run.label, cursors=cursors, open_shipments=open_shipments,
                             since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)),
-                            warehouse_path=Path(pipeline.warehouse.path), warehouse_timeout=pipeline.warehouse.commit_timeout)
+                            query=destination.query)
         log.info("source_started", open_shipments=len(open_shipments))
         pii_key = src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=src.pii, pii_key=pii_key)
@@ -179,6 +166,16 @@ def _plan(pipeline: PipelineConfig, registry: Registry, destination: Destination
     return jobs
 
 
+def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:
+    """The pipeline's destination for this run; one lacking part of the contract is refused by name."""
+    destination = registry.destination(pipeline.destination)(pipeline)
+    missing = [name for name in DESTINATION_METHODS if not callable(getattr(destination, name, None))]
+    if missing:
+        raise PluginError(f"destination {pipeline.destination!r} has no {', '.join(missing)} method "
+                          "(a destination needs all of: " + ", ".join(DESTINATION_METHODS) + "; see shipetl.hookspecs.Destination)")
+    return destination
+
+
 def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, until: datetime | None = None,
                  only: Sequence[str] = (), registry: Registry | None = None,
                  progress: Callable[[str, int], None] | None = None) -> RunResult:
@@ -186,7 +183,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     registry = registry or load_registry()
     run_id = new_run_id()
     result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
-    destination = registry.destination(pipeline.destination)(pipeline)
+    destination = _destination(pipeline, registry)
     unknown = set(only) - {s.name for s in pipeline.sources}
     if unknown:
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}")

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from . import faultpoints, lake, marts, runs, state
-from .errors import WarehouseBusyError
+from .errors import ConfigError, WarehouseBusyError
 from .keys import record_hash_sql
 from .log import get_logger
 from .rawzone import safe_name
@@ -111,6 +111,34 @@ def attached(con, path: Path, timeout: float = 60.0):
         finally:
             con.execute("USE memory")
             con.execute("DETACH wh")
+
+
+def start_state(path: Path, source: str, provider: str, account_id: str,
+                timeout: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An account's committed cursors and its open shipments (latest snapshots not final), in one short read."""
+    with connect(path, read_only=True, timeout=timeout) as con:
+        if con is None or not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0]:
+            return {}, []
+        cursors = state.read(con, source, account_id)
+        rel = con.execute(
+            "SELECT * FROM shipments_latest WHERE provider = ? AND account_id = ? AND NOT is_final", [provider, account_id]
+        )
+        names = [d[0] for d in rel.description]
+        return cursors, [dict(zip(names, row)) for row in rel.fetchall()]
+
+
+def query(path: Path, sql: str, params: list[Any] | None = None, timeout: float = 60.0) -> list[tuple]:
+    """Rows of a read-only query over the warehouse as the last commit left it; [] if there is none yet.
+
+    :raises ConfigError: the query failed (unknown table, syntax, an attempt to write).
+    """
+    with connect(path, read_only=True, timeout=timeout) as con:
+        if con is None:
+            return []
+        try:
+            return con.execute(sql, params or []).fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse query failed: {str(exc).splitlines()[0]}") from None
 
 
 def _insert_new_rows(con, table: Table) -> int:

@@ -11,6 +11,7 @@ import io
 import sys
 import types
 from importlib.metadata import EntryPoint
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -140,6 +141,12 @@ def test_hook_register_destinations(example_pipeline):
         def record_failure(self, run):
             loaded.append((run.source, "failed", run.error))
 
+        def start_state(self, source, provider, account_id):
+            return {}, []
+
+        def query(self, sql, params=None):
+            return []
+
     memory = plugin("memory", register_destinations=lambda register: register("memory", MemoryDestination))
     boom = plugin("boom", register_providers=lambda register: register(BoomProvider))
     reg = registry(duckdb=shipetl.destination, example=shipetl_example, memory=memory, boom=boom)
@@ -152,6 +159,53 @@ def test_hook_register_destinations(example_pipeline):
     assert [r.ok for r in sorted(result.sources, key=lambda r: r.source)] == [False, True]
     with pytest.raises(PluginError, match=r"no destination named 'nowhere' is installed \(installed: duckdb, memory\)"):
         run_pipeline(example_pipeline(destination="nowhere"), registry=reg)
+    del MemoryDestination.query, MemoryDestination.start_state
+    with pytest.raises(PluginError, match=r"destination 'memory' has no start_state, query method"):
+        run_pipeline(example_pipeline(destination="memory"), registry=reg)
+
+
+class StateProbe(Provider):
+    """Fetches nothing; records what its context shows of the last commit."""
+
+    name = "probe"
+    default_base_url = "http://127.0.0.1:9"
+    streams = ExampleProvider.streams
+    seen: list = []
+
+    def extract(self, ctx):
+        self.seen.append((ctx.window("since")[0], ctx.open_shipments(), ctx.query("SELECT 'x' WHERE ? = 1", [1])))
+        yield from ()
+
+
+def test_a_destination_hands_the_run_its_own_cursors_open_shipments_and_query(example_pipeline):
+    class RememberingDestination:
+        """Keeps cursors in memory; the pipeline's DuckDB file must never be read."""
+
+        def __init__(self, pipeline):
+            pass
+
+        def commit(self, staged, run, cursors):
+            return {}
+
+        def record_failure(self, run):
+            raise AssertionError(run.error)
+
+        def start_state(self, source, provider, account_id):
+            return {"since": "2025-01-02T00:00:00+00:00"}, [{"shipment_id": f"open-{provider}-{account_id}"}]
+
+        def query(self, sql, params=None):
+            return [("from the destination", sql, params)]
+
+    memory = plugin("memory", register_destinations=lambda register: register("memory", RememberingDestination))
+    probe = plugin("probe", register_providers=lambda register: register(StateProbe))
+    reg = registry(duckdb=shipetl.destination, memory=memory, probe=probe, example=shipetl_example)
+    pipeline = example_pipeline("- provider: probe", destination="memory")
+    pipeline.sources = [s for s in pipeline.sources if s.provider == "probe"]
+    StateProbe.seen.clear()
+    assert run_pipeline(pipeline, registry=reg).ok
+    assert StateProbe.seen == [(datetime(2025, 1, 2, tzinfo=UTC), [{"shipment_id": "open-probe-probe"}],
+                                [("from the destination", "SELECT 'x' WHERE ? = 1", [1])])]
+    assert not Path(pipeline.warehouse.path).exists()
 
 
 def test_validate_names_the_installed_destinations_when_one_is_unknown(run_cli, make_pipeline):
