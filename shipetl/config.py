@@ -28,8 +28,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -37,7 +35,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, available_timezones
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -51,7 +48,11 @@ from pydantic import (
     model_validator,
 )
 
+from . import redact
+from .config_errors import format_errors, kind_of
 from .errors import ConfigError
+from .redact import MASK
+from .yamlfile import KeyPath, expand, locate, parse_yaml
 
 __all__ = [
     "AnalyticsConfig",
@@ -66,9 +67,6 @@ __all__ = [
     "parse_duration",
     "validate_options",
 ]
-
-MASK = "***"
-KeyPath = tuple[str | int, ...]
 
 # ------------------------------------------------------------------------------------ durations
 
@@ -298,29 +296,29 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{shown}: cannot read: {exc}") from None
 
-    data, lines = _parse_yaml(text, shown)
+    data, lines = parse_yaml(text, shown)
     if data is None:
         raise ConfigError(f"{shown}: the file is empty; expected a mapping with a 'sources:' list")
     if not isinstance(data, dict):
-        raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {_kind(data)}")
+        raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
-    data = _expand(data, os.environ if env is None else env, shown, lines)
+    data = expand(data, os.environ if env is None else env, shown, lines)
     secrets = _register_credentials(data)
 
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, shown, lines, PipelineConfig, (), secrets)) from None
+        raise ConfigError(format_errors(exc, shown, lines, PipelineConfig, (), secrets)) from None
 
     config._path = file
     config._lines = lines
     problems = []
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
-        src._where = _locate(shown, lines, ("sources", i))
+        src._where = locate(shown, lines, ("sources", i))
         if src.name in seen:
             key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
-            problems.append(f"{_locate(shown, lines, key)}: duplicate source name {src.name!r} "
+            problems.append(f"{locate(shown, lines, key)}: duplicate source name {src.name!r} "
                             f"(also sources[{seen[src.name]}]); give each source a unique name")
         seen.setdefault(src.name, i)
     if problems:
@@ -341,103 +339,12 @@ def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type
     except ValidationError as exc:
         secrets = [v.get_secret_value() for s in pipeline.sources for v in s.credentials.values()]
         raise ConfigError(
-            _format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets)
+            format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets)
         ) from None
-
-
-# ------------------------------------------------------------------------------------------ YAML
-
-
-def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, int]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        lines: dict[KeyPath, int] = {}
-        _walk(node, (), lines, shown)
-        return loader.construct_document(node), lines
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{shown}:{mark.line + 1}" if mark else shown
-        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-
-
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], shown: str) -> None:
-    """Record the line of every key and list item, and refuse duplicate keys (YAML would keep the last)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                _walk(value_node, path, lines, shown)
-                continue
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
-            child = (*path, key)
-            if key in seen:
-                raise ConfigError(f"{shown}:{key_node.start_mark.line + 1}: {_fmt(child)}: duplicate key")
-            seen.add(key)
-            lines.setdefault(child, key_node.start_mark.line + 1)
-            _walk(value_node, child, lines, shown)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*path, i)
-            lines.setdefault(child, item.start_mark.line + 1)
-            _walk(item, child, lines, shown)
-
-
-# ------------------------------------------------------------------------------------ expansion
-
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
-
-
-def _expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, int]) -> Any:
-    problems: list[str] = []
-
-    def one(text: str, path: KeyPath) -> str:
-        def sub(m: re.Match[str]) -> str:
-            whole = m.group(0)
-            if whole == "$${":
-                return "${"
-            name, default = m.group(1), m.group(2)
-            if name is None:
-                problems.append(f"{_locate(shown, lines, path)}: {whole} is not a valid reference; "
-                                "use ${NAME} or ${NAME:-default} (and $${ for a literal ${)")
-                return ""
-            value = env.get(name)
-            if default is not None and not value:
-                return default
-            if value is None:
-                problems.append(f"{_locate(shown, lines, path)}: ${{{name}}} is unset; export it or give a "
-                                f"default with ${{{name}:-...}}")
-                return ""
-            return value
-
-        return _VAR.sub(sub, text)
-
-    def walk(value: Any, path: KeyPath) -> Any:
-        if isinstance(value, str):
-            return one(value, path)
-        if isinstance(value, dict):
-            return {k: walk(v, (*path, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, (*path, i)) for i, v in enumerate(value)]
-        return value
-
-    result = walk(data, ())
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return result
 
 
 def _register_credentials(data: dict[str, Any]) -> list[str]:
     """Register every credential value with redact; return them so config errors can mask them too."""
-    from . import redact  # lazy: redact is a sibling module and config must import cheaply
-
     found: list[str] = []
     sources = data.get("sources")
     for src in sources if isinstance(sources, list) else []:
@@ -448,145 +355,3 @@ def _register_credentials(data: dict[str, Any]) -> list[str]:
                 found.append(str(value))
     return found
 
-
-# --------------------------------------------------------------------------------------- errors
-
-
-def _fmt(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _locate(shown: str, lines: Mapping[KeyPath, int], path: KeyPath) -> str:
-    """``file:line: key.path`` using the nearest enclosing key YAML gave a line for."""
-    line = None
-    for n in range(len(path), 0, -1):
-        line = lines.get(path[:n])
-        if line is not None:
-            break
-    head = f"{shown}:{line}" if line is not None else shown
-    return f"{head}: {_fmt(path)}" if path else head
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    if value is None:
-        return "null"
-    return type(value).__name__
-
-
-_EXPECTED = {
-    "int_parsing": "expected a whole number",
-    "int_type": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "float_parsing": "expected a number",
-    "float_type": "expected a number",
-    "bool_parsing": "expected true or false",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-    "list_type": "expected a list",
-    "date_parsing": "expected a date like 2024-01-01",
-    "date_from_datetime_parsing": "expected a date like 2024-01-01",
-    "date_type": "expected a date like 2024-01-01",
-    "datetime_parsing": "expected a datetime like 2024-01-01T00:00:00Z",
-    "datetime_from_date_parsing": "expected a datetime like 2024-01-01T00:00:00Z",
-    "datetime_type": "expected a datetime like 2024-01-01T00:00:00Z",
-}
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """The classes an annotation may hold (Optional, unions, Annotated and generics opened up)."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
-    return [annotation]
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the keys at ``loc`` (list indexes and dict keys skipped)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if isinstance(part, int):  # an index into the list this model came from
-                continue
-            field = current.model_fields.get(part)
-            if field is None:
-                return None
-            current = field.annotation
-        models = [t for t in _unwrap(current) if isinstance(t, type) and issubclass(t, BaseModel)]
-        if models:
-            current = models[0]
-            continue
-        args = [a for t in _unwrap(current) for a in typing.get_args(t)]
-        models = [t for a in args for t in _unwrap(a) if isinstance(t, type) and issubclass(t, BaseModel)]
-        if not models:
-            return None
-        current = models[0]
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _message(err: Mapping[str, Any], model: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    kind = err["type"]
-    secret = "credentials" in loc
-    if kind == "extra_forbidden":
-        owner = _model_at(model, loc[:-1])
-        names = list(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
-        if close:
-            return f"unknown key; did you mean {close[0]!r}?"
-        return f"unknown key; expected one of {', '.join(names)}" if names else "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return str(err.get("ctx", {}).get("error", err["msg"]))
-    if kind == "too_short" and loc and loc[-1] == "sources":
-        return "needs at least one source"
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
-        text = "use lowercase letters, digits, '-' and '_' only"
-    elif kind in _EXPECTED:
-        text = _EXPECTED[kind]
-    else:
-        msg = str(err["msg"])
-        text = msg[:1].lower() + msg[1:]
-    if secret:
-        return text  # never echo a credential
-    value = err.get("input")
-    got = f"a {_kind(value)}" if isinstance(value, dict | list) or value is None else repr(value)
-    return f"{text}, got {got}"
-
-
-def _format_errors(exc: ValidationError, shown: str, lines: Mapping[KeyPath, int],
-                   model: type[BaseModel], prefix: KeyPath, secrets: list[str]) -> str:
-    errors = exc.errors(include_url=False)
-    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
-    out: list[str] = []
-    for err in errors:
-        loc = tuple(err["loc"])
-        if loc in missing and loc[-1:] == ("name",) and (*loc[:-1], "provider") in missing:
-            continue  # the name defaults to the provider; saying provider is missing is enough
-        line = f"{_locate(shown, lines, prefix + loc)}: {_message(err, model, loc)}"
-        if line not in out:
-            out.append(line)
-    return _mask("\n".join(out), secrets)
-
-
-def _mask(text: str, secrets: list[str]) -> str:
-    """Mask credential values even if they landed in a non-credential key, longest first."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    try:
-        from .redact import redact_text
-    except ImportError:  # pragma: no cover - redact is written alongside
-        return text
-    return redact_text(text)
