@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .errors import ConfigError
 from .httpclient import HttpClient, http_client
 from .ratelimit import RateLimit, limiter_for
 from .tokens import TokenStore
@@ -118,8 +119,6 @@ class SourceContext(RunBookkeeping):
 
         :raises ConfigError: the query failed (unknown table, syntax, an attempt to write), naming the source.
         """
-        from .errors import ConfigError
-
         if self._query is None:
             return []
         try:
