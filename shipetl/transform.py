@@ -243,12 +243,12 @@ class _Wrapper:
 
 
 class Transformer:
-    """Types one run's raw files as they are closed, each into Parquet parts, on up to two files at once.
+    """Types one run's raw files as they are closed, each into Parquet parts, several files at once.
 
     Feeding it each raw file as soon as the raw zone rotates lets mapping overlap with extraction, and keeps
     memory bounded by the rotation size however many pages a run fetches; each file's JSON is parsed once.
-    ``add`` may be called from several threads: each gets its own cursor of the connection (a zstd file
-    is parsed on one thread, so two files at once keep both cores busy). ``finish`` makes the staged views.
+    ``add`` may be called from several threads (the runner uses two): each gets its own cursor of the
+    connection, since a zstd file is parsed on one thread. ``finish`` makes the staged views.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], *, provider: str, account_id: str,
