@@ -123,7 +123,9 @@ def test_macros_trim_and_quote(con) -> None:
 
 
 def test_macros_trim_like_lookup(con) -> None:
-    assert con.execute("SELECT status_of('usps', chr(9) || 'DE' || chr(10))").fetchone() == ("delivered",)
+    assert con.execute("SELECT status_of('usps', chr(9) || 'DE' || chr(10)), status_of('usps', 'DE' || chr(13)), "
+                       "status_of('usps', chr(11) || 'IT'), status_of('usps', ''), status_of('usps', 'D' || chr(9) || 'E')"
+                       ).fetchone() == ("delivered", "delivered", "in_transit", None, None)
 
 
 def test_namespace_per_row(con) -> None:
