@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 import orjson
@@ -79,21 +77,9 @@ def registry() -> Registry:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path):
+def pipeline(make_pipeline):
     def make(sources: str) -> config.PipelineConfig:
-        path = tmp_path / "pipeline.yaml"
-        path.write_text(textwrap.dedent(f"""\
-            warehouse:
-              path: {tmp_path}/wh.duckdb
-              lake: {tmp_path}/lake
-              raw: {tmp_path}/raw
-              tokens: {tmp_path}/tokens
-              commit_timeout: 10
-            run:
-              expire_after_days: 3650
-            sources:
-            """) + textwrap.indent(textwrap.dedent(sources), "  "))
-        return config.load(path, env={})
+        return config.load(make_pipeline(sources, commit_timeout=10), env={})
 
     return make
 
