@@ -20,9 +20,8 @@ from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS
 from shipetl_fuuffy.sandbox import build_world as fuuffy_world
 from shipetl_shipengine.sandbox import build_world as shipengine_world
 from shipetl_shipengine.statuses import STATUS_CODES, STATUS_DETAIL_CODES
-from shipetl_shopee.sandbox import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE
 from shipetl_shopee.sandbox import build_world as shopee_world
-from sources import shipengine_source
+from sources import shipengine_source, shopee_source
 
 SCALE = 0.25
 SHOPS = (880101, 880202)
@@ -37,15 +36,7 @@ def small_sandbox(registry) -> Iterator[str]:
 
 
 def pipeline_sources(url: str, ids_file: Path) -> str:
-    return shipengine_source(url) + f"""
-    - name: shopee
-      provider: shopee
-      base_url: {url}/shopee
-      start: 2025-08-01
-      pii: hash
-      rate_limit: {{per_second: 2000, burst: 200, max_in_flight: 16}}
-      credentials: {{partner_key: {PARTNER_KEY}, pii_key: test-pii-key-0123, auth_code: {TEST_AUTH_CODE}}}
-      options: {{partner_id: {PARTNER_ID}, shop_ids: [{", ".join(map(str, SHOPS))}], poll_concurrency: 8}}
+    return shipengine_source(url) + shopee_source(url, SHOPS) + f"""
     - name: ae
       provider: aliexpress
       base_url: {url}/aliexpress

@@ -20,23 +20,14 @@ import zstandard
 from shipetl import config, runner
 from shipetl_shopee.client import base_string, sign
 from shipetl_shopee.sandbox import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE, build_world
+from sources import shopee_source
 
 SHOP_A, SHOP_B = 880101, 880202
 ORDER_LIST = "/api/v2/order/get_order_list"
 
 
 def source_yaml(url: str, shops=(SHOP_A, SHOP_B), key: str = PARTNER_KEY, auth_code: bool = True) -> str:
-    code = f", auth_code: {TEST_AUTH_CODE}" if auth_code else ""
-    return f"""
-    - name: shopee
-      provider: shopee
-      base_url: {url}/shopee
-      start: 2025-08-01
-      pii: hash
-      rate_limit: {{per_second: 2000, burst: 200, max_in_flight: 16}}
-      credentials: {{partner_key: {key}, pii_key: test-pii-key-0123{code}}}
-      options: {{partner_id: {PARTNER_ID}, shop_ids: [{", ".join(map(str, shops))}], poll_concurrency: 8}}
-    """
+    return shopee_source(url, shops, key, auth_code)
 
 
 def rows(tmp_path: Path, sql: str) -> list[tuple]:
