@@ -19,10 +19,11 @@ from .httpclient import HttpClient, http_client
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
 from .tokens import TokenPair, TokenStore
 from .ratelimit import RateLimit
+from .sqltext import sql_literal
 
 __version__ = "0.1.0"
 __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
     "PluginError", "Provider", "RateLimit", "ShipetlError", "SkipRecord", "SourceError", "Stream", "TableMapping", "TerminalError",
-    "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
+    "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client", "sql_literal",
 ]

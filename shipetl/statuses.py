@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import PluginError
+from .sqltext import sql_literal
 
 STATUSES = (
     "pending",
@@ -69,22 +70,18 @@ def _lookup_macro(tables: StatusTables, name: str, pick, kind: str) -> str:
     """A macro ``name(namespace, code)`` as one small MAP per namespace: constant-folded, no join per row."""
     by_ns: dict[str, list[str]] = {}
     for (ns, raw), entry in sorted(tables.entries.items()):
-        by_ns.setdefault(ns, []).append(f"{_lit(raw)}: {pick(entry)}")
+        by_ns.setdefault(ns, []).append(f"{sql_literal(raw)}: {pick(entry)}")
     if not by_ns:
         return f"CREATE OR REPLACE {kind}MACRO {name}(ns, code) AS NULL"
     text = "CAST(code AS VARCHAR)"
     # The characters str.strip() removes in lookup(); trimming by a character set is slow, so only codes
     # that start or end with a control character or a space take that path.
     code = f"CASE WHEN ord({text}) <= 32 OR ord(right({text}, 1)) <= 32 THEN trim({text}, {_WHITESPACE_SQL}) ELSE {text} END"
-    cases = " ".join(f"WHEN {_lit(ns)} THEN MAP {{{', '.join(items)}}}[{code}]" for ns, items in by_ns.items())
+    cases = " ".join(f"WHEN {sql_literal(ns)} THEN MAP {{{', '.join(items)}}}[{code}]" for ns, items in by_ns.items())
     return f"CREATE OR REPLACE {kind}MACRO {name}(ns, code) AS CASE ns {cases} END"
 
 
 _WHITESPACE_SQL = " || ".join(f"chr({c})" for c in (32, 9, 10, 11, 12, 13))
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def install(con, tables: StatusTables, temp: bool = True) -> None:
@@ -94,5 +91,5 @@ def install(con, tables: StatusTables, temp: bool = True) -> None:
     Both return NULL for a code no table knows; mapping SQL calls them, core counts what stays unmapped.
     """
     kind = "TEMP " if temp else ""
-    con.execute(_lookup_macro(tables, "status_of", lambda e: _lit(e.status), kind))
+    con.execute(_lookup_macro(tables, "status_of", lambda e: sql_literal(e.status), kind))
     con.execute(_lookup_macro(tables, "final_of", lambda e: "true" if e.is_final else "false", kind))

@@ -43,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .sqltext import sql_literal
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -80,17 +82,13 @@ class TimeParseError(ValueError):
 # --------------------------------------------------------------------------------------------- SQL
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _macros() -> list[str]:
     ws = "' ' || chr(9) || chr(10) || chr(13)"
-    names = "[" + ", ".join(_sql_str(p) for p in _PARTS) + "]"
+    names = "[" + ", ".join(sql_literal(p) for p in _PARTS) + "]"
     us_min, us_max = EPOCH_MIN_S * 1_000_000, EPOCH_MAX_S * 1_000_000
     m: list[str] = [
         f"time_text(x) AS trim(CAST(x AS VARCHAR), {ws})",
-        f"time_absent(x) AS x IS NULL OR regexp_full_match(time_text(x), {_sql_str(_ABSENT_RE)})",
+        f"time_absent(x) AS x IS NULL OR regexp_full_match(time_text(x), {sql_literal(_ABSENT_RE)})",
         # Quoted raw value for reject reasons, cut to QUOTE_LIMIT characters.
         f"""time_quote(x) AS '''' || CASE WHEN length(CAST(x AS VARCHAR)) > {QUOTE_LIMIT}
             THEN substring(CAST(x AS VARCHAR), 1, {QUOTE_LIMIT - 3}) || '...'
@@ -102,10 +100,10 @@ def _macros() -> list[str]:
                  ELSE TRY_CAST(p.i AS HUGEINT) * unit_us
                       + TRY_CAST(rpad(substring(p.f, 1, digits), digits, '0') AS HUGEINT) END""",
         f"""time_epoch_us_text(s, unit_us, digits) AS CASE
-            WHEN regexp_full_match(s, {_sql_str(_DECIMAL_RE)}) THEN
-              list_transform([regexp_extract(s, {_sql_str(_DECIMAL_RE)}, ['sign', 'i', 'f'])],
+            WHEN regexp_full_match(s, {sql_literal(_DECIMAL_RE)}) THEN
+              list_transform([regexp_extract(s, {sql_literal(_DECIMAL_RE)}, ['sign', 'i', 'f'])],
                              lambda time_p: time_epoch_us_parts(time_p, unit_us, digits))[1]
-            WHEN regexp_full_match(s, {_sql_str(_FLOAT_EXP_RE)}) THEN
+            WHEN regexp_full_match(s, {sql_literal(_FLOAT_EXP_RE)}) THEN
               list_transform([TRY_CAST(s AS DOUBLE)], lambda time_f:
                 CASE WHEN isfinite(time_f) AND abs(time_f) < 1e20
                      THEN CAST(trunc(time_f * unit_us) AS HUGEINT)
@@ -127,7 +125,7 @@ def _macros() -> list[str]:
             THEN timezone('UTC', make_timestamp(TRY_CAST(CAST(x AS VARCHAR) AS BIGINT) * 1000))
             WHEN NOT time_absent(x) THEN time_epoch_utc(time_epoch_us(x, 1000, 3)) END""",
         # ---- date-time text
-        f"time_parts(x) AS regexp_extract(time_text(x), {_sql_str(_DATETIME_RE)}, {names})",
+        f"time_parts(x) AS regexp_extract(time_text(x), {sql_literal(_DATETIME_RE)}, {names})",
         """time_naive(p) AS CASE
             WHEN p.y <> '' AND TRY_CAST(p.y AS INTEGER) >= 1 AND TRY_CAST(p.h AS INTEGER) <= 23
              AND TRY_CAST(p.mi AS INTEGER) <= 59 AND (p.sec = '' OR TRY_CAST(p.sec AS INTEGER) <= 59)
@@ -168,10 +166,10 @@ def _macros() -> list[str]:
         # Fast paths: the common shapes go through DuckDB's own parser (about 30x quicker than the
         # regex-and-arithmetic route above), everything else falls through to the exact macros.
         f"""utc_from_iso(x) AS CASE
-            WHEN regexp_full_match(CAST(x AS VARCHAR), {_sql_str(_FAST_ISO_RE)}) THEN TRY_CAST(CAST(x AS VARCHAR) AS TIMESTAMPTZ)
+            WHEN regexp_full_match(CAST(x AS VARCHAR), {sql_literal(_FAST_ISO_RE)}) THEN TRY_CAST(CAST(x AS VARCHAR) AS TIMESTAMPTZ)
             ELSE time_iso_exact(x) END""",
         f"""utc_from_local(x, zone) AS CASE
-            WHEN regexp_full_match(CAST(x AS VARCHAR), {_sql_str(_FAST_NAIVE_RE)})
+            WHEN regexp_full_match(CAST(x AS VARCHAR), {sql_literal(_FAST_NAIVE_RE)})
             THEN time_zone_utc(TRY_CAST(CAST(x AS VARCHAR) AS TIMESTAMP), zone)
             ELSE time_local_exact(x, zone) END""",
         # ---- reject reasons (NULL when absent or fine)
@@ -233,7 +231,7 @@ def reject_reason_sql(kind: str, column_name: str, column_sql: str, zone_sql: st
     ``column_name`` is plain text (the field name put in front of the reason), not SQL.
     """
     _check_kind(kind)
-    col = _sql_str(column_name)
+    col = sql_literal(column_name)
     if kind == "iso":
         return f"time_reject_iso({column_sql}, {col})"
     if kind == "local":
@@ -241,7 +239,7 @@ def reject_reason_sql(kind: str, column_name: str, column_sql: str, zone_sql: st
     unit_us, digits, word = _EPOCH[kind]
     return (
         f"time_reject_epoch({column_sql}, {col}, {unit_us}, {digits}, "
-        f"{_sql_str(word)}, {_sql_str(_EPOCH_HINT[kind])})"
+        f"{sql_literal(word)}, {sql_literal(_EPOCH_HINT[kind])})"
     )
 
 

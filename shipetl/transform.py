@@ -22,6 +22,7 @@ from . import countries, keys, statuses, timestamps
 from .errors import PluginError
 from .provider import Stream, TableMapping
 from .schema import COMMON, TABLES, Table
+from .sqltext import sql_literal
 
 COMMON_NAMES = {f.name for f in COMMON}
 COUNTRY_COLUMNS = {"destination_country", "origin_country", "country"}
@@ -35,11 +36,6 @@ def duckdb_type(t: pa.DataType) -> str:
     if pa.types.is_decimal(t):
         return f"DECIMAL({t.precision}, {t.scale})"
     return {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}[t]
-
-
-def quote(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass
@@ -83,7 +79,7 @@ def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_ta
     con.execute("SET GLOBAL TimeZone = 'UTC'")
     if temp_dir:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {quote(str(temp_dir))}")
+        con.execute(f"SET temp_directory = {sql_literal(str(temp_dir))}")
     timestamps.install_macros(con, temp=False)
     statuses.install(con, status_tables or statuses.StatusTables(), temp=False)
     countries.install(con, temp=False)
@@ -99,7 +95,7 @@ def install_pii(con, mode: str, key: str | None) -> None:
         body = "CAST(NULL AS VARCHAR)"
     elif key:
         body = (f"CASE WHEN nullif(trim(CAST(x AS VARCHAR)), '') IS NULL THEN NULL "
-                f"ELSE 'h:' || left(sha256({quote(key)} || chr(31) || CAST(x AS VARCHAR)), 32) END")
+                f"ELSE 'h:' || left(sha256({sql_literal(key)} || chr(31) || CAST(x AS VARCHAR)), 32) END")
     else:
         body = ("CASE WHEN x IS NULL THEN NULL ELSE error('pii: hash needs credentials.pii_key "
                 "(a secret from the environment), or set pii: drop') END")
@@ -132,7 +128,7 @@ class _Wrapper:
         self.table, self.mapping, self.provider = table, mapping, provider
         self.types = dict(mapped_types)
         self.cols = set(mapped_types)
-        self.zone_sql = quote(zone) if zone else "NULL"
+        self.zone_sql = sql_literal(zone) if zone else "NULL"
         unknown = self.cols - set(table.column_names) - SPECIAL
         if unknown:
             raise PluginError(f"mapping of {table.name} outputs unknown column(s) {', '.join(sorted(unknown))}; see `shipetl schema`")
@@ -168,14 +164,14 @@ class _Wrapper:
         if _same_type(mapped, dtype):
             return src, None
         text = f"nullif(trim(CAST({raw} AS VARCHAR)), '')"
-        reason = f"CASE WHEN {text} IS NOT NULL THEN {quote(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
+        reason = f"CASE WHEN {text} IS NOT NULL THEN {sql_literal(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
         return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
     def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, list[str]]:
         """The typing layer over the mapping, and the reasons the outer layer checks (over typed columns)."""
         consts = {
-            "provider": quote(self.provider), "account_id": quote(account_id), "run_id": quote(run_id),
-            "extracted_at": f"TIMESTAMPTZ {quote(extracted_at.isoformat())}",
+            "provider": sql_literal(self.provider), "account_id": sql_literal(account_id), "run_id": sql_literal(run_id),
+            "extracted_at": f"TIMESTAMPTZ {sql_literal(extracted_at.isoformat())}",
         }
         inner, outer_reasons, reasons = [], [], []
         for f in self.table.columns:
@@ -186,7 +182,7 @@ class _Wrapper:
             if f.name == "status":
                 expr = f"coalesce({expr}, 'unknown')"
             if f.name == "status" and "status" in self.cols:
-                reasons.append(f"CASE WHEN m.status IS NOT NULL AND m.status NOT IN ({', '.join(map(quote, statuses.STATUSES))}) "
+                reasons.append(f"CASE WHEN m.status IS NOT NULL AND m.status NOT IN ({', '.join(map(sql_literal, statuses.STATUSES))}) "
                                f"THEN 'status: ' || m.status || ' is not a canonical status' END")
             if f.name in ("event_id", "record_hash", "is_final") and f.name not in self.cols:
                 expr = "NULL"
@@ -216,10 +212,10 @@ class _Wrapper:
         ``__country_raw`` and ``__counters``."""
         inner, type_reasons = self._inner(run_id, account_id, extracted_at)
         t = self.table
-        final = f"status IN ({', '.join(map(quote, sorted(statuses.ALWAYS_FINAL)))})"
+        final = f"status IN ({', '.join(map(sql_literal, sorted(statuses.ALWAYS_FINAL)))})"
         derived = {}
         if "event_id" in t.column_names and "event_id" not in self.cols:
-            derived["event_id"] = keys.event_id_sql(quote(self.provider), "coalesce(tracking_number, shipment_id)",
+            derived["event_id"] = keys.event_id_sql(sql_literal(self.provider), "coalesce(tracking_number, shipment_id)",
                                                     "occurred_at", "status_raw", "description")
         if "is_final" in t.column_names:
             derived["is_final"] = final if "is_final" not in self.cols else f"coalesce(is_final, {final})"
@@ -278,9 +274,9 @@ class Transformer:
         if stream is None or not stream.mappings:
             return
         con, provider = self._cursor(), self._args[0]
-        columns = "{'meta': 'JSON', 'body': " + quote(stream.body_type) + "}"
+        columns = "{'meta': 'JSON', 'body': " + sql_literal(stream.body_type) + "}"
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({quote(str(path))}, "
+            f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({sql_literal(str(path))}, "
             f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
         )
         with self._lock:
@@ -301,7 +297,7 @@ class Transformer:
         """Close the workers' cursors and point a ``staged_<table>`` view at each table's parts."""
         self.close()
         for table, parts in self.result.parts.items():
-            files = ", ".join(quote(str(p)) for p in parts)
+            files = ", ".join(sql_literal(str(p)) for p in parts)
             select = "*" if table == "rejects" else ", ".join(f'"{c}"' for c in TABLES[table].column_names)
             where = "" if table == "rejects" else " WHERE __reason IS NULL"
             self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT {select} FROM read_parquet([{files}]){where}")
@@ -366,8 +362,8 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: _Wrapper
     table = wrapper.table
     with lock:
         part = _next_part(result, table.name)
-    con.execute(f"COPY ({wrapper.sql(run_id, account_id, extracted_at)}) TO {quote(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
-    rows = f"read_parquet({quote(str(part))})"
+    con.execute(f"COPY ({wrapper.sql(run_id, account_id, extracted_at)}) TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+    rows = f"read_parquet({sql_literal(str(part))})"
     total, rejected = con.execute(f"SELECT count(*), count(__reason) FROM {rows}").fetchone()
     unmapped = con.execute(f"SELECT __status_raw, count(*) FROM {rows} WHERE __unmapped GROUP BY 1").fetchall()
     countries = con.execute(f"SELECT __country_raw, count(*) FROM {rows} WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall()
@@ -379,10 +375,10 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: _Wrapper
         with lock:
             rejects = _next_part(result, "rejects")
         con.execute(
-            f"COPY (SELECT {quote(provider)} AS provider, {quote(account_id)} AS account_id, {quote(run_id)} AS run_id, "
-            f"TIMESTAMPTZ {quote(extracted_at.isoformat())} AS extracted_at, {quote(table.name)} AS table_name, "
+            f"COPY (SELECT {sql_literal(provider)} AS provider, {sql_literal(account_id)} AS account_id, {sql_literal(run_id)} AS run_id, "
+            f"TIMESTAMPTZ {sql_literal(extracted_at.isoformat())} AS extracted_at, {sql_literal(table.name)} AS table_name, "
             f"__reason AS reason, __record AS record FROM {rows} WHERE __reason IS NOT NULL) "
-            f"TO {quote(str(rejects))} (FORMAT parquet, COMPRESSION lz4_raw)")
+            f"TO {sql_literal(str(rejects))} (FORMAT parquet, COMPRESSION lz4_raw)")
     with lock:
         counts = result.tables.setdefault(table.name, TableCounts())
         counts.mapped += total

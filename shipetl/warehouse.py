@@ -22,7 +22,8 @@ from .keys import record_hash_sql
 from .log import get_logger
 from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
-from .transform import COMMON_NAMES, TransformResult, duckdb_type, quote, staged_table
+from .sqltext import sql_literal
+from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table
 
 _LOCK = threading.RLock()
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
@@ -165,11 +166,11 @@ def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
     """New ``expired`` snapshots of this account's open shipments with no news since ``cutoff``."""
     table = TABLES["shipments"]
     content = [c for c in table.column_names if c not in COMMON_NAMES and c != "record_hash"]
-    changed = (f"SELECT * REPLACE ({quote(run.run_id)} AS run_id, TIMESTAMPTZ {quote(run.started_at.isoformat())} AS extracted_at, "
+    changed = (f"SELECT * REPLACE ({sql_literal(run.run_id)} AS run_id, TIMESTAMPTZ {sql_literal(run.started_at.isoformat())} AS extracted_at, "
                f"'expired' AS status, true AS is_final) FROM shipments_latest "
-               f"WHERE provider = {quote(run.provider)} AND account_id = {quote(run.account_id)} AND NOT is_final "
-               f"AND run_id <> {quote(run.run_id)} "
-               f"AND coalesce(last_event_at, created_at, extracted_at) < TIMESTAMPTZ {quote(cutoff.isoformat())}")
+               f"WHERE provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)} AND NOT is_final "
+               f"AND run_id <> {sql_literal(run.run_id)} "
+               f"AND coalesce(last_event_at, created_at, extracted_at) < TIMESTAMPTZ {sql_literal(cutoff.isoformat())}")
     rehashed = f"SELECT * REPLACE ({record_hash_sql([chr(34) + c + chr(34) for c in content])} AS record_hash) FROM ({changed})"
     return _insert(con, table, rehashed)
 
@@ -177,8 +178,8 @@ def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
 def _stage_lake(con, run: runs.SourceRun, tables: list[str], lake_root: Path, commit_id: str) -> None:
     """Stage, for the lake, exactly the rows this commit inserted (they carry its run, provider and account)."""
     for name in tables:
-        rows = (f"(SELECT * FROM {name} WHERE run_id = {quote(run.run_id)} AND provider = {quote(run.provider)} "
-                f"AND account_id = {quote(run.account_id)})")
+        rows = (f"(SELECT * FROM {name} WHERE run_id = {sql_literal(run.run_id)} AND provider = {sql_literal(run.provider)} "
+                f"AND account_id = {sql_literal(run.account_id)})")
         lake.write_staging(con, TABLES[name], rows, lake_root, commit_id)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shipetl import sql_literal
+
 
 @dataclass(frozen=True)
 class NodeRule:
@@ -66,15 +68,11 @@ LOGISTICS_NAMESPACE = "aliexpress.logistics"
 ORDER_NAMESPACE = "aliexpress.order"
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _matching(text_sql: str, pick) -> str:
     """A CASE giving ``pick(rule)`` for the first rule with a keyword in ``text_sql``, else NULL."""
     lowered = f"lower({text_sql})"
     whens = " ".join(
-        f"WHEN {' OR '.join(f'contains({lowered}, {_lit(k.lower())})' for k in rule.keywords)} THEN {pick(rule)}"
+        f"WHEN {' OR '.join(f'contains({lowered}, {sql_literal(k.lower())})' for k in rule.keywords)} THEN {pick(rule)}"
         for rule in NODE_RULES
     )
     return f"(CASE {whens} END)"
@@ -82,7 +80,7 @@ def _matching(text_sql: str, pick) -> str:
 
 def node_status_sql(desc_sql: str, name_sql: str, fallback_sql: str) -> str:
     """SQL for a node's canonical status: description first, then name, then ``fallback_sql`` (may be NULL)."""
-    pick = lambda r: _lit(r.status)  # noqa: E731
+    pick = lambda r: sql_literal(r.status)  # noqa: E731
     return f"coalesce({_matching(desc_sql, pick)}, {_matching(name_sql, pick)}, {fallback_sql})"
 
 

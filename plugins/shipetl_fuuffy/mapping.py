@@ -14,7 +14,7 @@ kind takes both). The SQL that knows statuses is generated from the tables in :m
 
 from __future__ import annotations
 
-from shipetl import TableMapping
+from shipetl import TableMapping, sql_literal
 
 from .statuses import (
     COURIER_CARRIER_CODES,
@@ -37,20 +37,16 @@ ORDER_PERSONAL_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", 
                          "sender_phone", "sender_address", "buyer_name", "buyer_email")
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _json_field(expr: str, key: str) -> str:
     """``expr.key`` as JSON, decoded first when Fuuffy sent that field as a JSON string."""
-    path = _lit(f"$.{key}")
+    path = sql_literal(f"$.{key}")
     return (f"CASE WHEN json_type({expr}, {path}) = 'VARCHAR' THEN json({expr} ->> {path}) "
             f"ELSE {expr} -> {path} END")
 
 
 def _carrier_code(name_sql: str) -> str:
     """Carrier code for a courier name: the lookup table, else the name's lower-case words joined by ``_``."""
-    entries = ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in COURIER_CARRIER_CODES.items())
+    entries = ", ".join(f"{sql_literal(k)}: {sql_literal(v)}" for k, v in COURIER_CARRIER_CODES.items())
     cleaned = f"lower(trim({name_sql}))"
     return (f"coalesce(MAP {{{entries}}}[{cleaned}], "
             f"nullif(trim(regexp_replace({cleaned}, '[^a-z0-9]+', '_', 'g'), '_'), ''))")
@@ -59,21 +55,21 @@ def _carrier_code(name_sql: str) -> str:
 def _keyword_pick(text_sql: str) -> str:
     """STRUCT(status, final) of the longest keyword contained in ``text_sql``, or NULL."""
     ordered = sorted(ORDER_TEXT_KEYWORDS.items(), key=lambda kv: -len(kv[0]))
-    items = ", ".join(f"{{'k': {_lit(k)}, 'status': {_lit(s)}, 'final': {str(f).lower()}}}"
+    items = ", ".join(f"{{'k': {sql_literal(k)}, 'status': {sql_literal(s)}, 'final': {str(f).lower()}}}"
                       for k, (s, f) in ordered)
     found = f"list_filter([{items}], lambda w: contains(coalesce({text_sql}, ''), w.k))[1]"
     return f"CASE WHEN {found} IS NOT NULL THEN struct_pack(status := {found}.status, final := {found}.final) END"
 
 
 def _sequence(code_sql: str) -> str:
-    entries = ", ".join(f"{_lit(c)}: {i}" for i, c in enumerate(SF_OPCODE_SEQUENCE))
+    entries = ", ".join(f"{sql_literal(c)}: {i}" for i, c in enumerate(SF_OPCODE_SEQUENCE))
     return f"coalesce(MAP {{{entries}}}[{code_sql}], {len(SF_OPCODE_SEQUENCE)})"
 
 
-_LOCKER = " OR ".join(f"contains(coalesce(e.message, ''), {_lit(m)})" for m in SF_LOCKER_MARKERS)
-_INFORMATIONAL = ", ".join(_lit(c) for c in SF_INFORMATIONAL)
-_IS_LOCKER = f"(carrier_code = {_lit(SF_EXPRESS)} AND trim(e.code) = '80' AND ({_LOCKER}))"
-_EVENT_STATUS = f"CASE WHEN {_IS_LOCKER} THEN {_lit(SF_LOCKER_STATUS)} ELSE status_of(carrier_code, trim(e.code)) END"
+_LOCKER = " OR ".join(f"contains(coalesce(e.message, ''), {sql_literal(m)})" for m in SF_LOCKER_MARKERS)
+_INFORMATIONAL = ", ".join(sql_literal(c) for c in SF_INFORMATIONAL)
+_IS_LOCKER = f"(carrier_code = {sql_literal(SF_EXPRESS)} AND trim(e.code) = '80' AND ({_LOCKER}))"
+_EVENT_STATUS = f"CASE WHEN {_IS_LOCKER} THEN {sql_literal(SF_LOCKER_STATUS)} ELSE status_of(carrier_code, trim(e.code)) END"
 _EVENT_FINAL = f"CASE WHEN {_IS_LOCKER} THEN false ELSE final_of(carrier_code, trim(e.code)) END"
 
 # One row per reply with a tracking number, then one row per scan (the CTEs both mappings share).
@@ -127,9 +123,9 @@ newest AS (
 ), picked AS (
     SELECT p.*, n.pick AS event_pick, s.first_date, s.last_date, s.delivered_date,
            {_keyword_pick("p.d ->> '$.order_status'")} AS text_pick,
-           CASE WHEN status_of({_lit(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status'))) IS NOT NULL
-                THEN struct_pack(status := status_of({_lit(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status'))),
-                                 final := final_of({_lit(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status')))) END AS order_pick
+           CASE WHEN status_of({sql_literal(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status'))) IS NOT NULL
+                THEN struct_pack(status := status_of({sql_literal(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status'))),
+                                 final := final_of({sql_literal(ORDER_NAMESPACE)}, upper(trim(p.meta ->> 'order_status')))) END AS order_pick
     FROM parcels AS p
     LEFT JOIN newest AS n USING (tracking_number)
     LEFT JOIN span AS s USING (tracking_number)
@@ -167,7 +163,7 @@ WITH lists AS (
 )
 SELECT
     o ->> '$.order_id' AS order_id,
-    status_of({_lit(ORDER_NAMESPACE)}, upper(code)) AS status,
+    status_of({sql_literal(ORDER_NAMESPACE)}, upper(code)) AS status,
     code AS status_raw,
     o ->> '$.create_time' AS created_at,
     o ->> '$.update_time' AS updated_at,
