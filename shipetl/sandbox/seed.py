@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -43,11 +42,6 @@ def unique(r: random.Random, used: set[str], make: Callable[[random.Random], str
         if value not in used:
             used.add(value)
             return value
-
-
-def fake_uuid(r: random.Random) -> str:
-    """A version-4 UUID string drawn from ``r`` (deterministic, unlike ``uuid.uuid4()``)."""
-    return str(uuid.UUID(int=r.getrandbits(128), version=4))
 
 
 def weighted(r: random.Random, table: Mapping[T, float]) -> T:
