@@ -36,10 +36,18 @@ def table_ddl(table: Table) -> str:
 
 
 def latest_view_ddl(table: Table) -> str:
-    """The ``<table>_latest`` view: the newest snapshot of each entity."""
+    """The ``<table>_latest`` view: the newest snapshot of each entity, by ``(extracted_at, run_id)``.
+
+    A join to each entity's newest (extracted_at, run_id) rather than a window: the window sorts every
+    column of every snapshot, the aggregate reads four key columns, and a filter on the entity key
+    (``WHERE shipment_id = ...``) reaches both sides. A commit stores at most one snapshot per entity and
+    run, so exactly one row matches.
+    """
     keys = ", ".join(table.entity_key)
-    return (f"CREATE OR REPLACE VIEW {table.name}_latest AS SELECT * FROM {table.name} "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY extracted_at DESC, run_id DESC) = 1")
+    return (f"CREATE OR REPLACE VIEW {table.name}_latest AS SELECT s.* FROM {table.name} AS s JOIN "
+            f"(SELECT {keys}, max({{'extracted_at': extracted_at, 'run_id': run_id}}) AS newest "
+            f"FROM {table.name} GROUP BY {keys}) AS n USING ({keys}) "
+            f"WHERE s.extracted_at = n.newest.extracted_at AND s.run_id = n.newest.run_id")
 
 
 def ensure_schema(con, analytics=None) -> None:

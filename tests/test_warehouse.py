@@ -141,6 +141,18 @@ def test_snapshot_changing_back_is_appended_again(wh) -> None:
     assert wh.query("SELECT status FROM shipments_latest") == [("in_transit",)]
 
 
+def test_latest_is_the_newest_extraction_and_the_later_run_breaks_a_tie(wh) -> None:
+    _, first = wh.commit(scans(("1Z", "IT", "2024-05-01T10:00:00Z"), ("2Z", "IT", "2024-05-01T10:00:00Z")),
+                         extracted_at=T0 + timedelta(days=2))
+    # A later run whose extraction is older (a replay of an old raw file) does not become the latest ...
+    wh.commit(scans(("1Z", "EX", "2024-05-01T10:00:00Z")), extracted_at=T0)
+    # ... and of two snapshots extracted at the same instant, the later run's wins.
+    _, tie = wh.commit(scans(("2Z", "DE", "2024-05-02T10:00:00Z")), extracted_at=T0 + timedelta(days=2))
+    assert wh.query("SELECT shipment_id, status, run_id FROM shipments_latest ORDER BY 1") == [
+        ("1Z", "in_transit", first.run_id), ("2Z", "delivered", tie.run_id)]
+    assert wh.query("SELECT count(*) FROM shipments") == [(4,)]
+
+
 def test_run_record_and_cursors_are_committed(wh) -> None:
     _, run = wh.commit(PAGE_1, cursors={"updated_at": "2024-05-01T11:00:00+00:00", "page": 3})
     (record,) = wh.query("SELECT run_id, source, account_id, status, extracted, loaded, commit_id FROM runs")
