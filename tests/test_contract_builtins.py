@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
+import pyarrow as pa
+import pytest
 import shipetl_shipengine
 
 from shipetl.testing import ErrorFixture, ProviderContract
@@ -25,4 +29,24 @@ class TestShipEngineContract(ProviderContract):
         "rate_limit": ErrorFixture(429, "error_429.json", {"Retry-After": "1"}),
         "bad_input": ErrorFixture(400, "error_400.json"),
     }
-    # USPS scan codes the built-in table does not map yet (providers.md 3.5: "others in_transit").
+
+
+def _harvest_with_unknown_code(code: str) -> SimpleNamespace:
+    """What a harvest looks like when one raw code reached no status table."""
+    events = pa.table({"status": ["unknown", "delivered"], "status_raw": [code, "DE"]})
+    return SimpleNamespace(result=SimpleNamespace(unmapped=Counter({("tracking_events", code): 1})),
+                           tables={"tracking_events": events})
+
+
+def test_an_unmapped_code_fails_the_contract_unless_allow_unknown_lists_it() -> None:
+    class Strict(ProviderContract):
+        pass
+
+    class Documented(ProviderContract):
+        allow_unknown = frozenset({"ZZ"})
+
+    with pytest.raises(AssertionError, match="tracking_events:ZZ.*allow_unknown"):
+        Strict().test_statuses_are_canonical_and_mapped(_harvest_with_unknown_code("ZZ"))
+    Documented().test_statuses_are_canonical_and_mapped(_harvest_with_unknown_code("ZZ"))
+    with pytest.raises(AssertionError, match="tracking_events:YY"):
+        Documented().test_statuses_are_canonical_and_mapped(_harvest_with_unknown_code("YY"))
