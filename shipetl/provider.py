@@ -47,7 +47,10 @@ class TableMapping:
     core converts them to UTC and turns unparseable values into rejects. ``status`` may be NULL where
     no table knows the raw code (core makes it ``unknown`` and counts it); the macros
     ``status_of(namespace, code)`` and ``final_of(namespace, code)`` look codes up in the registered
-    status tables. A column ``reject_reason`` (text) rejects the row with that reason.
+    status tables. A column ``reject_reason`` (text) rejects the row with that reason. A column
+    ``time_zone`` (an IANA name per row, for APIs that send one beside each naive time) is the zone of
+    that row's ``local`` times instead of the source's ``timezone``; an unknown name rejects the row.
+    Neither column is stored.
 
     ``counters`` are SQL expressions over the mapped row (alias ``m``) that give a counter name or NULL;
     core counts each name and shows it in the run summary (``time_conflicts:usps``).

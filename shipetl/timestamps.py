@@ -193,6 +193,16 @@ def _macros() -> list[str]:
     return m
 
 
+def install_zone_names(con: duckdb.DuckDBPyConnection, temp: bool = True) -> None:
+    """Create ``time_zone_names(key, name)``: every IANA zone DuckDB knows, ``key`` lower-cased.
+
+    A zone that arrives per row is looked up here first: DuckDB fails the whole query on a zone it
+    does not know, where one bad row should only be a reject.
+    """
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE time_zone_names AS "
+                "SELECT lower(name) AS key, name FROM pg_timezone_names()")
+
+
 def install_macros(con: duckdb.DuckDBPyConnection, temp: bool = True) -> None:
     """Set the session to UTC and create the time macros as TEMP macros on ``con``.
 

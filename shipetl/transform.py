@@ -26,7 +26,7 @@ from .sqltext import sql_literal
 
 COMMON_NAMES = {f.name for f in COMMON}
 COUNTRY_COLUMNS = {"destination_country", "origin_country", "country"}
-SPECIAL = {"reject_reason"}
+SPECIAL = {"reject_reason", "time_zone"}  # mapped columns core reads but no table stores
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -81,6 +81,7 @@ def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_ta
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {sql_literal(str(temp_dir))}")
     timestamps.install_macros(con, temp=False)
+    timestamps.install_zone_names(con, temp=False)
     statuses.install(con, status_tables or statuses.StatusTables(), temp=False)
     countries.install(con, temp=False)
     install_pii(con, pii, pii_key)
@@ -100,6 +101,11 @@ def install_pii(con, mode: str, key: str | None) -> None:
         body = ("CASE WHEN x IS NULL THEN NULL ELSE error('pii: hash needs credentials.pii_key "
                 "(a secret from the environment), or set pii: drop') END")
     con.execute(f"CREATE OR REPLACE MACRO pii(x) AS {body}")
+
+
+# A mapping's per-row ``time_zone``: blank means the source's own, an unknown name means none (a reject).
+_ROW_ZONE_TEXT = "nullif(trim(CAST(m.time_zone AS VARCHAR)), '')"
+_ROW_ZONE = "CASE WHEN " + _ROW_ZONE_TEXT + " IS NULL THEN {source} ELSE \"tz\".name END"
 
 
 def _trimmed(text: str) -> str:
@@ -129,14 +135,16 @@ class _Wrapper:
         self.types = dict(mapped_types)
         self.cols = set(mapped_types)
         self.zone_sql = sql_literal(zone) if zone else "NULL"
+        self.row_zone = "time_zone" in self.cols
         unknown = self.cols - set(table.column_names) - SPECIAL
         if unknown:
             raise PluginError(f"mapping of {table.name} outputs unknown column(s) {', '.join(sorted(unknown))}; see `shipetl schema`")
         bad_kinds = {c: k for c, k in mapping.times.items() if k not in timestamps.TIME_KINDS}
         if bad_kinds:
             raise PluginError(f"mapping of {table.name}: unknown time kind(s) {bad_kinds}; use one of {timestamps.TIME_KINDS}")
-        if "local" in mapping.times.values() and not zone:
-            raise PluginError(f"mapping of {table.name} reads naive local times but the source has no timezone")
+        if "local" in mapping.times.values() and not zone and not self.row_zone:
+            raise PluginError(f"mapping of {table.name} reads naive local times but neither the source has a timezone "
+                              "nor the mapping a time_zone column")
 
     def _typed(self, f: pa.Field) -> tuple[str, str | None]:
         """(SQL for the typed value, SQL for its reject reason over the raw value ``__raw_<name>``, or None).
@@ -150,8 +158,12 @@ class _Wrapper:
         mapped = self.types[name]
         if name in self.mapping.times:
             kind = self.mapping.times[name]
-            return (timestamps.sql_expr(kind, src, self.zone_sql),
-                    timestamps.reject_reason_sql(kind, name, raw, self.zone_sql))
+            if not self.row_zone:
+                return (timestamps.sql_expr(kind, src, self.zone_sql),
+                        timestamps.reject_reason_sql(kind, name, raw, self.zone_sql))
+            # A row whose own zone is unknown gets that reason (below), not one per time column.
+            return (timestamps.sql_expr(kind, src, _ROW_ZONE.format(source=self.zone_sql)),
+                    f"CASE WHEN NOT __zone_unknown THEN {timestamps.reject_reason_sql(kind, name, raw, '__zone')} END")
         if name == "extras":
             if mapped == "JSON":
                 return f"CAST({src} AS VARCHAR)", None
@@ -192,6 +204,12 @@ class _Wrapper:
                 outer_reasons.append(f'CASE WHEN "{f.name}" IS NULL THEN {reason} END')
         if "reject_reason" in self.cols:
             reasons.append("m.reject_reason")
+        if self.row_zone:
+            unknown_zone = f'({_ROW_ZONE_TEXT} IS NOT NULL AND "tz".name IS NULL)'
+            reasons.append(f"CASE WHEN {unknown_zone} THEN 'time_zone: ' || {_ROW_ZONE_TEXT} "
+                           "|| ' is not a time zone name (IANA, e.g. Europe/Paris)' END")
+            inner.append(f"{_ROW_ZONE.format(source=self.zone_sql)} AS __zone")
+            inner.append(f"{unknown_zone} AS __zone_unknown")
         unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
         countries = sorted(COUNTRY_COLUMNS & self.cols)
         unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
@@ -204,6 +222,8 @@ class _Wrapper:
         joins = "".join(
             f' LEFT JOIN country_names AS "cn_{c}" ON "cn_{c}".name = lower(trim(CAST(m."{c}" AS VARCHAR)))'
             for c in countries)
+        if self.row_zone:
+            joins += f' LEFT JOIN time_zone_names AS "tz" ON "tz".key = lower({_ROW_ZONE_TEXT})'
         return f"SELECT {', '.join(inner)} FROM ({self.mapping.sql}) AS m{joins}", outer_reasons
 
     def sql(self, run_id: str, account_id: str, extracted_at: datetime) -> str:

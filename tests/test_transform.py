@@ -123,6 +123,38 @@ def test_local_time_uses_the_given_zone(tmp_path) -> None:
     assert row["delivered_at"] == datetime(2024, 7, 1, 16, 0, tzinfo=UTC)
 
 
+ROW_ZONE_SQL = SHIPMENTS_SQL.replace("e->'more' AS extras", "e->>'tz' AS time_zone")
+
+
+def test_a_time_zone_per_row_overrides_the_source_zone(tmp_path) -> None:
+    result, got = shipments(tmp_path,
+                            {"id": "A1", "delivered": "2024-03-10 01:30:00", "tz": "Pacific/Auckland"},  # NZDT, +13
+                            {"id": "A2", "delivered": "2024-07-01 12:00:00", "tz": " america/new_york "},
+                            {"id": "A3", "delivered": "2024-07-01 12:00:00", "tz": ""},               # the source's
+                            zone="Asia/Hong_Kong", sql=ROW_ZONE_SQL)
+    assert [r["delivered_at"] for r in got] == [datetime(2024, 3, 9, 12, 30, tzinfo=UTC),
+                                                datetime(2024, 7, 1, 16, 0, tzinfo=UTC),
+                                                datetime(2024, 7, 1, 4, 0, tzinfo=UTC)]
+    assert rejects(result) == []
+    assert "time_zone" not in got[0]
+
+
+def test_an_unknown_time_zone_in_a_row_rejects_that_row_only(tmp_path) -> None:
+    result, got = shipments(tmp_path,
+                            {"id": "A1", "delivered": "2024-03-10 01:30:00", "tz": "Mars/Olympus"},
+                            {"id": "A2", "delivered": "2024-03-10 01:30:00", "tz": "Pacific/Auckland"},
+                            zone=None, sql=ROW_ZONE_SQL)
+    assert [r["shipment_id"] for r in got] == ["A2"]
+    assert rejects(result) == ["time_zone: Mars/Olympus is not a time zone name (IANA, e.g. Europe/Paris)"]
+
+
+def test_local_times_with_a_row_zone_column_need_no_source_zone(tmp_path) -> None:
+    result, got = shipments(tmp_path, {"id": "A1", "delivered": "2024-07-01 12:00:00", "tz": None},
+                            zone=None, sql=ROW_ZONE_SQL)
+    assert got == []
+    assert rejects(result) == ["delivered_at: '2024-07-01 12:00:00' is a local time but the source has no timezone"]
+
+
 def test_iso_fraction_kept_to_the_microsecond(tmp_path) -> None:
     _, (row,) = shipments(tmp_path, {"id": "A1", "created": "2024-05-01T12:00:00.123456Z"})
     assert row["created_at"] == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
