@@ -31,6 +31,7 @@ def names(name: str) -> dict[str, str]:
         "distribution": f"shipetl-{name.replace('_', '-')}",
         "cls": "".join(part.capitalize() for part in name.split("_")),
         "title": " ".join(part.capitalize() for part in name.split("_")),
+        "host": name.replace("_", "-"),  # no underscore in a host name
         "upper": name.upper().replace("_", ""),
         "env": name.upper(),
         "shipetl_version": __version__,

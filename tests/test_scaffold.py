@@ -50,6 +50,8 @@ def test_new_plugin_writes_a_pip_installable_package(run_cli, tmp_path):
                 ast.parse(path.read_text(), str(path))
     assert 'name = "dhl_ecom"' in (root / "shipetl_dhl_ecom/provider.py").read_text()
     assert "class DhlEcomProvider(Provider)" in (root / "shipetl_dhl_ecom/provider.py").read_text()
+    assert 'DEFAULT_BASE_URL = "https://api.dhl-ecom.example.com"' in (root / "shipetl_dhl_ecom/provider.py").read_text()
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["shipetl_dhl_ecom*"]
 
 
 @pytest.mark.parametrize("name", ["DHL", "1dhl", "dhl-ecom", "x", "dhl ecom"])
