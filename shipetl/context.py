@@ -101,6 +101,34 @@ class SourceContext(RunBookkeeping):
             return as_utc(self._source.start), self.until
         return self.until - DEFAULT_FIRST_WINDOW, self.until
 
+    def set_cursor(self, key: str, value: Any) -> None:
+        """Store a cursor for the commit; a time cursor never moves back and never jumps a gap.
+
+        A ``--since`` window that starts after the committed cursor (or, with none yet, after the
+        source's ``start:``) leaves a stretch nobody fetched: the cursor stays where it was, so the next
+        plain run fetches that stretch. A window ending before the committed cursor (a backfill of old
+        days) leaves the cursor where it was too.
+        """
+        if isinstance(value, datetime):
+            value = self._advanced(key, value)
+            if value is None:
+                return
+        super().set_cursor(key, value)
+
+    def _advanced(self, key: str, value: datetime) -> datetime | None:
+        """Where a time cursor may go given ``value``; None to leave it as committed."""
+        try:
+            committed = datetime.fromisoformat(self._cursors[key]) if self._cursors.get(key) else None
+        except (TypeError, ValueError):
+            return value  # not a time cursor after all: the provider's own business
+        floor = committed or (as_utc(self._source.start) if self._source.start else None)
+        if self._since_override and floor is not None and self._since_override > floor:
+            self.log.warning("cursor_kept", cursor=key, since=self._since_override.isoformat(),
+                             kept=committed.isoformat() if committed else None,
+                             reason="the --since window starts after what is loaded; the next run fetches the gap")
+            return None
+        return None if committed and value <= committed else value
+
     def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
         config = effective_rate_limit(self._provider.default_rate_limit, self._source.rate_limit)
         kwargs: dict[str, Any] = {

@@ -10,6 +10,7 @@ import pytest
 from shipetl import ratelimit
 from shipetl.config import RateLimitConfig, SourceConfig
 from shipetl.context import DEFAULT_FIRST_WINDOW, SourceContext, as_utc, effective_rate_limit
+from shipetl.log import get_logger
 from shipetl.ratelimit import RateLimit
 
 UNTIL = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -22,11 +23,11 @@ class FakeProvider:
     default_rate_limit = RateLimit(per_second=10, per_minute=300, burst=5, max_in_flight=4)
 
 
-def make_ctx(cursors=None, since=None, **source) -> SourceContext:
+def make_ctx(cursors=None, since=None, until=UNTIL, **source) -> SourceContext:
     src = SourceConfig.model_validate({"name": "acme-main", "provider": "acme", **source})
     return SourceContext(source=src, provider_cls=FakeProvider, options=None, account_id="acct-1",
                          label="acme-main/acct-1", cursors=cursors or {}, open_shipments=[{"shipment_id": "1Z"}],
-                         since=since, until=UNTIL, log=None)
+                         since=since, until=until, log=get_logger())
 
 
 # ------------------------------------------------------------------------------------ rate limit
@@ -117,6 +118,36 @@ def test_cursor_set_this_run_does_not_move_this_runs_window() -> None:
     ctx = make_ctx(cursors={"updated_at": "2025-05-20T00:00:00+00:00"})
     ctx.set_cursor("updated_at", datetime(2025, 5, 30, tzinfo=UTC))
     assert ctx.window("updated_at")[0] == datetime(2025, 5, 20, tzinfo=UTC)
+
+
+def test_a_since_window_after_the_cursor_leaves_it_so_the_gap_is_fetched_next() -> None:
+    committed = {"updated_at": "2025-05-01T00:00:00+00:00"}
+    ctx = make_ctx(cursors=committed, since=datetime(2025, 5, 10, tzinfo=UTC))  # 1..10 May never fetched
+    ctx.set_cursor("updated_at", UNTIL)
+    assert ctx.new_cursors == {}
+    assert make_ctx(cursors=committed).window("updated_at")[0] == datetime(2025, 5, 1, tzinfo=UTC)
+
+
+def test_a_since_window_reaching_back_to_the_cursor_advances_it() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-05-01T00:00:00+00:00"}, since=datetime(2025, 4, 20, tzinfo=UTC))
+    ctx.set_cursor("updated_at", UNTIL)
+    assert ctx.new_cursors == {"updated_at": UNTIL.isoformat()}
+
+
+def test_a_backfill_of_old_days_never_moves_the_cursor_back() -> None:
+    ctx = make_ctx(cursors={"updated_at": "2025-05-01T00:00:00+00:00"}, since=datetime(2025, 1, 1, tzinfo=UTC),
+                   until=datetime(2025, 2, 1, tzinfo=UTC))
+    ctx.set_cursor("updated_at", datetime(2025, 2, 1, tzinfo=UTC))
+    assert ctx.cursor("updated_at") == "2025-05-01T00:00:00+00:00"
+
+
+def test_a_first_since_window_after_start_sets_no_cursor() -> None:
+    ctx = make_ctx(since=datetime(2025, 3, 1, tzinfo=UTC), start="2025-01-01")  # January, February never fetched
+    ctx.set_cursor("updated_at", UNTIL)
+    assert ctx.new_cursors == {}
+    ctx = make_ctx(since=datetime(2025, 3, 1, tzinfo=UTC))  # no start: the window is where loading begins
+    ctx.set_cursor("updated_at", UNTIL)
+    assert ctx.new_cursors == {"updated_at": UNTIL.isoformat()}
 
 
 def test_counters_timezone_and_open_shipments() -> None:
