@@ -50,6 +50,11 @@ CREDENTIAL_CODES = {
     "InvalidAppKey": "the app key is unknown; check options.app_key",
     "AppKeyNotExist": "the app key is unknown; check options.app_key",
 }
+# Token calls: a refresh token spent, expired or revoked; an authorization code used or expired.
+REFRESH_REFUSED_CODES = frozenset({"IllegalRefreshToken"})
+AUTH_CODE_REFUSED_CODES = frozenset({"InvalidCode"})
+REAUTHORIZE = ("authorize the app for this seller again and put the new code in credentials.auth_code "
+               "(a code is single-use and short-lived)")
 TIMESTAMP_CODES = frozenset({"InvalidTimestamp", "IllegalTimestamp"})
 PERMISSION_SUB_CODES = frozenset({"isv.insufficient-permission"})
 TRANSIENT_TYPES = frozenset({"ISP", "SYSTEM"})
@@ -84,6 +89,10 @@ class SessionRejected(AuthError):
     """The gateway refused the access token; the client refreshes it once and tries again."""
 
 
+class RefreshRefused(AuthError):
+    """The token API refused the stored refresh token; a new authorization code is the way back."""
+
+
 def gateway_error(err: Mapping[str, Any]) -> SourceError:
     """The typed error for a gateway ``error_response`` (or a flat ``/rest`` error reply).
 
@@ -99,6 +108,10 @@ def gateway_error(err: Mapping[str, Any]) -> SourceError:
         return TerminalError(f"{where}; the app lacks permission for this API: grant it in the AliExpress console")
     if code in SESSION_CODES:
         return SessionRejected(f"{where}; the access token was refused")
+    if code in REFRESH_REFUSED_CODES:
+        return RefreshRefused(f"{where}; the stored refresh token was refused")
+    if code in AUTH_CODE_REFUSED_CODES:
+        return AuthError(f"AliExpress refused credentials.auth_code ({code}): {REAUTHORIZE}")
     if code in CREDENTIAL_CODES:
         return AuthError(f"AliExpress refused the credentials ({code}): {CREDENTIAL_CODES[code]}")
     if code in TIMESTAMP_CODES:
@@ -191,12 +204,15 @@ class AliExpressClient:
         usable = current is not None and current.refresh_token and (
             current.refresh_expires_at is None or current.refresh_expires_at > now)
         if usable:
-            return self._token_call(TOKEN_REFRESH_PATH, {"refresh_token": current.refresh_token})
+            try:
+                return self._token_call(TOKEN_REFRESH_PATH, {"refresh_token": current.refresh_token})
+            except RefreshRefused:
+                self.ctx.log.warning("refresh_token_refused", next="a new token from credentials.auth_code")
         try:
             code = self.ctx.secret("auth_code")
         except ConfigError:
-            raise AuthError(f"source {self.label}: no stored AliExpress token and no credentials.auth_code; authorize "
-                            "the app for this seller and put the returned code in credentials.auth_code") from None
+            why = "the stored refresh token was refused" if usable else "no usable stored AliExpress token"
+            raise AuthError(f"source {self.label}: {why} and no credentials.auth_code; {REAUTHORIZE}") from None
         return self._token_call(TOKEN_CREATE_PATH, {"code": code})
 
     def session(self, *, force: bool = False) -> str:

@@ -186,6 +186,41 @@ def test_token_close_to_expiry_is_refreshed_with_its_refresh_token(tmp_path: Pat
     assert form["sign"] == sandbox.expected_sign(form, "/auth/token/refresh")
 
 
+REFRESH_REFUSED = b'{"type": "ISV", "code": "IllegalRefreshToken", "message": "The refresh token is invalid or expired"}'
+
+
+def _stored_pair_near_expiry(ctx) -> None:
+    now = datetime.now(UTC)
+    ctx.tokens.save("aliexpress", "seller-1", TokenPair("old-access", now + timedelta(minutes=2), "old-refresh",
+                                                        now + timedelta(days=1)))
+
+
+def test_a_refused_refresh_token_is_replaced_from_the_auth_code(tmp_path: Path) -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        refused = request.url.path.endswith("/refresh")
+        return httpx.Response(200, content=REFRESH_REFUSED if refused else fixture("token_create.json"))
+
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(handler))
+    _stored_pair_near_expiry(ctx)
+    assert AliExpressClient(ctx, app_key=APP_KEY).session() == "50000600a07xQ2sandboxAccessToken"
+    assert paths == ["/rest/auth/token/refresh", "/rest/auth/token/create"]
+    assert ctx.tokens.load("aliexpress", "seller-1").refresh_token == "50001600a07xQ2sandboxRefreshToken"
+
+
+def test_a_refused_refresh_token_without_auth_code_says_to_authorize_again(tmp_path: Path) -> None:
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(lambda r: httpx.Response(200, content=REFRESH_REFUSED)),
+                      secrets={"app_secret": SECRET})
+    _stored_pair_near_expiry(ctx)
+    with pytest.raises(AuthError) as caught:
+        AliExpressClient(ctx, app_key=APP_KEY).session()
+    assert str(caught.value) == ("source ae/seller-1: the stored refresh token was refused and no credentials.auth_code; "
+                                 "authorize the app for this seller again and put the new code in credentials.auth_code "
+                                 "(a code is single-use and short-lived)")
+
+
 def test_no_token_and_no_auth_code_names_the_missing_credential(tmp_path: Path) -> None:
     ctx = FakeContext(tmp_path, transport=httpx.MockTransport(lambda r: httpx.Response(500)), secrets={"app_secret": SECRET})
     with pytest.raises(AuthError, match="credentials.auth_code"):
