@@ -85,6 +85,16 @@ def test_second_run_polls_only_open_shipments_and_picks_up_new_scans(sandbox, ma
     assert loaded_event_keys(tmp_path) == expected_event_keys(later)
 
 
+def test_backfill_windows_out_of_order_then_a_plain_run_load_everything(sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    for since, until in (("2025-09-01", "2025-10-01"), ("2025-11-01", "2025-12-01")):  # August, October left out
+        assert run_cli("run", str(pipeline), "--since", since, "--until", until).returncode == 0
+    created = warehouse_rows(tmp_path, "SELECT DISTINCT strftime(created_at, '%m') FROM shipments ORDER BY 1")
+    assert ("10",) not in created and ("08",) not in created
+    assert run_cli("run", str(pipeline)).returncode == 0
+    assert loaded_event_keys(tmp_path) == expected_event_keys()
+
+
 def test_injected_429_5xx_and_truncated_bodies_are_retried(sandbox, make_pipeline, run_cli, tmp_path):
     # About one request in ten fails; six straight failures of one request (a lost source) stay below 1 in 10^6.
     faults = {"rate_429": 0.04, "rate_5xx": 0.04, "rate_truncate": 0.02, "retry_after_s": 0.05, "seed": 7}
