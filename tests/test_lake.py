@@ -51,6 +51,18 @@ def test_write_staging_partitions_by_provider_and_utc_day(con, tmp_path) -> None
     assert not (tmp_path / "tracking_events").exists()  # nothing visible before publish
 
 
+def test_a_backfill_over_many_days_writes_each_row_once_in_its_day(con, tmp_path) -> None:
+    # 40 days spread over years: more than one COPY's worth, with long gaps between days.
+    days = [f"{2020 + i % 5}-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(40)]
+    rel = add_events(con, [("acme", f"e{i}", f"{d}T12:00:00Z") for i, d in enumerate(days)])
+    lake.write_staging(con, TABLES["tracking_events"], rel, tmp_path, "c1")
+    staged = lake.staging_dir(tmp_path, "c1") / "tracking_events"
+    rows = con.execute(f"SELECT event_id, CAST(occurred_at AS DATE)::VARCHAR, CAST(date AS VARCHAR) FROM read_parquet('{staged}/**/*.parquet', "
+                      "hive_partitioning=true)").fetchall()
+    assert sorted(rows) == sorted((f"e{i}", d, d) for i, d in enumerate(days))
+    assert len(files_under(staged)) == len(set(days))
+
+
 def test_missing_partition_time_falls_back_to_extracted_at(con, tmp_path) -> None:
     con.execute(table_ddl(TABLES["orders"]).replace("CREATE TABLE IF NOT EXISTS orders", "CREATE TEMP TABLE o"))
     con.execute("INSERT INTO o (provider, account_id, run_id, extracted_at, order_id, record_hash) VALUES ('acme', 'a', 'r', ?, 'O1', 'h')",
