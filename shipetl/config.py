@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
@@ -52,7 +53,7 @@ from . import redact
 from .config_errors import format_errors, kind_of
 from .errors import ConfigError
 from .redact import MASK
-from .yamlfile import KeyPath, expand, locate, parse_yaml
+from .yamlfile import ExpandProblem, KeyPath, expand_collect, locate, parse_yaml
 
 __all__ = [
     "AnalyticsConfig",
@@ -76,7 +77,9 @@ _UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"6h"``, ``"2d"``, ``"1w"`` as a timedelta; raises ValueError otherwise."""
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"2d"``, ``"1w"`` (or ``"0"``) as a timedelta; raises ValueError otherwise."""
+    if isinstance(text, str) and text.strip() == "0":
+        return timedelta(0)
     m = _DURATION.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"expected a duration like '2d' or '6h', got {text!r}")
@@ -96,6 +99,8 @@ def format_duration(value: timedelta) -> str:
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)  # `lookback: 0`, the documented default, needs no unit
     return parse_duration(value)
 
 
@@ -109,6 +114,22 @@ def _start(value: Any) -> date | datetime | None:
         except ValueError:
             pass
     raise ValueError(f"expected a date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z, got {value!r}")
+
+
+def _base_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an http(s) URL like 'https://api.example.com', got {value!r}")
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL with a host, like 'https://api.example.com', got {value!r}")
+    return text
 
 
 Duration = Annotated[timedelta, PlainValidator(_duration)]
@@ -179,7 +200,7 @@ class SourceConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     provider: str
     enabled: bool = True
-    base_url: str | None = None
+    base_url: Annotated[str | None, PlainValidator(_base_url)] = None
     timezone: str | None = None
     start: StartTime = None
     lookback: Duration = timedelta(0)
@@ -190,6 +211,16 @@ class SourceConfig(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
     _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages
+    _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
+
+    @property
+    def unset_variables(self) -> tuple[str, ...]:
+        """One ``file:line: key: ${VAR} is unset ...`` line per unset variable of this source.
+
+        A source with any cannot run: :func:`validate_options` raises them, so ``shipetl validate``
+        and the run report them, while the other sources load and run.
+        """
+        return self._unset
 
     @model_validator(mode="before")
     @classmethod
@@ -302,7 +333,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
-    data = expand(data, os.environ if env is None else env, shown, lines)
+    data, problems = expand_collect(data, os.environ if env is None else env, shown, lines)
+    unset = _defer_source_problems(data, problems)
     secrets = _register_credentials(data)
 
     try:
@@ -316,6 +348,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
         src._where = locate(shown, lines, ("sources", i))
+        src._unset = tuple(unset.get(i, ()))
         if src.name in seen:
             key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
             problems.append(f"{locate(shown, lines, key)}: duplicate source name {src.name!r} "
@@ -326,21 +359,86 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     return config
 
 
-def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type[BaseModel]) -> BaseModel:
-    """Validate ``source.options`` against a provider's options model and return the instance.
+def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type[BaseModel],
+                     provider: type | None = None) -> BaseModel:
+    """Check one source against its provider and return its options as an instance of ``model``.
 
-    Raises ConfigError naming ``sources[i].options.<key>`` (and its line when known).
+    Raises ConfigError, one ``file:line: key.path: message`` line per problem, for the source's unset
+    ``${VAR}``s (then nothing else is checked), credential keys the provider does not read, and
+    ``sources[i].options.<key>`` problems. Credentials are checked against ``provider`` (the provider
+    class) when it is given.
     """
+    if source.unset_variables:
+        raise ConfigError("\n".join(source.unset_variables))
     index = next((i for i, s in enumerate(pipeline.sources) if s is source), None)
     if index is None:
         index = next((i for i, s in enumerate(pipeline.sources) if s.name == source.name), 0)
+    secrets = [v.get_secret_value() for s in pipeline.sources for v in s.credentials.values()]
+    problems = _unknown_credentials(pipeline, source, index, model, provider)
     try:
-        return model.model_validate(source.options)
+        options = model.model_validate(source.options)
     except ValidationError as exc:
-        secrets = [v.get_secret_value() for s in pipeline.sources for v in s.credentials.values()]
-        raise ConfigError(
-            format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets)
-        ) from None
+        problems.append(
+            format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return options
+
+
+# Credentials core itself reads, whatever the provider: the key of ``pii: hash``.
+CORE_CREDENTIALS = ("pii_key",)
+
+
+def _unknown_credentials(pipeline: PipelineConfig, source: SourceConfig, index: int, model: type[BaseModel],
+                         provider: type | None) -> list[str]:
+    """One error line per credential key the provider never reads, with a did-you-mean hint.
+
+    Known: the provider's ``secrets``, core's ``pii_key``, and the provider's option names (a value a
+    provider takes from options may be given as a credential instead: Shopee ``partner_id``, AliExpress
+    ``app_key``). A provider declaring no ``secrets`` is not checked: it may read undeclared ones.
+    """
+    declared = set(getattr(provider, "secrets", ()))
+    if not declared or not source.credentials:
+        return []
+    known = sorted(declared | set(CORE_CREDENTIALS) | set(getattr(model, "model_fields", {})))
+    shown = str(pipeline.path)
+    out = []
+    for key in source.credentials:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = (f"did you mean {close[0]!r}?" if close
+                else f"provider {source.provider} reads {', '.join(repr(k) for k in known)}")
+        out.append(f"{locate(shown, pipeline._lines, ('sources', index, 'credentials', key))}: "
+                   f"unknown credential; {hint}")
+    return out
+
+
+def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) -> dict[int, list[str]]:
+    """Make each unset ``${VAR}`` inside ``sources[i]`` that source's own problem; raise for the rest.
+
+    A failing source must not take the others down: the file still loads, the keys holding the unset
+    variables are left out of that source (its defaults apply), and its messages are returned by source
+    index. A problem elsewhere (warehouse, a source's name or provider, which say what the source is)
+    fails the whole file, as it always did, listing every problem; so does a malformed ``${...}``.
+    """
+    sources = data.get("sources")
+    by_source: dict[int, list[str]] = {}
+    for path, message, unset in problems:
+        deferrable = (unset and len(path) >= 3 and path[0] == "sources" and isinstance(path[1], int)
+                      and isinstance(sources, list) and isinstance(sources[path[1]], dict)
+                      and path[2] not in ("name", "provider"))
+        if not deferrable:
+            raise ConfigError("\n".join(p.message for p in problems))
+        by_source.setdefault(path[1], []).append(message)
+    for path, _, _ in problems:
+        src = sources[path[1]]
+        creds = src.get("credentials")
+        if path[2] == "credentials" and len(path) >= 4 and isinstance(creds, dict):
+            src["credentials"] = {k: v for k, v in creds.items() if k != path[3]}  # the others stay secret
+        else:
+            src.pop(path[2], None)
+    return by_source
 
 
 def _register_credentials(data: dict[str, Any]) -> list[str]:

@@ -146,14 +146,18 @@ def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
 
 def _plan(pipeline: PipelineConfig, registry: Registry, destination: Destination, only: Sequence[str],
           result: RunResult, run_id: str) -> list[_Job]:
-    """One job per account of every selected source; a source that cannot even start is recorded as failed."""
+    """One job per account of every selected source; a source that cannot even start is recorded as failed.
+
+    That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
+    the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
+    """
     jobs = []
     for src in pipeline.sources:
         if not src.enabled or (only and src.name not in only):
             continue
         try:
             provider_cls = registry.provider(src.provider)
-            options = config_mod.validate_options(pipeline, src, provider_cls.options_model)
+            options = config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls)
             _check_pii_key(src, provider_cls)
             provider = provider_cls(src.name, options)
             accounts = provider.accounts()
@@ -186,7 +190,8 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     destination = _destination(pipeline, registry)
     unknown = set(only) - {s.name for s in pipeline.sources}
     if unknown:
-        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}")
+        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
+                                     f"sources: {', '.join(s.name for s in pipeline.sources)}")
     until = as_utc(until) if until else datetime.now(timezone.utc)
     since = as_utc(since) if since else None
     jobs = _plan(pipeline, registry, destination, only, result, run_id)

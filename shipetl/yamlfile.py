@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -15,8 +15,25 @@ KeyPath = tuple[str | int, ...]
 # ------------------------------------------------------------------------------------------ YAML
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose timestamps that look like dates but are not (``2025-13-01``) stay text.
+
+    PyYAML raises a bare ValueError for those while building the document, with no line; as text they
+    reach the model, which names the file, line and key path, as it does for the quoted form.
+    """
+
+    def _timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return self.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader._timestamp)
+
+
 def parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, int]]:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -63,7 +80,27 @@ _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]
 
 
 def expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, int]) -> Any:
-    problems: list[str] = []
+    """``data`` with every ``${VAR}`` expanded; ConfigError listing every unset or malformed reference."""
+    result, problems = expand_collect(data, env, shown, lines)
+    if problems:
+        raise ConfigError("\n".join(p.message for p in problems))
+    return result
+
+
+class ExpandProblem(NamedTuple):
+    path: KeyPath
+    message: str  # file:line: key.path: what is wrong
+    unset: bool  # an unset variable (the environment's doing), not a malformed reference (the file's)
+
+
+def expand_collect(data: Any, env: Mapping[str, str], shown: str,
+                   lines: dict[KeyPath, int]) -> tuple[Any, list[ExpandProblem]]:
+    """``data`` expanded, and every unset or malformed reference.
+
+    A value with a problem has each bad reference replaced by an empty string; the caller decides
+    whether the problems fail the whole file or only the part they are in.
+    """
+    problems: list[ExpandProblem] = []
 
     def one(text: str, path: KeyPath) -> str:
         def sub(m: re.Match[str]) -> str:
@@ -72,15 +109,16 @@ def expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, i
                 return "${"
             name, default = m.group(1), m.group(2)
             if name is None:
-                problems.append(f"{locate(shown, lines, path)}: {whole} is not a valid reference; "
-                                "use ${NAME} or ${NAME:-default} (and $${ for a literal ${)")
+                problems.append(ExpandProblem(path, f"{locate(shown, lines, path)}: {whole} is not a valid "
+                                              "reference; use ${NAME} or ${NAME:-default} (and $${ for a literal ${)",
+                                              unset=False))
                 return ""
             value = env.get(name)
             if default is not None and not value:
                 return default
             if value is None:
-                problems.append(f"{locate(shown, lines, path)}: ${{{name}}} is unset; export it or give a "
-                                f"default with ${{{name}:-...}}")
+                problems.append(ExpandProblem(path, f"{locate(shown, lines, path)}: ${{{name}}} is unset; export it "
+                                              f"or give a default with ${{{name}:-...}}", unset=True))
                 return ""
             return value
 
@@ -95,10 +133,7 @@ def expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, i
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         return value
 
-    result = walk(data, ())
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return result
+    return walk(data, ()), problems
 
 
 # ------------------------------------------------------------------------------------ key paths

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from shipetl import config
+from shipetl import Provider, config
 from shipetl.config import ConfigError, load, parse_duration, validate_options
 from shipetl.errors import ConfigError as BaseConfigError
 
@@ -131,19 +131,23 @@ def test_env_defaults_to_os_environ(tmp_path, monkeypatch) -> None:
 
 
 def test_unset_variable_names_file_line_and_key(tmp_path) -> None:
+    """An unset variable inside a source is that source's problem: the file loads, checking the source says why."""
     path = write(tmp_path, GOOD)
-    message = error_of(path)
-    assert message == (
-        f"{path}:14: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
-        "export it or give a default with ${SHIPENGINE_API_KEY:-...}"
-    )
+    cfg = load(path, env={})
+    expected = (f"{path}:14: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
+                "export it or give a default with ${SHIPENGINE_API_KEY:-...}")
+    assert cfg.sources[0].unset_variables == (expected,)
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, cfg.sources[0], ShipEngineOptions)
+    assert str(info.value) == expected
 
 
 def test_relative_path_is_shown_as_given(tmp_path, monkeypatch) -> None:
     write(tmp_path, GOOD)
     monkeypatch.chdir(tmp_path)
+    cfg = load("pipelines/daily.yaml", env={})
     with pytest.raises(ConfigError, match=r"^pipelines/daily\.yaml:14: sources\[0\]\.credentials\.api_key: "):
-        load("pipelines/daily.yaml", env={})
+        validate_options(cfg, cfg.sources[0], ShipEngineOptions)
 
 
 def test_misspelt_key_suggests_and_has_line(tmp_path) -> None:
@@ -322,3 +326,209 @@ def test_parse_duration(text, expected) -> None:
 def test_parse_duration_rejects(text) -> None:
     with pytest.raises(ValueError, match="expected a duration like '2d' or '6h'"):
         parse_duration(text)
+
+
+# ------------------------------------------------------------------ unquoted dates, lookback 0, base_url
+
+
+@pytest.mark.parametrize("start", ["2025-13-01", '"2025-13-01"', "2025-02-30", "2025-02-30 10:00:00"])
+def test_invalid_date_quoted_or_not_names_file_line_and_key(tmp_path, start) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    start: {start}\n")
+    message = error_of(path)
+    assert message == (f"{path}:3: sources[0].start: expected a date like 2024-01-01 or a datetime like "
+                       f"2024-01-01T00:00:00Z, got {start.strip(chr(34))!r}")
+
+
+def test_invalid_unquoted_date_in_options_reaches_the_options_model(tmp_path) -> None:
+    class Dated(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        since: date
+
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    options:\n      since: 2025-13-01\n")
+    cfg = load(path, env={})
+    assert cfg.sources[0].options == {"since": "2025-13-01"}
+    with pytest.raises(ConfigError, match=rf"^{path}:4: sources\[0\]\.options\.since: "):
+        validate_options(cfg, cfg.sources[0], Dated)
+
+
+def test_valid_unquoted_dates_still_load_as_dates(tmp_path) -> None:
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    start: 2025-12-01\n    options: {d: 2024-02-29}\n")
+    src = load(path, env={}).sources[0]
+    assert src.start == date(2025, 12, 1) and src.options == {"d": date(2024, 2, 29)}
+
+
+@pytest.mark.parametrize("value", ["0", '"0"', "' 0 '", "0s", "0d"])
+def test_lookback_zero(tmp_path, value) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    lookback: {value}\n")
+    src = load(path, env={}).sources[0]
+    assert src.lookback == timedelta(0)
+
+
+@pytest.mark.parametrize("value", ["1", "-1", "false", "0.5"])
+def test_lookback_other_bare_numbers_still_rejected(tmp_path, value) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    lookback: {value}\n")
+    assert error_of(path).startswith(f"{path}:3: sources[0].lookback: expected a duration like '2d' or '6h'")
+
+
+@pytest.mark.parametrize("url", ["not a url", "localhost:8080", "ftp://example.com", "http://", "https:///v1",
+                                 "http://example.com:99999", "http://example.com:port"])
+def test_base_url_must_be_http_url_with_host(tmp_path, url) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    base_url: '{url}'\n")
+    assert error_of(path) == (f"{path}:3: sources[0].base_url: expected an http(s) URL with a host, "
+                              f"like 'https://api.example.com', got {url!r}")
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080", "https://api.example.com/v1/", "HTTPS://API.EXAMPLE.COM",
+                                 "http://127.0.0.1:8765/shipengine", "http://[::1]:80"])
+def test_base_url_accepts_http_urls(tmp_path, url) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    base_url: '{url}'\n")
+    assert load(path, env={}).sources[0].base_url == url
+
+
+def test_base_url_not_text(tmp_path) -> None:
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    base_url: 8080\n")
+    assert error_of(path).startswith(f"{path}:3: sources[0].base_url: expected an http(s) URL")
+
+
+# ------------------------------------------------------------------ unset variables belong to their source
+
+TWO_SOURCES = """\
+warehouse:
+  path: ${WH_DIR:-data}/wh.duckdb
+sources:
+  - name: ok
+    provider: shipengine
+    credentials: {api_key: "${KEY_OK}"}
+  - name: idle
+    provider: shipengine
+    enabled: false
+    base_url: ${OFF_URL}
+    credentials:
+      api_key: ${KEY_OFF}
+      other: "${KEY_OK}"
+"""
+
+
+def test_unset_variable_in_a_source_does_not_stop_the_load(tmp_path, secrets) -> None:
+    path = write(tmp_path, TWO_SOURCES)
+    cfg = load(path, env={"KEY_OK": SECRET})
+    ok, idle = cfg.sources
+    assert ok.unset_variables == () and ok.secret("api_key") == SECRET
+    assert validate_options(cfg, ok, NoOptionsModel) == NoOptionsModel()
+    assert idle.enabled is False and idle.base_url is None  # the key with the unset variable is left out
+    assert idle.unset_variables == (
+        f"{path}:10: sources[1].base_url: ${{OFF_URL}} is unset; export it or give a default with ${{OFF_URL:-...}}",
+        f"{path}:12: sources[1].credentials.api_key: ${{KEY_OFF}} is unset; export it or give a default with ${{KEY_OFF:-...}}",
+    )
+    assert "api_key" not in idle.credentials and idle.secret("other") == SECRET
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, idle, NoOptionsModel)
+    assert str(info.value).splitlines() == list(idle.unset_variables)  # every one, options not looked at
+    assert secrets == [SECRET, SECRET]
+
+
+def test_unset_variable_outside_sources_still_fails_the_load(tmp_path) -> None:
+    path = write(tmp_path, TWO_SOURCES.replace("${WH_DIR:-data}", "${WH_DIR}"))
+    lines = error_of(path, env={"KEY_OK": SECRET}).splitlines()
+    assert lines[0] == f"{path}:2: warehouse.path: ${{WH_DIR}} is unset; export it or give a default with ${{WH_DIR:-...}}"
+    assert len(lines) == 3  # and the sources' ones, all at once
+
+
+@pytest.mark.parametrize("key", ["name", "provider"])
+def test_unset_variable_in_what_names_a_source_fails_the_load(tmp_path, key) -> None:
+    path = write(tmp_path, f"sources:\n  - {key}: ${{WHO}}\n    provider: shipengine\n".replace(
+        "provider: shipengine\n", "name: x\n" if key == "provider" else "provider: shipengine\n"))
+    assert error_of(path).startswith(f"{path}:2: sources[0].{key}: ${{WHO}} is unset")
+
+
+# ------------------------------------------------------------------ credentials the provider does not read
+
+
+class NoOptionsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    app_key: str | None = None
+
+
+class KeyedProvider(Provider):
+    name = "keyedco"
+    default_base_url = "https://keyed.example"
+    options_model = KeyedOptions
+    secrets = ("api_key", "auth_code")
+
+
+def keyed(tmp_path, credentials: str) -> tuple[Path, config.PipelineConfig]:
+    path = write(tmp_path, f"sources:\n  - provider: keyedco\n    credentials:\n{credentials}")
+    return path, load(path, env={})
+
+
+def test_unknown_credential_suggests_the_declared_one(tmp_path) -> None:
+    path, cfg = keyed(tmp_path, "      apikey: k-1\n      pii_key: p-1\n")
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider)
+    assert str(info.value) == f"{path}:4: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?"
+
+
+def test_unknown_credential_without_close_match_lists_the_known_ones(tmp_path) -> None:
+    path, cfg = keyed(tmp_path, "      api_key: k-1\n      zzz: k-2\n")
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider)
+    assert str(info.value) == (f"{path}:5: sources[0].credentials.zzz: unknown credential; provider keyedco reads "
+                               "'api_key', 'app_key', 'auth_code', 'pii_key'")
+
+
+def test_optional_and_core_credentials_are_not_required(tmp_path) -> None:
+    # auth_code is optional (stored tokens), pii_key is core's, app_key is an option also accepted as a credential.
+    _, cfg = keyed(tmp_path, "      api_key: k-1\n      app_key: '12345678'\n      pii_key: p-1\n")
+    assert validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider) == KeyedOptions()
+    _, cfg = keyed(tmp_path, "      pii_key: p-1\n")
+    assert validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider) == KeyedOptions()
+
+
+def test_unknown_credential_and_bad_option_reported_together(tmp_path) -> None:
+    path = write(tmp_path, "sources:\n  - provider: keyedco\n    credentials: {apikey: k}\n    options: {ap_key: 1}\n")
+    cfg = load(path, env={})
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider)
+    assert str(info.value).splitlines() == [
+        f"{path}:3: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?",
+        f"{path}:4: sources[0].options.ap_key: unknown key; did you mean 'app_key'?",
+    ]
+
+
+def test_provider_declaring_no_secrets_is_not_checked(tmp_path) -> None:
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    credentials: {anything: k}\n")
+    cfg = load(path, env={})
+    class Undeclared(Provider):
+        name = "undeclaredco"
+        default_base_url = "https://undeclared.example"
+
+    assert validate_options(cfg, cfg.sources[0], NoOptionsModel, Undeclared) == NoOptionsModel()
+
+
+def test_installed_shopee_and_aliexpress_credentials(tmp_path) -> None:
+    from shipetl.plugins import load_registry
+
+    registry = load_registry()
+    path = write(tmp_path, """\
+        sources:
+          - provider: shopee
+            credentials: {partner_id: 1234, partner_key: k-1, pii_key: p-1}
+            options: {shop_ids: [1]}
+          - provider: aliexpress
+            credentials: {app_key: '12345678', app_secret: s-1, auth_code: c-1}
+            options: {order_ids: ['1']}
+          - name: typo
+            provider: shopee
+            credentials: {partner_kye: k-1}
+            options: {shop_ids: [1]}
+        """)
+    cfg = load(path, env={})
+    for src in cfg.sources[:2]:
+        validate_options(cfg, src, registry.provider(src.provider).options_model, registry.provider(src.provider))
+    with pytest.raises(ConfigError) as info:
+        validate_options(cfg, cfg.sources[2], registry.provider("shopee").options_model, registry.provider("shopee"))
+    assert str(info.value) == f"{path}:10: sources[2].credentials.partner_kye: unknown credential; did you mean 'partner_key'?"

@@ -231,3 +231,57 @@ def test_pii_hash_with_key_loads(pipeline, registry) -> None:
     assert run.ok, run.error
     (extras,) = query(cfg, "SELECT extras FROM shipments")[0]
     assert "Chan" not in extras and orjson.loads(extras)["who"].startswith("h:")
+
+
+def test_only_with_an_unknown_source_lists_the_sources(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    with pytest.raises(ConfigError) as info:
+        runner.run_pipeline(cfg, registry=registry, only=["nope", "good"])
+    assert str(info.value) == f"{cfg.path}: --only names no source called nope; sources: good, bad"
+
+
+UNSET_VARIABLES = """\
+- name: good
+  provider: goodco
+  pii: keep
+- name: needs-key
+  provider: goodco
+  pii: keep
+  credentials: {api_key: "${NEEDS_KEY_API_KEY}"}
+- name: idle
+  provider: badco
+  enabled: false
+  base_url: ${IDLE_URL}
+"""
+
+
+def test_unset_variable_fails_only_its_source(pipeline, registry) -> None:
+    cfg = pipeline(UNSET_VARIABLES)  # loads although two sources have an unset variable
+    result = runner.run_pipeline(cfg, registry=registry)
+    runs = by_name(result)
+    assert sorted(runs) == ["good", "needs-key"]  # the disabled one is skipped, silently
+    assert runs["good"].ok
+    assert runs["needs-key"].status == "failed" and not result.ok
+    assert runs["needs-key"].error == (f"{cfg.path}:16: sources[1].credentials.api_key: ${{NEEDS_KEY_API_KEY}} is unset; "
+                                       "export it or give a default with ${NEEDS_KEY_API_KEY:-...}")
+    assert sorted(query(cfg, "SELECT source, status FROM runs")) == [("good", "ok"), ("needs-key", "failed")]
+
+
+def test_unset_variable_of_an_unselected_source_is_ignored(pipeline, registry) -> None:
+    cfg = pipeline(UNSET_VARIABLES)
+    result = runner.run_pipeline(cfg, registry=registry, only=["good"])
+    assert result.ok and [s.source for s in result.sources] == ["good"]
+
+
+class KeyedProvider(GoodProvider):
+    name = "keyedco"
+    secrets = ("api_key",)
+
+
+def test_unknown_credential_fails_its_source_with_a_hint(pipeline, registry) -> None:
+    registry.add_provider("fakes", KeyedProvider)
+    cfg = pipeline("- name: keyed\n  provider: keyedco\n  pii: keep\n  credentials: {apikey: k-0123456789}\n"
+                   "- name: good\n  provider: goodco\n  pii: keep\n")
+    runs = by_name(runner.run_pipeline(cfg, registry=registry))
+    assert runs["keyed"].error == f"{cfg.path}:13: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?"
+    assert runs["good"].ok
