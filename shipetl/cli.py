@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +19,24 @@ def _load(pipeline: str):
     return config.load(pipeline)
 
 
+def _stdout_closed() -> None:
+    """Standard output's reader went away (``shipetl sql ... | head -1``): stop quietly, as Unix tools do.
+
+    Standard output is pointed at /dev/null first, so the interpreter's last flush cannot fail again
+    with "Exception ignored ... BrokenPipeError" on stderr.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (click's CliRunner)
+        pass
+
+
 class _Cli(click.Group):
-    """Turns shipetl's own errors into one line on stderr and exit code 2, never a traceback."""
+    """Turns shipetl's own errors into one line on stderr and exit code 2, never a traceback.
+
+    A closed standard output (the reader of a pipe exited) ends the command quietly with exit code 0.
+    """
 
     def invoke(self, ctx):
         from .errors import ShipetlError
@@ -28,6 +46,46 @@ class _Cli(click.Group):
         except ShipetlError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except BrokenPipeError:
+            _stdout_closed()
+            sys.exit(0)
+
+
+def _render_summary(result) -> None:
+    """The run summary: the table on stdout, or with JSON logs one ``source_summary`` event per source too.
+
+    A closed stdout does not change the exit code, which says whether every source succeeded.
+    """
+    from . import log, summary
+
+    if log.current_format() == "json":
+        summary.log_events(result)
+    try:
+        summary.render(result)
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value is not None and value < 1:
+        raise click.BadParameter(f"{value} is not a positive number; give 1 or more")
+    return value
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d") if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+
+
+def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from .errors import ShipetlError
+    from .sandbox.server import check_loopback
+
+    try:
+        check_loopback(value)
+    except ValueError:
+        raise ShipetlError(f"--host {value!r} is not a loopback address; the sandbox only listens on "
+                           "127.0.0.1, ::1 or localhost") from None
+    return value
 
 
 @click.group(cls=_Cli)
@@ -51,11 +109,13 @@ def cli(log_format: str, log_level: str) -> None:
 def run(pipeline: str, since: datetime | None, until: datetime | None, only: tuple[str, ...], progress: bool | None) -> None:
     """Run every source in PIPELINE and print the summary; exit 1 if any source failed."""
     from . import progress as progress_mod
-    from . import runner, summary
+    from . import runner
 
+    if since is not None and until is not None and since >= until:
+        raise click.UsageError(f"--since {_when(since)} must be before --until {_when(until)}")
     with progress_mod.display(enabled=progress) as tick:
         result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
-    summary.render(result)
+    _render_summary(result)
     sys.exit(0 if result.ok else 1)
 
 
@@ -69,13 +129,17 @@ def validate(pipeline: str) -> None:
     cfg = _load(pipeline)
     registry = plugins.load_registry()
     registry.destination(cfg.destination)  # an unknown destination names the installed ones
+    problems = []  # every source's, not just the first failing one
     for src in cfg.sources:
         try:
-            config.validate_options(cfg, src, registry.provider(src.provider).options_model)
-        except ConfigError:
-            raise
+            provider_cls = registry.provider(src.provider)
+            config.validate_options(cfg, src, provider_cls.options_model, provider_cls)
+        except ConfigError as exc:
+            problems.append(str(exc))
         except Exception as exc:
-            raise ConfigError(f"{pipeline}: sources: {src.name}: {exc}") from None
+            problems.append(f"{pipeline}: sources: {src.name}: {exc}")
+    if problems:
+        raise ConfigError("\n".join(problems))
     import yaml
 
     click.echo(yaml.safe_dump(cfg.redacted_dict(), sort_keys=False, allow_unicode=True), nl=False)
@@ -96,9 +160,9 @@ def plugins_cmd() -> None:
               help="Folder in which the package folder shipetl-NAME is created.")
 def new_plugin(name: str, directory: str) -> None:
     """Write a pip-installable provider plugin package shipetl-NAME that passes its own tests."""
-    from . import scaffold
+    from . import plugins, scaffold
 
-    path = scaffold.create(name, directory)
+    path = scaffold.create(name, directory, registry=plugins.load_registry())
     click.echo(f"created {path}; next: pip install -e {path} && pytest {path}")
 
 
@@ -138,7 +202,7 @@ def report(pipeline: str, out: str) -> None:
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, callback=_positive)
 def runs(pipeline: str, limit: int) -> None:
     """Show the run history: one line per source account per run."""
     from . import query as query_mod
@@ -165,13 +229,13 @@ def auth(source: str, pipeline: str) -> None:
 
     cfg = _load(pipeline)
     src, provider_cls = cfg.source(source), plugins.load_registry().provider(cfg.source(source).provider)
-    provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model))
+    provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model, provider_cls))
     for line in provider.authorize(src, TokenStore(Path(cfg.warehouse.tokens)), click.prompt):
         click.echo(line)
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.", callback=_loopback)
 @click.option("--port", default=8765, show_default=True)
 @click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
 @click.option("--scale", default=1.0, show_default=True, help="Multiplies the seeded data volume.")
@@ -188,8 +252,20 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
     registry = plugins.load_registry()
     faults = Faults(latency_ms=latency_ms, rate_429=rate_429, rate_5xx=rate_5xx, rate_truncate=rate_truncate, seed=seed)
     settings = SandboxSettings(host=host, port=port, seed=seed, scale=scale, faults=faults)
-    click.echo(f"sandbox on http://{host}:{port}/ serving: {', '.join(sorted(registry.sandboxes))}", err=True)
-    serve(registry.sandboxes, settings)
+    announced = []
+
+    def announce(url: str) -> None:  # called once the socket is bound and listening
+        announced.append(url)
+        click.echo(f"sandbox on {url}/ serving: {', '.join(sorted(registry.sandboxes))}", err=True)
+
+    try:
+        serve(registry.sandboxes, settings, on_ready=announce)
+    except OSError as exc:
+        if announced:
+            raise
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else f"not available ({exc.strerror or exc})"
+        click.echo(f"error: port {port} on {host} is {reason}; pick another with --port (0 picks a free one)", err=True)
+        sys.exit(3)
 
 
 @cli.command()
@@ -199,11 +275,10 @@ def demo(pipeline: str, seed: int) -> None:
     """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try."""
     from . import demo as demo_mod
     from . import progress as progress_mod
-    from . import summary
 
     with progress_mod.display() as tick:
         result, cfg = demo_mod.run_demo(pipeline, seed, progress=tick)
-    summary.render(result)
+    _render_summary(result)
     click.echo(demo_mod.closing_words(cfg))
     sys.exit(0 if result.ok else 1)
 

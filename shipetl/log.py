@@ -24,6 +24,7 @@ _FIRST_KEYS = ("timestamp", "level", "event")
 # Types a renderer shows faithfully; anything else is turned into redacted text first, because its
 # repr (an httpx.URL, a request) could carry a secret the structural redaction cannot see.
 _PLAIN_TYPES = (str, int, float, bool, type(None), dict, list, tuple)
+_current_format: str | None = None  # "json" or "console" once configure() ran
 
 
 def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -73,6 +74,8 @@ def configure(log_format: str = "auto", level: str = "info", stream: IO[str] | N
     tty = _is_tty(stream)
     if log_format == "auto":
         log_format = "console" if tty else "json"
+    global _current_format
+    _current_format = log_format
     renderer: Any
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
@@ -99,6 +102,11 @@ def configure(log_format: str = "auto", level: str = "info", stream: IO[str] | N
     # our own http_request events carry the same facts redacted.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def current_format() -> str | None:
+    """``json`` or ``console``: what the last configure() chose (``auto`` resolved); None before any call."""
+    return _current_format
 
 
 def get_logger(**bound: Any) -> Any:

@@ -7,6 +7,7 @@ a run holds the file) and then gives up with one line saying so. Results stream 
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +19,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from rich.console import Console
 from rich.table import Table
 
 from . import marts, runs, state, warehouse
 from .config import PipelineConfig
 from .errors import ShipetlError
+from .summary import stdout_console
 
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROW_LIMIT = 1000
@@ -50,7 +51,7 @@ def _print_rows(columns: list[str], rows: list[tuple], truncated: bool = False) 
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    stdout_console().print(table)  # piped, values are never cut to a terminal's width
     if truncated:
         click.echo(f"... more rows not shown (first {len(rows)} only); use --format csv or json for all", err=True)
 
@@ -135,6 +136,8 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
         except pa.ArrowNotImplementedError as exc:
             raise ShipetlError(f"cannot write this result as {fmt}: {exc}; try --format json or parquet") from None
         except OSError as exc:
+            if not out and (isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE):
+                raise BrokenPipeError(errno.EPIPE, "Broken pipe") from None  # `| head` closed stdout: the CLI ends quietly
             raise ShipetlError(f"cannot write {out or 'stdout'}: {exc.strerror or exc}") from None
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ShipetlError
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 TEMPLATES = Path(__file__).parent / "scaffold_templates"
 SUFFIX = ".tmpl"
@@ -43,12 +47,25 @@ def render(text: str, values: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def create(name: str, directory: str | Path = ".") -> Path:
+def check_free(name: str, registry: Registry) -> None:
+    """Refuse a name an installed plugin already uses (as plugin, provider or sandbox): both could not load."""
+    for kind, owners in (("provider", registry.provider_plugin), ("sandbox", registry.sandbox_plugin),
+                         ("plugin", {n: n for n in registry.plugins})):
+        if name in owners:
+            owner = registry.plugins[owners[name]].label if owners[name] in registry.plugins else owners[name]
+            what = f"plugin {owner}" if kind == "plugin" else f"the {kind} of plugin {owner}"
+            raise ShipetlError(f"plugin name {name!r} is taken by {what}; pick another name")
+
+
+def create(name: str, directory: str | Path = ".", registry: Registry | None = None) -> Path:
     """Write the package ``<directory>/shipetl-<name>/`` and return its path.
 
-    :raises ShipetlError: the name is not a valid plugin name, or the folder already exists.
+    :param registry: the installed plugins; a name one of them uses is refused (see :func:`check_free`).
+    :raises ShipetlError: the name is not a valid plugin name, is taken, or the folder already exists.
     """
     values = names(name)
+    if registry is not None:
+        check_free(name, registry)
     root = Path(directory) / values["distribution"]
     if root.exists():
         raise ShipetlError(f"{root} already exists; remove it or pick another --dir")

@@ -85,3 +85,10 @@ def test_bad_format_or_level_is_rejected():
         log.configure("xml")
     with pytest.raises(ValueError, match="log level"):
         log.configure("json", level="loud")
+
+
+def test_current_format_is_what_auto_resolved_to():
+    log.configure("auto", stream=io.StringIO())  # not a terminal
+    assert log.current_format() == "json"
+    log.configure("console", stream=io.StringIO())
+    assert log.current_format() == "console"

@@ -99,3 +99,15 @@ def test_generated_tests_pass_and_catch_a_broken_plugin(tmp_path):
     failed = {line.split("::")[-1].split(" ")[0] for line in red.stdout.splitlines() if line.startswith("FAILED")}
     assert failed == {"test_statuses_are_canonical_and_mapped", "test_rows_match_expected",
                       "test_no_secret_in_logs_raw_zone_or_rows", "test_error_replies_raise_typed_errors[auth]"}, red.stdout[-3000:]
+
+
+@pytest.mark.parametrize("name, owner", [("shipengine", "the provider of plugin shipengine"),
+                                         ("shopee", "the provider of plugin shopee"),
+                                         ("duckdb", "plugin duckdb")])
+def test_a_name_an_installed_plugin_uses_is_refused(run_cli, tmp_path, name, owner):
+    result = run_cli("new-plugin", name, "--dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: plugin name {name!r} is taken by {owner} (package shipetl ")
+    assert not any(tmp_path.iterdir())

@@ -133,11 +133,50 @@ def build_app(factories: Mapping[str, AppFactory], settings: SandboxSettings | N
     return app
 
 
-def serve(factories: Mapping[str, AppFactory], settings: SandboxSettings | None = None) -> None:
-    """Serve the sandbox on ``settings.host:port`` until interrupted (blocking)."""
-    settings = settings or SandboxSettings()
+def bind(settings: SandboxSettings) -> socket.socket:
+    """A TCP socket bound to ``settings.host:port`` (``localhost`` means 127.0.0.1; port 0 picks a free one).
+
+    :raises ValueError: the host is not a loopback address.
+    :raises OSError: the address cannot be bound (the port is in use, or needs privileges).
+    """
     check_loopback(settings.host)
-    uvicorn.run(build_app(factories, settings), host=settings.host, port=settings.port, log_level="warning")
+    host = "127.0.0.1" if settings.host == "localhost" else settings.host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit it: without, Nagle plus delayed ACKs add ~40 ms to every loopback reply.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, settings.port))
+    except OverflowError as exc:  # a port outside 0-65535
+        sock.close()
+        raise OSError(f"port {settings.port} is not in 0-65535") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(factories: Mapping[str, AppFactory], settings: SandboxSettings | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the sandbox on ``settings.host:port`` until interrupted (blocking).
+
+    The socket is bound and listening before ``on_ready`` is called with the base URL
+    (``http://127.0.0.1:8765``), so an announced URL always answers.
+
+    :raises OSError: the address cannot be bound; nothing was announced.
+    """
+    settings = settings or SandboxSettings()
+    app = build_app(factories, settings)
+    sock = bind(settings)
+    try:
+        sock.listen(2048)  # connections queue from here on, until uvicorn accepts them
+        host, port = sock.getsockname()[:2]
+        if on_ready is not None:
+            on_ready(_base_url(host, port))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def _base_url(host: str, port: int) -> str:
@@ -153,15 +192,9 @@ def running_sandbox(factories: Mapping[str, AppFactory], settings: SandboxSettin
     stops the server on exit. Raises ``RuntimeError`` if it does not come up within ``timeout_s``.
     """
     settings = settings or SandboxSettings(port=0)
-    check_loopback(settings.host)
     app = build_app(factories, settings)
-    host = "127.0.0.1" if settings.host == "localhost" else settings.host
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit it: without, Nagle plus delayed ACKs add ~40 ms to every loopback reply.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, settings.port))
-    port = sock.getsockname()[1]
+    sock = bind(settings)
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="shipetl-sandbox", daemon=True)

@@ -1,0 +1,189 @@
+"""The ``shipetl`` command at its edges: bad option values, closed pipes, piped tables, busy ports, JSON summaries."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from shipetl import runs, state, warehouse
+from shipetl.cli import cli
+
+T = datetime(2025, 10, 1, 12, tzinfo=UTC)
+LONG_ERROR = "credentials.api_key was refused by the provider; export a fresh key and run again " + "x" * 40
+LONG_CURSOR = "2025-10-01T12:00:00.123456+00:00/" + "c" * 80
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["--log-format", "json", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def pipeline(tmp_path) -> Path:
+    """A warehouse with one failed run (a long error) and one long cursor."""
+    db = tmp_path / "warehouse.duckdb"
+    with warehouse.connect(db, read_only=False) as con:
+        warehouse.ensure_schema(con)
+        run = runs.SourceRun(run_id="20251001T120000Z-0123456789ab", source="shipengine-main", provider="shipengine",
+                             account_id="shipengine-main", started_at=T, finished_at=T, status="failed",
+                             error=LONG_ERROR)
+        runs.insert(con, run, None)
+        state.write(con, "shipengine-main", "shipengine-main", run.run_id, {"updated_since": LONG_CURSOR})
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        warehouse: {{path: {db}, lake: {tmp_path}/lake}}
+        sources: [{{provider: shipengine}}]
+        """))
+    return path
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# --- option values ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10"])
+def test_sandbox_non_loopback_host_is_one_line_not_a_traceback(run_cli, host) -> None:
+    proc = run_cli("sandbox", "--host", host, timeout=60)
+    assert proc.returncode == 2
+    line = one_line(proc.stderr)
+    assert "--host" in line and host in line and "loopback" in line
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_runs_limit_must_be_positive(pipeline, limit) -> None:
+    result = invoke("runs", str(pipeline), "--limit", limit)
+    assert result.exit_code == 2
+    assert "Invalid value for '--limit'" in result.stderr and limit in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_runs_limit_one_shows_one_run(pipeline) -> None:
+    result = invoke("runs", str(pipeline), "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert "20251001T120000Z-0123456789ab" in result.stdout
+
+
+@pytest.mark.parametrize("since, until", [("2025-12-01", "2025-11-01"), ("2025-11-01", "2025-11-01")])
+def test_run_since_must_be_before_until(pipeline, since, until) -> None:
+    result = invoke("run", "--no-progress", str(pipeline), "--since", since, "--until", until)
+    assert result.exit_code == 2
+    assert f"--since {since} must be before --until {until}" in result.stderr
+    assert result.stdout == ""
+
+
+# --- standard output: closed pipes and piped tables --------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_sql_into_a_closed_pipe_ends_quietly(pipeline, tmp_path, fmt) -> None:
+    """``shipetl sql ... | head -1``: the reader is gone (here before the first write); no error line, exit 0."""
+    query = "SELECT range AS n, repeat('x', 200) AS pad FROM range(200000)"
+    proc = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "sql", str(pipeline), query,
+                             "--format", fmt], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "error" not in stderr.lower() and "Traceback" not in stderr, stderr
+    assert "more rows not shown" not in stderr  # the table broke off, so nothing follows it
+
+
+def test_runs_piped_prints_whole_values(run_cli, pipeline) -> None:
+    proc = run_cli("runs", str(pipeline))
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    [row] = [line for line in proc.stdout.splitlines() if "20251001T120000Z-0123456789ab" in line]
+    assert "shipengine-main" in row and LONG_ERROR in row
+
+
+def test_state_piped_prints_whole_values(run_cli, pipeline) -> None:
+    proc = run_cli("state", str(pipeline))
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    [row] = [line for line in proc.stdout.splitlines() if "updated_since" in line]
+    assert "shipengine-main" in row and LONG_CURSOR in row and "20251001T120000Z-0123456789ab" in row
+
+
+# --- sandbox: the URL is announced once bound ---------------------------------------------------------------
+
+
+def test_sandbox_on_a_busy_port_says_so_without_announcing(run_cli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("sandbox", "--port", str(port), timeout=60)
+    assert proc.returncode == 3
+    line = one_line(proc.stderr)
+    assert str(port) in line and "in use" in line and "--port" in line
+    assert "sandbox on" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_sandbox_announces_the_bound_url_and_it_answers(tmp_path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "shipetl", "sandbox", "--port", "0"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("sandbox on http://127.0.0.1:"), first
+        url = first.split()[2]
+        assert not url.endswith(":0/")  # the port actually bound, not the one asked for
+        response = httpx.get(url, timeout=30)
+        assert response.status_code == 200
+        assert "shipengine" in {p["name"] for p in response.json()["providers"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- run summary in JSON log mode -------------------------------------------------------------------------
+
+
+def test_json_log_mode_ends_with_a_summary_event_per_source(sandbox, make_pipeline, run_cli) -> None:
+    pipeline = make_pipeline(f"""
+        - name: se
+          provider: shipengine
+          base_url: {sandbox}/shipengine
+          start: 2025-08-01
+          rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
+          credentials: {{api_key: "sandbox_live_key"}}
+          options: {{poll_concurrency: 16}}
+        - name: dhl-main
+          provider: dhl
+        """)
+    proc = run_cli("run", "--no-progress", str(pipeline))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stderr.splitlines()]  # every stderr line is a JSON object
+    summaries = {e["source"]: e for e in events if e["event"] == "source_summary"}
+    assert set(summaries) == {"se", "dhl-main"}
+    ok, failed = summaries["se"], summaries["dhl-main"]
+    assert ok["level"] == "info" and ok["status"] == "ok" and ok["error"] is None
+    assert ok["pages"] > 0 and ok["extracted"] > 0 and ok["loaded"] > 0
+    assert ok["extracted"] == ok["loaded"] + ok["deduplicated"] + ok["rejected"]
+    assert {"unmapped", "run_id", "timestamp"} <= set(ok)
+    assert failed["level"] == "error" and failed["status"] == "failed"
+    assert "no provider plugin named 'dhl'" in failed["error"]
+    assert failed["extracted"] == failed["loaded"] == 0
+
+
+def test_validate_reports_every_sources_problems_not_just_the_first(tmp_path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text("sources:\n"
+                    "  - {name: a, provider: shipengine, credentials: {apikey: k-1}}\n"
+                    "  - {name: b, provider: shipengine, credentials: {api_key: '${NOT_SET_ANYWHERE_B}'}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)], env={"NOT_SET_ANYWHERE_B": None})
+    assert result.exit_code == 2
+    assert "sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?" in result.output
+    assert "sources[1].credentials.api_key: ${NOT_SET_ANYWHERE_B} is unset" in result.output
