@@ -53,7 +53,7 @@ from . import redact
 from .config_errors import format_errors, kind_of
 from .errors import ConfigError
 from .redact import MASK
-from .yamlfile import ExpandProblem, KeyPath, expand_collect, locate, parse_yaml
+from .yamlfile import ExpandProblem, KeyPath, expand, locate, parse_yaml
 
 __all__ = [
     "AnalyticsConfig",
@@ -333,7 +333,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
-    data, problems = expand_collect(data, os.environ if env is None else env, shown, lines)
+    data, problems = expand(data, os.environ if env is None else env, shown, lines)
     unset = _defer_source_problems(data, problems)
     secrets = _register_credentials(data)
 

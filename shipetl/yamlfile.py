@@ -79,23 +79,17 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], shown: str)
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
 
 
-def expand(data: Any, env: Mapping[str, str], shown: str, lines: dict[KeyPath, int]) -> Any:
-    """``data`` with every ``${VAR}`` expanded; ConfigError listing every unset or malformed reference."""
-    result, problems = expand_collect(data, env, shown, lines)
-    if problems:
-        raise ConfigError("\n".join(p.message for p in problems))
-    return result
-
-
 class ExpandProblem(NamedTuple):
+    """One bad ``${...}`` reference found by :func:`expand`."""
+
     path: KeyPath
     message: str  # file:line: key.path: what is wrong
     unset: bool  # an unset variable (the environment's doing), not a malformed reference (the file's)
 
 
-def expand_collect(data: Any, env: Mapping[str, str], shown: str,
-                   lines: dict[KeyPath, int]) -> tuple[Any, list[ExpandProblem]]:
-    """``data`` expanded, and every unset or malformed reference.
+def expand(data: Any, env: Mapping[str, str], shown: str,
+           lines: dict[KeyPath, int]) -> tuple[Any, list[ExpandProblem]]:
+    """``data`` with every ``${VAR}`` expanded, and every unset or malformed reference.
 
     A value with a problem has each bad reference replaced by an empty string; the caller decides
     whether the problems fail the whole file or only the part they are in.
