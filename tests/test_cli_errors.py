@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -146,36 +145,6 @@ def test_sandbox_announces_the_bound_url_and_it_answers(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-# --- run summary in JSON log mode -------------------------------------------------------------------------
-
-
-def test_json_log_mode_ends_with_a_summary_event_per_source(sandbox, make_pipeline, run_cli) -> None:
-    pipeline = make_pipeline(f"""
-        - name: se
-          provider: shipengine
-          base_url: {sandbox}/shipengine
-          start: 2025-08-01
-          rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
-          credentials: {{api_key: "sandbox_live_key"}}
-          options: {{poll_concurrency: 16}}
-        - name: dhl-main
-          provider: dhl
-        """)
-    proc = run_cli("run", "--no-progress", str(pipeline))
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stderr.splitlines()]  # every stderr line is a JSON object
-    summaries = {e["source"]: e for e in events if e["event"] == "source_summary"}
-    assert set(summaries) == {"se", "dhl-main"}
-    ok, failed = summaries["se"], summaries["dhl-main"]
-    assert ok["level"] == "info" and ok["status"] == "ok" and ok["error"] is None
-    assert ok["pages"] > 0 and ok["extracted"] > 0 and ok["loaded"] > 0
-    assert ok["extracted"] == ok["loaded"] + ok["deduplicated"] + ok["rejected"]
-    assert {"unmapped", "run_id", "timestamp"} <= set(ok)
-    assert failed["level"] == "error" and failed["status"] == "failed"
-    assert "no provider plugin named 'dhl'" in failed["error"]
-    assert failed["extracted"] == failed["loaded"] == 0
 
 
 def test_validate_reports_every_sources_problems_not_just_the_first(tmp_path) -> None:

@@ -170,3 +170,23 @@ def test_open_shipments_silent_past_the_expiry_become_expired_and_stop_being_pol
     assert run_cli("run", str(pipeline)).returncode == 0
     pages = warehouse_rows(tmp_path, "SELECT pages FROM runs ORDER BY started_at DESC LIMIT 1")[0][0]
     assert pages == 1  # one (empty) page of labels created since the cursor, and nothing left to poll
+
+
+def test_json_log_mode_ends_with_a_summary_event_per_source(sandbox, make_pipeline, run_cli) -> None:
+    pipeline = make_pipeline(shipengine_source(sandbox) + """
+    - name: dhl-main
+      provider: dhl
+    """)
+    proc = run_cli("run", "--no-progress", str(pipeline))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stderr.splitlines()]  # every stderr line is a JSON object
+    summaries = {e["source"]: e for e in events if e["event"] == "source_summary"}
+    assert set(summaries) == {"se", "dhl-main"}
+    ok, failed = summaries["se"], summaries["dhl-main"]
+    assert ok["level"] == "info" and ok["status"] == "ok" and ok["error"] is None
+    assert ok["pages"] > 0 and ok["extracted"] > 0 and ok["loaded"] > 0
+    assert ok["extracted"] == ok["loaded"] + ok["deduplicated"] + ok["rejected"]
+    assert {"unmapped", "run_id", "timestamp"} <= set(ok)
+    assert failed["level"] == "error" and failed["status"] == "failed"
+    assert "no provider plugin named 'dhl'" in failed["error"]
+    assert failed["extracted"] == failed["loaded"] == 0
