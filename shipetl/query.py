@@ -1,7 +1,9 @@
 """Read-only access for people: ``shipetl sql``, ``shipetl runs``, ``shipetl state``.
 
 Every session opens the warehouse read-only, waits a little while a run is committing (the only moment
-a run holds the file) and then gives up with one line saying so. Results stream out in batches, so
+a run holds the file) and then gives up with one line saying so. A session reads files only in the
+pipeline's lake and raw zone, and ``shipetl sql`` refuses statements that write files or reach other
+databases, so a query can change nothing on disk. Results stream out in batches, so
 ``--format csv|json|parquet`` handles results larger than memory.
 """
 
@@ -44,7 +46,35 @@ def session(pipeline: PipelineConfig, wait: float = DEFAULT_WAIT) -> Iterator:
         raise ShipetlError(f"{path}: no warehouse yet; run `shipetl run {pipeline.path}` first")
     with warehouse.connect(path, read_only=True, timeout=wait) as con:
         marts.install(con, pipeline.analytics, temporary=True)
+        _confine(con, pipeline)
         yield con
+
+
+def _confine(con, pipeline: PipelineConfig) -> None:
+    """Let the session open files only under the lake and the raw zone; for good (DuckDB refuses to undo it)."""
+    readable = [str(Path(p).resolve()) + "/" for p in (pipeline.warehouse.lake, pipeline.warehouse.raw)]
+    con.execute("SET allowed_directories = ?", [readable])
+    con.execute("SET enable_external_access = false")
+
+
+# Statements that write files, load code or open other databases; a SELECT, EXPLAIN, PRAGMA, SET or a
+# temporary view or macro is fine (the warehouse itself is open read-only).
+_REFUSED = {"COPY": "COPY", "EXPORT": "EXPORT DATABASE", "COPY_DATABASE": "COPY FROM DATABASE", "ATTACH": "ATTACH",
+            "DETACH": "DETACH", "LOAD": "INSTALL or LOAD", "EXTENSION": "an extension statement"}
+
+
+def _check_read_only(con, query: str) -> None:
+    """Raise ShipetlError for a statement ``shipetl sql`` does not run (see ``_REFUSED``)."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise ShipetlError(f"query failed: {str(exc).splitlines()[0]}") from None
+    for statement in statements:
+        refused = _REFUSED.get(statement.type.name)
+        if refused:
+            raise ShipetlError(f"shipetl sql only reads: {refused} is not allowed (use --out FILE to save a result)")
 
 
 def _print_rows(columns: list[str], rows: list[tuple], truncated: bool = False) -> None:
@@ -113,6 +143,7 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
     if fmt == "parquet" and not out:
         raise ShipetlError("--format parquet writes a binary file: give it --out FILE")
     with session(pipeline, wait) as con:
+        _check_read_only(con, query)
         try:
             rel = con.sql(query)
             if rel is None:

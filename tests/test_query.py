@@ -127,3 +127,42 @@ def test_table_stops_at_the_row_limit_and_says_so(run_cli, pipeline):
     assert proc.returncode == 0, proc.stderr
     assert "│ 999 " in proc.stdout and "│ 1000 " not in proc.stdout
     assert "more rows not shown (first 1000 only)" in proc.stderr
+
+
+def test_reads_the_lake_but_no_other_file(run_cli, pipeline, tmp_path):
+    lake = tmp_path / "lake" / "orders"
+    lake.mkdir(parents=True)
+    with warehouse.connect(tmp_path / "warehouse.duckdb", read_only=True) as con:
+        con.execute(f"COPY (SELECT order_id FROM orders) TO '{lake}/part.parquet' (FORMAT parquet)")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret\n42\n")
+    lake_query = run_cli("sql", str(pipeline), f"SELECT count(*) AS n FROM read_parquet('{tmp_path}/lake/**/*.parquet')",
+                         "--format", "csv")
+    assert lake_query.returncode == 0, lake_query.stderr
+    assert list(csv.reader(io.StringIO(lake_query.stdout))) == [["n"], ["2"]]
+    proc = run_cli("sql", str(pipeline), f"SELECT * FROM read_csv('{outside}')")
+    assert proc.returncode == 2 and "file system operations are disabled" in proc.stderr
+    # Re-enabling access from inside the query is refused by DuckDB itself.
+    proc = run_cli("sql", str(pipeline), "SET enable_external_access = true")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("query, refused", [
+    ("COPY orders TO '{dir}/lake/orders/evil.csv'", "COPY"),
+    ("SELECT 1; COPY (SELECT 1) TO '{dir}/lake/x.parquet'", "COPY"),
+    ("EXPORT DATABASE '{dir}/lake/dump'", "EXPORT DATABASE"),
+    ("ATTACH '{dir}/lake/other.duckdb' AS other", "ATTACH"),
+    ("INSTALL httpfs", "INSTALL or LOAD"),
+])
+def test_statements_that_write_files_are_refused(run_cli, pipeline, tmp_path, query, refused):
+    proc = run_cli("sql", str(pipeline), query.format(dir=tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: shipetl sql only reads: {refused} is not allowed (use --out FILE to save a result)"
+    assert not (tmp_path / "lake").exists()  # nothing was written, not even a folder
+
+
+def test_session_settings_still_work(run_cli, pipeline):
+    proc = run_cli("sql", str(pipeline), "SET TimeZone = 'Asia/Kuala_Lumpur'; "
+                   "SELECT strftime(created_at, '%H:%M') AS local FROM orders LIMIT 1", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert list(csv.reader(io.StringIO(proc.stdout))) == [["local"], ["20:00"]]  # 12:00 UTC in Kuala Lumpur
