@@ -62,6 +62,14 @@ def test_sandbox_non_loopback_host_is_one_line_not_a_traceback(run_cli, host) ->
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("option, value", [("--scale", "0"), ("--rate-5xx", "1.5"), ("--rate-429", "-0.1"),
+                                           ("--latency-ms", "-5"), ("--port", "70000")])
+def test_sandbox_option_out_of_range_is_a_usage_error(run_cli, option, value) -> None:
+    proc = run_cli("sandbox", option, value, timeout=60)
+    assert proc.returncode == 2
+    assert f"Invalid value for '{option}'" in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("limit", ["-1", "0"])
 def test_runs_limit_must_be_positive(pipeline, limit) -> None:
     result = invoke("runs", str(pipeline), "--limit", limit)
