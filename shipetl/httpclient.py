@@ -205,7 +205,9 @@ class HttpClient:
                     "http_request", source=self.source, method=request.method, url=url, status=None,
                     elapsed_ms=elapsed_ms, attempt=attempt, error=type(exc).__name__,
                 )
-                raise _Retry("transport_error", f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
+                where = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}" if request.url.port else "")
+                raise _Retry("transport_error", f"{type(exc).__name__} from {where} (check base_url and the network): "
+                                                f"{redact_text(str(exc))}") from exc
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         status = response.status_code
         # Every request at debug (--log-level debug); failed ones where a nightly log shows them.
