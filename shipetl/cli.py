@@ -146,6 +146,22 @@ def validate(pipeline: str) -> None:
     click.echo(f"{pipeline}: ok ({len(cfg.sources)} source(s))", err=True)
 
 
+@cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--only", multiple=True, metavar="SOURCE", help="Check only this source (repeatable).")
+def check(pipeline: str, only: tuple[str, ...]) -> None:
+    """Make each source account's first request, as a first run would, and stop there; exit 1 if any failed.
+
+    Proves base URLs, credentials and tokens before the first nightly run; writes nothing to the raw zone
+    or the warehouse.
+    """
+    from . import check as check_mod
+
+    results = check_mod.check_pipeline(_load(pipeline), only=only)
+    check_mod.render(results)
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
 @cli.command("plugins")
 def plugins_cmd() -> None:
     """List installed plugins: package, module, what each provides, why any failed, who supplied each status map."""

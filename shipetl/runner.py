@@ -46,7 +46,9 @@ class RunResult:
 
 
 @dataclass
-class _Job:
+class AccountJob:
+    """One account of one source, with its provider class and validated options."""
+
     source: config_mod.SourceConfig
     provider_cls: type
     options: object
@@ -87,13 +89,19 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
             future.result()  # a mapping error fails the source here
 
 
+def error_line(exc: Exception, provider: str) -> str:
+    """The one line a source's failure is reported with: shipetl's own message, or the plugin's bug by name."""
+    if isinstance(exc, ShipetlError):
+        return str(exc).splitlines()[0]
+    return f"internal error in provider {provider}: {type(exc).__name__}: {exc}"
+
+
 def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
     run.status, run.finished_at = "failed", datetime.now(timezone.utc)
+    run.error = error_line(exc, run.provider)
     if isinstance(exc, ShipetlError):
-        run.error = str(exc).splitlines()[0]
         log.error("source_failed", error=run.error, error_type=type(exc).__name__)
     else:
-        run.error = f"internal error in provider {run.provider}: {type(exc).__name__}: {exc}"
         log.error("source_failed", error=run.error, traceback=traceback.format_exc())
     try:
         destination.record_failure(run)
@@ -101,7 +109,17 @@ def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None
         log.error("run_record_failed", error=str(rec_exc))
 
 
-def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: _Job, run_id: str,
+def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *, cursors: dict | None = None,
+                   open_shipments: list | None = None, since: datetime | None = None, until: datetime | None = None,
+                   query=None) -> SourceContext:
+    """The ExtractContext of one account: its committed state (none given: a first run's) and the token store."""
+    return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,
+                         label=label, cursors=cursors or {}, open_shipments=open_shipments or [], since=since,
+                         until=until or datetime.now(timezone.utc), log=log,
+                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query)
+
+
+def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: AccountJob, run_id: str,
                  since, until, progress) -> SourceRun:
     """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
     src, provider_cls = job.source, job.provider_cls
@@ -110,10 +128,8 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     spill = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
     try:
         cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
-        ctx = SourceContext(source=src, provider_cls=provider_cls, options=job.options, account_id=job.account_id,
-                            label=run.label, cursors=cursors, open_shipments=open_shipments,
-                            since=since, until=until, log=log, tokens=TokenStore(Path(pipeline.warehouse.tokens)),
-                            query=destination.query)
+        ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
+                             since=since, until=until, query=destination.query)
         log.info("source_started", open_shipments=len(open_shipments))
         pii_key = src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=src.pii, pii_key=pii_key)
@@ -144,14 +160,18 @@ def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
         src.secret("pii_key")  # raises the ConfigError naming the file, line and key
 
 
-def _plan(pipeline: PipelineConfig, registry: Registry, destination: Destination, only: Sequence[str],
-          result: RunResult, run_id: str) -> list[_Job]:
-    """One job per account of every selected source; a source that cannot even start is recorded as failed.
+def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, ShipetlError]]]:
+    """One job per account of every selected source, and each source that cannot even start with why.
 
     That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
     the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
+    ``only`` naming no source of the pipeline is a ConfigError listing them.
     """
-    jobs = []
+    unknown = set(only) - {s.name for s in pipeline.sources}
+    if unknown:
+        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
+                                     f"sources: {', '.join(s.name for s in pipeline.sources)}")
+    jobs, refused = [], []
     for src in pipeline.sources:
         if not src.enabled or (only and src.name not in only):
             continue
@@ -162,12 +182,10 @@ def _plan(pipeline: PipelineConfig, registry: Registry, destination: Destination
             provider = provider_cls(src.name, options)
             accounts = provider.accounts()
         except ShipetlError as exc:
-            run = SourceRun(run_id, src.name, src.provider, src.name, datetime.now(timezone.utc))
-            _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
-            result.sources.append(run)
+            refused.append((src, exc))
             continue
-        jobs.extend(_Job(src, provider_cls, options, account) for account in accounts)
-    return jobs
+        jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts)
+    return jobs, refused
 
 
 def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:
@@ -188,13 +206,13 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     run_id = new_run_id()
     result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
     destination = _destination(pipeline, registry)
-    unknown = set(only) - {s.name for s in pipeline.sources}
-    if unknown:
-        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
-                                     f"sources: {', '.join(s.name for s in pipeline.sources)}")
     until = as_utc(until) if until else datetime.now(timezone.utc)
     since = as_utc(since) if since else None
-    jobs = _plan(pipeline, registry, destination, only, result, run_id)
+    jobs, refused = plan(pipeline, registry, only)
+    for src, exc in refused:
+        run = SourceRun(run_id, src.name, src.provider, src.name, datetime.now(timezone.utc))
+        _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
+        result.sources.append(run)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress) for job in jobs]

@@ -22,6 +22,11 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def account_label(source: str, account_id: str) -> str:
+    """How logs and summaries name a source account: ``source``, or ``source/account`` for multi-account sources."""
+    return source if account_id == source else f"{source}/{account_id}"
+
+
 @dataclass
 class SourceRun:
     """What happened to one account of one source in one run; the summary table is made of these."""
@@ -47,7 +52,7 @@ class SourceRun:
 
     @property
     def label(self) -> str:
-        return self.source if self.account_id == self.source else f"{self.source}/{self.account_id}"
+        return account_label(self.source, self.account_id)
 
     def totals(self) -> tuple[int, int, int, int]:
         """(extracted, loaded, deduplicated, rejected) over all tables."""
