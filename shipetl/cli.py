@@ -122,28 +122,26 @@ def run(pipeline: str, since: datetime | None, until: datetime | None, only: tup
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 def validate(pipeline: str) -> None:
-    """Check PIPELINE: keys, types, ${VAR}s, provider names and options; print it with secrets masked."""
-    from . import config, plugins
+    """Check PIPELINE: keys, types, ${VAR}s, provider names, options and credentials; print it with secrets masked.
+
+    Every enabled source is checked as `run` would before its first request; disabled ones only for keys and types.
+    """
+    from . import plugins, runner
     from .errors import ConfigError
 
     cfg = _load(pipeline)
     registry = plugins.load_registry()
     registry.destination(cfg.destination)  # an unknown destination names the installed ones
-    problems = []  # every source's, not just the first failing one
-    for src in cfg.sources:
-        try:
-            provider_cls = registry.provider(src.provider)
-            config.validate_options(cfg, src, provider_cls.options_model, provider_cls)
-        except ConfigError as exc:
-            problems.append(str(exc))
-        except Exception as exc:
-            problems.append(f"{pipeline}: sources: {src.name}: {exc}")
-    if problems:
-        raise ConfigError("\n".join(problems))
+    _, refused = runner.plan(cfg, registry)
+    if refused:  # every source's problems, not just the first failing one's
+        raise ConfigError("\n".join(str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider)
+                                    for src, exc in refused))
     import yaml
 
     click.echo(yaml.safe_dump(cfg.redacted_dict(), sort_keys=False, allow_unicode=True), nl=False)
-    click.echo(f"{pipeline}: ok ({len(cfg.sources)} source(s))", err=True)
+    disabled = [s.name for s in cfg.sources if not s.enabled]
+    note = f"; disabled, not checked: {', '.join(disabled)}" if disabled else ""
+    click.echo(f"{pipeline}: ok ({len(cfg.sources)} source(s){note})", err=True)
 
 
 @cli.command()

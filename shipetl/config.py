@@ -258,18 +258,20 @@ class SourceConfig(_Model):
     def _start_text(self, value: date | datetime | None) -> str | None:
         return None if value is None else value.isoformat()
 
+    def problem(self, key: str, message: str) -> ConfigError:
+        """A ConfigError about ``key`` of this source (``options.app_key``), naming the file, line and key path."""
+        return ConfigError(f"{self._where or f'source {self.name!r}'}.{key}: {message}")
+
     def secret(self, name: str) -> str:
         """The raw value of credential ``name``; ConfigError naming the key when missing or empty."""
-        where = self._where or f"source {self.name!r}"
         value = self.credentials.get(name)
         if value is None:
             have = ", ".join(sorted(self.credentials)) or "none"
             why = " to hash personal data (pii: hash; or set pii: drop)" if name == "pii_key" else ""
-            raise ConfigError(f"{where}.credentials.{name}: missing; source {self.name!r} needs it{why} "
-                              f"(credentials given: {have})")
+            raise self.problem(f"credentials.{name}", f"missing; source {self.name!r} needs it{why} (credentials given: {have})")
         raw = value.get_secret_value()
         if not raw:
-            raise ConfigError(f"{where}.credentials.{name}: is empty")
+            raise self.problem(f"credentials.{name}", "is empty")
         return raw
 
 

@@ -132,10 +132,22 @@ class Provider:
     options_model: ClassVar[type[BaseModel]] = NoOptions
     streams: ClassVar[tuple[Stream, ...]] = ()
     secrets: ClassVar[tuple[str, ...]] = ()
+    required_secrets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source_name: str, options: BaseModel) -> None:
         self.source_name = source_name
         self.options = options
+
+    def check_source(self, source: SourceConfig) -> None:
+        """Raise ConfigError for what this source lacks that its options model cannot see; default: a missing or
+        empty ``credentials.<name>`` for each of ``required_secrets``.
+
+        Core calls it before any account runs, so ``shipetl validate``, ``check`` and ``run`` refuse the same
+        sources with the same line. Override it (calling ``super()``) for a value that may come from either
+        options or credentials.
+        """
+        for name in self.required_secrets:
+            source.secret(name)
 
     def accounts(self) -> list[str]:
         """Account ids this source covers (shops of one seller, ...); default: one, named like the source."""

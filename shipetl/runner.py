@@ -102,7 +102,7 @@ def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None
     if isinstance(exc, ShipetlError):
         log.error("source_failed", error=run.error, error_type=type(exc).__name__)
     else:
-        log.error("source_failed", error=run.error, traceback=traceback.format_exc())
+        log.error("source_failed", error=run.error, traceback="".join(traceback.format_exception(exc)))
     try:
         destination.record_failure(run)
     except ShipetlError as rec_exc:
@@ -160,7 +160,7 @@ def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
         src.secret("pii_key")  # raises the ConfigError naming the file, line and key
 
 
-def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, ShipetlError]]]:
+def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:
     """One job per account of every selected source, and each source that cannot even start with why.
 
     That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
@@ -180,8 +180,9 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
             options = config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls)
             _check_pii_key(src, provider_cls)
             provider = provider_cls(src.name, options)
+            provider.check_source(src)
             accounts = provider.accounts()
-        except ShipetlError as exc:
+        except Exception as exc:  # a plugin's bug here fails its own source only
             refused.append((src, exc))
             continue
         jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts)

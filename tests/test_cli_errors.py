@@ -164,3 +164,35 @@ def test_validate_reports_every_sources_problems_not_just_the_first(tmp_path) ->
     assert result.exit_code == 2
     assert "sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?" in result.output
     assert "sources[1].credentials.api_key: ${NOT_SET_ANYWHERE_B} is unset" in result.output
+
+
+def test_validate_refuses_what_run_would_refuse_before_its_first_request(tmp_path) -> None:
+    path = tmp_path / "needs.yaml"
+    path.write_text("sources:\n"
+                    "  - {name: se, provider: shipengine}\n"
+                    "  - {name: se-empty, provider: shipengine, credentials: {api_key: '${EMPTY_KEY_FOR_TEST:-}'}}\n"
+                    "  - {name: fz, provider: fuuffy, credentials: {client_id: a, client_secret: b}}\n"
+                    "  - {name: ae, provider: aliexpress, credentials: {app_secret: s}, options: {order_ids: ['1']}}\n"
+                    "  - {name: sp, provider: shopee, credentials: {partner_key: k, pii_key: p}, options: {shop_ids: [1]}}\n"
+                    "  - {name: later, provider: shipengine, enabled: false, credentials: {api_key: '${UNSET_LATER}'}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)], env={"EMPTY_KEY_FOR_TEST": None, "UNSET_LATER": None})
+    assert result.exit_code == 2
+    lines = result.output.removeprefix("error: ").strip().splitlines()
+    assert lines == [
+        f"{path}:2: sources[0].credentials.api_key: missing; source 'se' needs it (credentials given: none)",
+        f"{path}:3: sources[1].credentials.api_key: is empty",
+        f"{path}:4: sources[2].credentials.pii_key: missing; source 'fz' needs it to hash personal data "
+        "(pii: hash; or set pii: drop) (credentials given: client_id, client_secret)",
+        f"{path}:5: sources[3].options.app_key: missing; the app key from the AliExpress Open Platform console",
+        f"{path}:6: sources[4].options.partner_id: missing; the integer id of the Shopee Open Platform app",
+    ]
+
+
+def test_validate_leaves_a_disabled_source_for_later_and_says_so(tmp_path) -> None:
+    path = tmp_path / "later.yaml"
+    path.write_text("sources:\n"
+                    "  - {name: se, provider: shipengine, credentials: {api_key: k-1}}\n"
+                    "  - {name: later, provider: shipengine, enabled: false, credentials: {api_key: '${UNSET_LATER}'}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)], env={"UNSET_LATER": None})
+    assert result.exit_code == 0, result.output
+    assert f"{path}: ok (2 source(s); disabled, not checked: later)" in result.output

@@ -68,10 +68,16 @@ class AliExpressProvider(Provider):
     # app_key belongs in options: every credential is masked wherever it appears, and a 6-8 digit key
     # would mask matching digits inside timestamps and ids of the raw pages.
     secrets = ("app_secret", "auth_code")
+    required_secrets = ("app_secret",)
     streams = (
         Stream("orders", mapping.ORDER_BODY, mapping.ORDER_MAPPINGS),
         Stream("tracking", mapping.TRACKING_BODY, mapping.TRACKING_MAPPINGS),
     )
+
+    def check_source(self, source) -> None:
+        super().check_source(source)
+        if not self.options.app_key and not source.credentials.get("app_key"):
+            raise source.problem("options.app_key", "missing; the app key from the AliExpress Open Platform console")
 
     def extract(self, ctx: ExtractContext) -> Iterator[Page]:
         return extract.pages(ctx, self.options)

@@ -37,6 +37,7 @@ class FuuffyProvider(Provider):
     default_rate_limit = RateLimit(per_minute=100, per_hour=1000, max_in_flight=4)
     options_model = FuuffyOptions
     secrets = ("client_id", "client_secret")
+    required_secrets = ("client_id", "client_secret")
     streams = (
         Stream("orders", mapping.BODY, mapping.ORDER_MAPPINGS),
         Stream("tracking", mapping.BODY, mapping.TRACKING_MAPPINGS),

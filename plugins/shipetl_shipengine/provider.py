@@ -29,6 +29,7 @@ class ShipEngineProvider(Provider):
     default_rate_limit = RateLimit(per_minute=200, burst=10)
     options_model = ShipEngineOptions
     secrets = ("api_key",)
+    required_secrets = ("api_key",)
     streams = (
         Stream("labels", mapping.LABELS_BODY),
         Stream("tracking", mapping.TRACKING_BODY, mapping.TRACKING_MAPPINGS),

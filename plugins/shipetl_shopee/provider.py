@@ -52,6 +52,7 @@ class ShopeeProvider(Provider):
     default_rate_limit = RateLimit(per_second=10, burst=10, max_in_flight=8)
     options_model = ShopeeOptions
     secrets = ("partner_key", "auth_code")
+    required_secrets = ("partner_key",)
     streams = (
         Stream("order_list", mapping.ORDER_LIST_BODY),
         Stream("order_detail", mapping.ORDER_DETAIL_BODY, mapping.DETAIL_MAPPINGS),
@@ -60,6 +61,13 @@ class ShopeeProvider(Provider):
 
     def accounts(self) -> list[str]:
         return [f"{ACCOUNT_PREFIX}{shop_id}" for shop_id in self.options.shop_ids]
+
+    def check_source(self, source) -> None:
+        super().check_source(source)
+        try:
+            self.partner_id(source.secret)
+        except ConfigError:
+            raise source.problem("options.partner_id", "missing; the integer id of the Shopee Open Platform app") from None
 
     def partner_id(self, read_secret: Callable[[str], str]) -> int:
         """From ``options.partner_id``, else ``credentials.partner_id``."""
