@@ -6,6 +6,9 @@
    meta (the mapping turns it into a reject) and counted.
 3. Every package of those orders, plus the shop's shipments not yet final from earlier runs: its
    tracking number (``get_tracking_number``, until one appears), then its scans (``get_tracking_info``).
+   A return leg (``<package_number>:return``) is never polled itself: its scans come in its forward
+   package's reply, so while the leg is open its forward package is polled, even when that is final
+   (its row is read back from the warehouse); once the leg is final, polling stops.
 
 The cursor is the end of the last complete window; it is committed with the rows, never before.
 """
@@ -23,10 +26,20 @@ import orjson
 from shipetl import ExtractContext, NotFoundError, Page
 
 from .client import DETAIL_BATCH_MAX, MAX_WINDOW_S, NotYetAvailable, ShopeeApi
+from .mapping import RETURN_LEG
 
 CURSOR = "orders_update_time"
 # Orders change while we read; the newest seconds are left for the next run (its lookback covers them).
 SETTLE_LAG = timedelta(seconds=30)
+# What stored_meta reads of a shipment, and the final forward packages of this shop whose return leg is open.
+STORED_COLUMNS = ("shipment_id", "order_id", "tracking_number", "service", "carrier_code", "destination_country",
+                  "shipped_at", "extras")
+FINAL_WITH_OPEN_RETURN_SQL = f"""
+SELECT {', '.join(f'f.{c}' for c in STORED_COLUMNS)}
+FROM shipments_latest f JOIN shipments_latest r
+    ON r.provider = f.provider AND r.account_id = f.account_id AND r.shipment_id = f.shipment_id || '{RETURN_LEG}'
+WHERE f.provider = 'shopee' AND f.account_id = ? AND f.is_final AND NOT r.is_final
+"""
 
 
 def windows(since: datetime, until: datetime, max_seconds: int = MAX_WINDOW_S) -> list[tuple[int, int]]:
@@ -94,7 +107,7 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
     """
     since, until = ctx.window(CURSOR)
     until = min(until, datetime.now(until.tzinfo) - SETTLE_LAG)
-    open_packages = {meta["package_number"]: meta for meta in map(stored_meta, ctx.open_shipments())}
+    open_packages = _open_packages(ctx)
     slices = windows(since, until)
     ctx.log.info("order_windows", count=len(slices), since=since.isoformat(), until=until.isoformat(),
                  open_packages=len(open_packages))
@@ -125,6 +138,20 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
     yield from _poll(ctx, api, list(open_packages.values()), poll_concurrency)
 
 
+def _open_packages(ctx: ExtractContext) -> dict[str, dict[str, Any]]:
+    """Packages of earlier runs to poll, by number: those not final, and the final ones whose return leg is not."""
+    rows = ctx.open_shipments()
+    packages = [row for row in rows if not row["shipment_id"].endswith(RETURN_LEG)]
+    if len(packages) < len(rows):
+        packages += [dict(zip(STORED_COLUMNS, row)) for row in ctx.query(FINAL_WITH_OPEN_RETURN_SQL, [ctx.account_id])]
+    return {meta["package_number"]: meta for meta in map(stored_meta, packages)}
+
+
+def reversed_carrier_code(reply: bytes) -> str | None:
+    """The code of a ``get_tracking_info`` reply's return courier, made as the forward one is."""
+    return carrier_code((orjson.loads(reply).get("response") or {}).get("reversed_courier_name"))
+
+
 def _fresh(meta: dict[str, Any], open_packages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A package seen in this run, taking the tracking number an earlier run stored; it is no longer 'open'."""
     known = open_packages.pop(meta["package_number"], None)
@@ -143,7 +170,8 @@ def _poll(ctx: ExtractContext, api: ShopeeApi, metas: list[dict[str, Any]], conc
             if not meta["tracking_number"]:
                 ctx.count("tracking_number_pending")  # not assigned yet: the package is asked again next run
                 return Page("tracking", None, meta)
-            return Page("tracking", api.tracking_info(order_sn, package_number), meta)
+            info = api.tracking_info(order_sn, package_number)
+            return Page("tracking", info, {**meta, "reversed_carrier_code": reversed_carrier_code(info)})
         except NotYetAvailable:
             ctx.count("tracking_number_pending")
             return Page("tracking", None, meta)

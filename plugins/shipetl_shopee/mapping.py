@@ -9,6 +9,15 @@
 - A shipment is one package (``shipment_id`` = ``package_number``, stable before and after its
   tracking number appears). Its status follows its newest scan when it has scans, else the package's
   ``logistics_status`` (providers.md 6.2).
+- A cross-border return (a reply with a ``reversed_tracking_number`` or ``reversed_tracking_info``) is a
+  second shipment, the return leg: ``shipment_id`` = ``<package_number>:return`` whatever its number,
+  ``service`` = ``reversed_courier_name``, extras ``leg: return``; the forward shipment keeps its row and
+  gains ``reversed_tracking_number`` in its extras. Reverse scans carry no status code (``status_raw`` is
+  NULL), so the statuses are a rule (GUESS): the leg is ``returned`` (final) once the forward package's
+  newest scan means ``returned``, else ``in_transit`` when it has reverse scans, else ``info_received``;
+  a leg that never gets there stays open until core expires it for want of news. Each reverse scan is
+  ``in_transit``: an event's status must not depend on later scans, since an event is stored once (its
+  ``event_id`` has no status) and would keep whatever status the first poll gave it.
 - An order requested from ``get_order_detail`` and missing from the reply becomes a reject.
 """
 
@@ -36,8 +45,11 @@ _ORDER = (
 ORDER_DETAIL_BODY = f"STRUCT(request_id VARCHAR, error VARCHAR, response STRUCT(order_list {_ORDER}[]))"
 ORDER_LIST_BODY = "STRUCT(request_id VARCHAR, error VARCHAR)"
 _EVENT = "STRUCT(update_time VARCHAR, description VARCHAR, logistics_status VARCHAR)"
+_REVERSE_EVENT = "STRUCT(update_time VARCHAR, description VARCHAR)"
 TRACKING_BODY = ("STRUCT(request_id VARCHAR, error VARCHAR, response STRUCT(order_sn VARCHAR, package_number VARCHAR, "
-                 f"logistics_status VARCHAR, tracking_info {_EVENT}[]))")
+                 f"logistics_status VARCHAR, tracking_info {_EVENT}[], reversed_tracking_number VARCHAR, "
+                 f"reversed_courier_name VARCHAR, reversed_tracking_info {_REVERSE_EVENT}[]))")
+RETURN_LEG = ":return"  # shipment_id of a package's return leg: <package_number>:return
 
 MISSING_ORDER_REASON = "order_sn listed by get_order_list but missing from get_order_detail"
 
@@ -117,7 +129,16 @@ SELECT
 FROM lines
 """
 
-SHIPMENTS_SQL = """
+# Return legs: the pages whose reply names a return number or has reverse scans.
+_LEGS = """legs AS (
+    SELECT meta, meta->>'package_number' AS package, number, nullif(r.reversed_courier_name, '') AS courier,
+           r.reversed_tracking_info AS reverse_scans,
+           list_max(list_transform(r.reversed_tracking_info, lambda e: TRY_CAST(e.update_time AS BIGINT))) AS last_t
+    FROM (SELECT meta, body.response AS r, nullif(body.response.reversed_tracking_number, '') AS number FROM pages)
+    WHERE number IS NOT NULL OR len(r.reversed_tracking_info) > 0
+)"""
+
+SHIPMENTS_SQL = f"""
 WITH scans AS (
     SELECT meta->>'package_number' AS package, e.logistics_status AS code, TRY_CAST(e.update_time AS BIGINT) AS t, pos
     FROM (SELECT meta, unnest(body.response.tracking_info) AS e,
@@ -128,7 +149,12 @@ WITH scans AS (
            max(t) FILTER (WHERE status_of('shopee.tracking', code) = 'delivered') AS delivered_t
     FROM scans WHERE t > 0 GROUP BY package
 ), packages AS (
-    SELECT meta, meta->>'package_number' AS package, meta->>'logistics_status' AS package_status FROM pages
+    SELECT meta, meta->>'package_number' AS package, meta->>'logistics_status' AS package_status,
+           nullif(body.response.reversed_tracking_number, '') AS reversed_number
+    FROM pages
+), {_LEGS}, returns AS (
+    SELECT legs.*, coalesce(status_of('shopee.tracking', newest.code) = 'returned', false) AS returned
+    FROM legs LEFT JOIN newest USING (package)
 )
 SELECT
     package AS shipment_id,
@@ -145,12 +171,28 @@ SELECT
     meta->>'pickup_done_time' AS shipped_at,
     delivered_t AS delivered_at,
     last_t AS last_event_at,
-    json_object('order_sn', meta->>'order_sn', 'package_number', package, 'split', CAST(meta->'split' AS BOOLEAN),
-                'package_logistics_status', package_status) AS extras
+    -- A NULL in a merge patch adds nothing: extras without a return leg stay as they were.
+    json_merge_patch(json_object('order_sn', meta->>'order_sn', 'package_number', package,
+                                 'split', CAST(meta->'split' AS BOOLEAN), 'package_logistics_status', package_status),
+                     json_object('reversed_tracking_number', reversed_number)) AS extras
 FROM packages LEFT JOIN newest USING (package)
+UNION ALL BY NAME
+SELECT
+    package || '{RETURN_LEG}' AS shipment_id,
+    number AS tracking_number,
+    meta->>'order_sn' AS order_id,
+    meta->>'reversed_carrier_code' AS carrier_code,
+    courier AS service,
+    CASE WHEN returned THEN 'returned' WHEN len(reverse_scans) > 0 THEN 'in_transit' ELSE 'info_received' END
+        AS status,
+    returned AS is_final,
+    last_t AS last_event_at,
+    json_object('leg', 'return', 'order_sn', meta->>'order_sn', 'package_number', package) AS extras
+FROM returns
 """
 
-EVENTS_SQL = """
+EVENTS_SQL = f"""
+WITH {_LEGS}
 SELECT
     meta->>'package_number' AS shipment_id,
     meta->>'tracking_number' AS tracking_number,
@@ -161,6 +203,16 @@ SELECT
     e.description,
     json_object('order_sn', meta->>'order_sn', 'package_number', meta->>'package_number') AS extras
 FROM (SELECT meta, unnest(body.response.tracking_info) AS e FROM pages)
+UNION ALL BY NAME
+SELECT
+    package || '{RETURN_LEG}' AS shipment_id,
+    number AS tracking_number,
+    meta->>'reversed_carrier_code' AS carrier_code,
+    e.update_time AS occurred_at,
+    'in_transit' AS status,
+    e.description,
+    json_object('leg', 'return', 'order_sn', meta->>'order_sn', 'package_number', package) AS extras
+FROM (SELECT *, unnest(reverse_scans) AS e FROM legs)
 """
 
 ORDER_TIMES = {"created_at": "epoch_s", "updated_at": "epoch_s", "paid_at": "epoch_s", "ship_by_at": "epoch_s"}

@@ -24,6 +24,7 @@ from sources import shopee_source
 
 SHOP_A, SHOP_B = 880101, 880202
 ORDER_LIST = "/api/v2/order/get_order_list"
+TRACKING_INFO = "/api/v2/logistics/get_tracking_info"
 
 
 def source_yaml(url: str, shops=(SHOP_A, SHOP_B), key: str = PARTNER_KEY, auth_code: bool = True) -> str:
@@ -73,11 +74,23 @@ def test_two_shops_match_ground_truth_rerun_adds_nothing_and_no_secret_leaks(san
     assert loaded("orders", order_keys) == expect("orders", order_keys)
     item_keys = ("order_id", "line_id", "title", "quantity", "unit_price", "discounted_price")
     assert loaded("order_items", item_keys) == expect("items", item_keys)
-    shipment_keys = ("shipment_id", "order_id", "tracking_number", "status", "status_raw", "is_final", "shipped_at",
-                     "delivered_at", "last_event_at")
+    shipment_keys = ("shipment_id", "order_id", "tracking_number", "service", "status", "status_raw", "is_final",
+                     "shipped_at", "delivered_at", "last_event_at")
     assert loaded("shipments", shipment_keys) == expect("shipments", shipment_keys)
     event_keys = ("shipment_id", "tracking_number", "occurred_at", "status_raw", "status", "description")
     assert loaded("tracking_events", event_keys) == expect("events", event_keys)
+    # Return legs are their own shipments, every reverse scan at its UTC second, in both states.
+    legs = [(o, p) for o in world.orders if o.shop.shop_id in (SHOP_A, SHOP_B) for p in o.packages if p.return_leg]
+    assert {p.returned for _, p in legs} == {True, False}
+    for o, p in legs:
+        assert rows(tmp_path, "SELECT order_id, tracking_number, is_final, json_extract_string(extras, '$.leg') "
+                              f"FROM shipments WHERE shipment_id = '{p.package_number}:return'") == [
+            (o.order_sn, p.return_leg.tracking_number, p.returned, "return")]
+        assert rows(tmp_path, "SELECT occurred_at FROM tracking_events "
+                              f"WHERE shipment_id = '{p.package_number}:return' ORDER BY 1") == [
+            (datetime.fromtimestamp(s.t, UTC),) for s in p.return_leg.scans]
+        assert rows(tmp_path, "SELECT json_extract_string(extras, '$.reversed_tracking_number') FROM shipments "
+                              f"WHERE shipment_id = '{p.package_number}'") == [(p.return_leg.tracking_number,)]
 
     # The world has what the issue asks for, so the equalities above cover it.
     orders = [o for o in world.orders if o.shop.shop_id in (SHOP_A, SHOP_B)]
@@ -95,6 +108,15 @@ def test_two_shops_match_ground_truth_rerun_adds_nothing_and_no_secret_leaks(san
     assert rows(tmp_path, "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items), "
                           "(SELECT count(*) FROM shipments), (SELECT count(*) FROM tracking_events)")[0] == counts
 
+    # A run that lists few orders polls the open packages of earlier runs: an open return leg has its forward
+    # package asked once, and no package number is ever a return leg's shipment id.
+    httpx.delete(f"{sandbox}/shopee/_requests").raise_for_status()
+    third = run_cli("run", str(pipeline), "--since", "2025-12-14")
+    assert third.returncode == 0, third.stderr[-3000:]
+    asked = [r["params"].get("package_number") for r in sandbox_requests(sandbox, TRACKING_INFO)]
+    assert len(asked) == len(set(asked)) and not [n for n in asked if not n or n.endswith(":return")]
+    assert {p.package_number for _, p in legs if not p.returned} <= set(asked)
+
     pairs = [json.loads(token_file(tmp_path, shop).read_text()) for shop in (SHOP_A, SHOP_B)]
     secrets = [PARTNER_KEY] + [p[k] for p in pairs for k in ("access_token", "refresh_token")]
     raw = b"".join(zstandard.ZstdDecompressor().decompress(p.read_bytes(), max_output_size=1 << 30)
@@ -102,7 +124,7 @@ def test_two_shops_match_ground_truth_rerun_adds_nothing_and_no_secret_leaks(san
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         dump = "".join(str(con.execute(f"SELECT * FROM {t}").fetchall())
                        for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
-    logs = first.stderr + first.stdout + second.stderr + second.stdout
+    logs = first.stderr + first.stdout + second.stderr + second.stdout + third.stderr + third.stdout
     for where, text in (("logs", logs), ("raw zone", raw), ("warehouse", dump)):
         assert not [s for s in secrets if s in text], f"a secret leaked into the {where}"
         # A sign is 64 lowercase hex digits; nothing else shipetl writes has that shape (hashes are 32).

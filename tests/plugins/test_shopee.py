@@ -11,13 +11,18 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import httpx
 import orjson
 import pytest
 
 import shipetl_shopee
-from shipetl import AuthError, NotFoundError, SkipRecord, TerminalError, TokenPair, TokenStore, TransientError, http_client
-from shipetl.testing import ErrorFixture, ProviderContract
+from shipetl import (AuthError, NotFoundError, Page, SkipRecord, TerminalError, TokenPair, TokenStore, TransientError,
+                     http_client)
+from shipetl.plugins import registry_from_modules
+from shipetl.rawzone import RawZoneWriter
+from shipetl.testing import ContractContext, ErrorFixture, FixtureTransport, ProviderContract
+from shipetl.transform import staged_table
 from shipetl_shopee.client import (
     AccessTokenRejected,
     NeedsPackageNumber,
@@ -27,8 +32,8 @@ from shipetl_shopee.client import (
     classify,
     sign,
 )
-from shipetl_shopee.extract import windows
-from shipetl_shopee.provider import parse_redirect
+from shipetl_shopee.extract import carrier_code, reversed_carrier_code, windows
+from shipetl_shopee.provider import ShopeeOptions, ShopeeProvider, parse_redirect
 from shipetl_shopee.tokens import PROVIDER, ShopTokens, code_for_shop
 
 FIXTURES = Path(shipetl_shopee.__file__).parent / "fixtures"
@@ -49,7 +54,7 @@ class TestShopeeContract(ProviderContract):
         "GET /api/v2/logistics/get_tracking_number?package_number=OFG10000000000001": "tracking_number_split_1.json",
         "GET /api/v2/logistics/get_tracking_number?package_number=OFG10000000000002": "tracking_number_split_2.json",
         "GET /api/v2/logistics/get_tracking_info?order_sn=210930KJDNF06T": "tracking_info_seed.json",
-        "GET /api/v2/logistics/get_tracking_info?package_number=OFG10000000000001": "tracking_info_split_1.json",
+        "GET /api/v2/logistics/get_tracking_info?package_number=OFG10000000000001": "tracking_info_return_leg.json",
     }
     errors = {"auth": ErrorFixture(403, "error_auth.json"),
               "rate_limit": ErrorFixture(200, "error_rate_limit.json"),
@@ -68,6 +73,19 @@ class TestShopeeContract(ProviderContract):
     def test_zero_package_order_has_no_shipment(self, harvest):
         shipments = {r["order_id"] for r in harvest.tables["shipments"].to_pylist()}
         assert "251201UNPAID00" not in shipments and "251103SPLIT2PK" in shipments
+
+    def test_return_leg_is_a_second_shipment_the_forward_one_points_at(self, harvest):
+        shipments = {r["shipment_id"]: r for r in harvest.tables["shipments"].to_pylist()}
+        leg = shipments["OFG10000000000001:return"]
+        assert (leg["service"], leg["carrier_code"]) == ("J&T Express Return (TH)", "j_t_express_return_th")
+        assert orjson.loads(leg["extras"]) == {"leg": "return", "order_sn": "251103SPLIT2PK",
+                                               "package_number": "OFG10000000000001"}
+        forward = orjson.loads(shipments["OFG10000000000001"]["extras"])
+        assert forward["reversed_tracking_number"] == leg["tracking_number"] == "JNTR0000000000771"
+        assert "reversed_tracking_number" not in orjson.loads(shipments["OFG86672620092786"]["extras"])
+        events = [e for e in harvest.tables["tracking_events"].to_pylist() if e["shipment_id"] == leg["shipment_id"]]
+        assert {(e["carrier_code"], orjson.loads(e["extras"])["leg"]) for e in events} == {
+            (leg["carrier_code"], "return")}
 
 
 # --- signing (providers.md 1.2 vectors) ----------------------------------------------------------------
@@ -283,3 +301,134 @@ def test_code_for_shop_and_pasted_redirects():
     assert code_for_shop("abc", 1) == "abc" and code_for_shop("1:a, 2:b", 2) == "b" and code_for_shop("1:a", 3) is None
     assert parse_redirect("https://x.test/cb?code=c0de&shop_id=880101") == ("c0de", 880101)
     assert parse_redirect("  c0de \n") == ("c0de", None)
+
+
+# --- return legs (providers.md 1.4: reversed_* fields) ---------------------------------------------------
+
+def _leg_reply(forward_newest: str = "RETURNED", number: str = "JNTR0000000000771", scans: bool = True) -> dict:
+    """The fixture reply with a return leg; ``forward_newest`` RETURN_STARTED drops the RETURNED scan."""
+    body = orjson.loads((FIXTURES / "tracking_info_return_leg.json").read_bytes())
+    response = body["response"]
+    if forward_newest == "RETURN_STARTED":
+        response["tracking_info"] = response["tracking_info"][1:]
+    response["reversed_tracking_number"] = number
+    if not scans:
+        response["reversed_tracking_info"] = []
+    return body
+
+
+def _mapped(tmp_path: Path, bodies: list[dict]) -> dict[str, list[dict]]:
+    """Each reply as the tracking page of a package of its own (``P0``, ``P1``...), through the raw zone and the
+    real transform."""
+    registry = registry_from_modules({"shopee": shipetl_shopee})
+    with RawZoneWriter(tmp_path / "raw", "shopee", "shopee", "unit-run", datetime(2025, 12, 20, tzinfo=UTC)) as raw:
+        for n, body in enumerate(bodies):
+            body["response"]["package_number"] = f"P{n}"
+            reply = orjson.dumps(body)
+            raw.write(Page("tracking", reply, {
+                "order_sn": "251103SPLIT2PK", "package_number": f"P{n}", "split": False,
+                "logistics_status": "LOGISTICS_DELIVERY_FAILED", "shipping_carrier": "Kerry Express",
+                "carrier_code": carrier_code("Kerry Express"), "destination_country": "TH", "pickup_done_time": 0,
+                "tracking_number": f"KEX{n}", "reversed_carrier_code": reversed_carrier_code(reply)}))
+        files = raw.close()
+    result = TestShopeeContract._transform(registry, ShopeeProvider, files, "unit-run")
+    try:
+        tables = {}
+        for name in ("shipments", "tracking_events"):
+            staged = result.con.sql(f"SELECT * FROM {staged_table(name)}")
+            tables[name] = [dict(zip(staged.columns, values)) for values in staged.fetchall()]
+        return tables
+    finally:
+        result.con.close()
+
+
+@pytest.mark.parametrize(("reply", "status", "final", "last_event"), [
+    (_leg_reply(), "returned", True, "2025-11-07 22:00:00"),
+    (_leg_reply("RETURN_STARTED"), "in_transit", False, "2025-11-07 22:00:00"),
+    (_leg_reply("RETURN_STARTED", scans=False), "info_received", False, None),
+    (_leg_reply(scans=False), "returned", True, None),
+], ids=["forward-returned", "forward-returning", "number-only", "returned-number-only"])
+def test_return_leg_status_follows_the_forward_leg_and_every_reverse_scan_is_in_transit(tmp_path, reply, status,
+                                                                                        final, last_event):
+    tables = _mapped(tmp_path, [reply])
+    legs = [r for r in tables["shipments"] if r["shipment_id"] == "P0:return"]
+    assert [(r["status"], r["status_raw"], r["is_final"], r["tracking_number"]) for r in legs] == [
+        (status, None, final, "JNTR0000000000771")]
+    assert (legs[0]["last_event_at"] and f"{legs[0]['last_event_at']:%Y-%m-%d %H:%M:%S}") == last_event
+    scans = [e for e in tables["tracking_events"] if e["shipment_id"] == "P0:return"]
+    assert len(scans) == len(reply["response"]["reversed_tracking_info"])
+    assert {(e["status"], e["status_raw"], e["tracking_number"]) for e in scans} <= {
+        ("in_transit", None, "JNTR0000000000771")}
+    forward = next(r for r in tables["shipments"] if r["shipment_id"] == "P0")
+    assert forward["status_raw"] == reply["response"]["tracking_info"][0]["logistics_status"]
+
+
+def test_only_a_reverse_number_or_reverse_scans_make_a_return_leg(tmp_path):
+    empty = _leg_reply(number="", scans=False)
+    empty["response"]["reversed_courier_name"] = ""
+    absent = _leg_reply()
+    for name in ("reversed_tracking_number", "reversed_courier_name", "reversed_tracking_info"):
+        del absent["response"][name]
+    tables = _mapped(tmp_path, [empty, absent, _leg_reply(number="")])
+    assert sorted(r["shipment_id"] for r in tables["shipments"]) == ["P0", "P1", "P2", "P2:return"]
+    # Without a return leg the forward extras are what they were before return legs existed.
+    extras = {r["shipment_id"]: r["extras"] for r in tables["shipments"]}
+    assert extras["P0"] == extras["P1"].replace("P1", "P0") == (
+        '{"order_sn":"251103SPLIT2PK","package_number":"P0","split":false,'
+        '"package_logistics_status":"LOGISTICS_DELIVERY_FAILED"}')
+    # No return number yet: the scans are keyed by the leg's shipment id.
+    scans = [e for e in tables["tracking_events"] if e["shipment_id"] == "P2:return"]
+    assert len(scans) == 3 and {e["tracking_number"] for e in scans} == {None}
+    assert len({e["event_id"] for e in scans}) == 3
+
+
+class _Warehouse(ContractContext):
+    """A contract context whose ``query`` reads a DuckDB ``shipments_latest`` table, as a committed warehouse would."""
+
+    def __init__(self, con, **kwargs):
+        super().__init__(**kwargs)
+        self.con = con
+
+    def query(self, sql, params=None):
+        return self.con.execute(sql, params or []).fetchall()
+
+
+def test_return_legs_are_never_polled_themselves_but_keep_their_forward_package_polled(tmp_path):
+    columns = ("shipment_id", "order_id", "tracking_number", "service", "carrier_code", "destination_country",
+               "shipped_at", "extras")
+
+    def row(shipment_id: str, final: bool) -> dict:
+        package = shipment_id.removesuffix(":return")
+        return {"shipment_id": shipment_id, "order_id": f"SN-{package}", "tracking_number": f"TN-{package}",
+                "service": "Kerry Express", "carrier_code": "kerry_express", "destination_country": "TH",
+                "shipped_at": datetime(2025, 11, 3, 20, tzinfo=UTC), "is_final": final,
+                "extras": orjson.dumps({"order_sn": f"SN-{package}", "package_number": package, "split": True,
+                                        "package_logistics_status": "LOGISTICS_DELIVERY_FAILED"}).decode()}
+
+    # A: forward and leg open. B: forward final, leg open. C: both final. D: final, no leg.
+    latest = [row("A", False), row("A:return", False), row("B", True), row("B:return", False), row("C", True),
+              row("C:return", True), row("D", True)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE shipments_latest (provider VARCHAR, account_id VARCHAR, shipment_id VARCHAR, "
+                "order_id VARCHAR, tracking_number VARCHAR, service VARCHAR, carrier_code VARCHAR, "
+                "destination_country VARCHAR, shipped_at TIMESTAMPTZ, extras VARCHAR, is_final BOOLEAN)")
+    for r in latest:
+        con.execute("INSERT INTO shipments_latest VALUES ('shopee', 'shop-880303', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [*(r[c] for c in columns), r["is_final"]])
+    transport = FixtureTransport("http://shopee.test", FIXTURES, {
+        "POST /api/v2/auth/token/get": "token_get.json",
+        "GET /api/v2/logistics/get_tracking_info": "tracking_info_return_leg.json"})
+    until = datetime(2025, 12, 20, tzinfo=UTC)
+    options = ShopeeOptions(partner_id=PARTNER_ID, shop_ids=[SHOP_ID], poll_concurrency=2)
+    ctx = _Warehouse(con, provider_cls=ShopeeProvider, options=options, base_url="http://shopee.test",
+                     transport=transport, credentials={"partner_key": KEY, "auth_code": "c0de"}, since=until,
+                     until=until, tmp=tmp_path, timezone_name=None,
+                     open_shipments=[r for r in latest if not r["is_final"]])
+    ctx.account_id = f"shop-{SHOP_ID}"
+    pages = list(ShopeeProvider("shopee", options).extract(ctx))
+    asked = sorted(r.url.params["package_number"] for r in transport.requests
+                   if r.url.path == "/api/v2/logistics/get_tracking_info")
+    assert asked == ["A", "B"] and not transport.unmatched
+    polled = {p.meta["package_number"]: p.meta for p in pages}
+    assert polled["B"]["tracking_number"] == "TN-B" and polled["B"]["order_sn"] == "SN-B" and polled["B"]["split"]
+    assert polled["B"]["reversed_carrier_code"] == "j_t_express_return_th"

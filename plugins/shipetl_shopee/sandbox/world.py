@@ -4,10 +4,16 @@ Everything is drawn from ``shipetl.sandbox.seed.rng`` so one seed gives the same
 process. Payloads (``order_json``, ``tracking_info_json``) and the truth tests compare against
 (``expected_*``) are computed from the same storylines; the canonical statuses of the truth come from
 the storyline table below, not from the plugin's status tables, so the two check each other.
+
+Some packages on their way back (a RETURN_STARTED scan) have a cross-border return leg: a return
+number, a courier and 2-5 reverse scans (no status code) after RETURN_STARTED, before RETURNED if
+the parcel got back. Its truth: ``returned`` once the package's newest scan is RETURNED, else
+``in_transit``; every reverse scan ``in_transit``.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -118,6 +124,14 @@ SCENARIOS: dict[str, tuple[float, str, str | None, tuple[str, ...]]] = {
     "in_cancel": (2, "IN_CANCEL", "LOGISTICS_READY", ()),
 }
 SPLIT_SHARE_OF_MULTI_LINE = 0.25  # about 8% of all orders ship as two packages
+RETURN_LEG_SHARE = 0.5  # of packages on their way back: about 3% of all orders
+RETURN_COURIERS = {"MY": ("SLS Return (MY)", "J&T Express Return"), "TH": ("Flash Express - Return", "SPX Return TH"),
+                   "SG": ("Ninja Van Return (SG)", "SLS Return (SG)")}
+REVERSE_TEXT = {  # first scan, then every later one (with a city)
+    "en": ("Return parcel picked up by {}", "Return parcel at sorting centre: {}"),
+    "th": ("{} เข้ารับพัสดุตีกลับแล้ว", "พัสดุตีกลับถึงศูนย์คัดแยกสินค้า {}"),
+    "zh": ("{} 已揽收退货包裹", "退货包裹已到达分拣中心：{}"),
+}
 
 
 @dataclass
@@ -125,6 +139,13 @@ class Scan:
     t: int  # epoch seconds
     code: str
     description: str
+
+
+@dataclass
+class ReturnLeg:
+    tracking_number: str
+    courier: str
+    scans: list[Scan]  # code "": reverse scans carry none
 
 
 @dataclass
@@ -136,6 +157,15 @@ class Package:
     tracking_number: str = ""
     allocating: bool = False
     scans: list[Scan] = field(default_factory=list)
+    return_leg: ReturnLeg | None = None
+
+    @property
+    def returning(self) -> bool:
+        return any(s.code == "RETURN_STARTED" for s in self.scans)
+
+    @property
+    def returned(self) -> bool:
+        return bool(self.scans) and self.scans[-1].code == "RETURNED"
 
 
 @dataclass
@@ -256,10 +286,17 @@ class World:
 
     @staticmethod
     def tracking_info_json(o: Order, p: Package) -> dict[str, Any]:
-        """``get_tracking_info``'s ``response``: scans newest first."""
-        return {"order_sn": o.order_sn, "package_number": p.package_number, "logistics_status": p.logistics_status,
-                "tracking_info": [{"update_time": s.t, "description": s.description, "logistics_status": s.code}
-                                  for s in reversed(p.scans)]}
+        """``get_tracking_info``'s ``response``: scans newest first; a package on its way back has the reverse
+        fields, empty when it has no return leg."""
+        reply = {"order_sn": o.order_sn, "package_number": p.package_number, "logistics_status": p.logistics_status,
+                 "tracking_info": [{"update_time": s.t, "description": s.description, "logistics_status": s.code}
+                                   for s in reversed(p.scans)]}
+        if p.returning:
+            leg = p.return_leg or ReturnLeg("", "", [])
+            reply.update(reversed_tracking_number=leg.tracking_number, reversed_courier_name=leg.courier,
+                         reversed_tracking_info=[{"update_time": s.t, "description": s.description}
+                                                 for s in reversed(leg.scans)])
+        return reply
 
     # --- ground truth ------------------------------------------------------------------------------
 
@@ -281,7 +318,8 @@ class World:
         } for o in self.by_shop[shop_id] for ln in o.lines]
 
     def expected_shipments(self, shop_id: int) -> list[dict[str, Any]]:
-        """Per package: status from its newest scan, else from its logistics_status (providers.md 6.2)."""
+        """Per package: status from its newest scan, else from its logistics_status (providers.md 6.2); then
+        its return leg, if any."""
         rows = []
         for o in self.by_shop[shop_id]:
             for p in o.packages:
@@ -289,19 +327,31 @@ class World:
                 delivered = [s.t for s in p.scans if s.code == "DELIVERED"]
                 rows.append({
                     "shipment_id": p.package_number, "order_id": o.order_sn,
-                    "tracking_number": p.tracking_number or None,
+                    "tracking_number": p.tracking_number or None, "service": p.shipping_carrier,
                     "status": SCAN_STATUS[newest.code] if newest else PACKAGE_STATUS[p.logistics_status],
                     "status_raw": newest.code if newest else p.logistics_status,
                     "is_final": newest is not None and newest.code in FINAL_SCANS,
                     "shipped_at": _utc(o.pickup_done_time), "delivered_at": _utc(max(delivered, default=None)),
                     "last_event_at": _utc(newest.t if newest else None),
                 })
+                if p.return_leg:
+                    rows.append({
+                        "shipment_id": f"{p.package_number}:return", "order_id": o.order_sn,
+                        "tracking_number": p.return_leg.tracking_number, "service": p.return_leg.courier,
+                        "status": "returned" if p.returned else "in_transit", "status_raw": None,
+                        "is_final": p.returned, "shipped_at": None, "delivered_at": None,
+                        "last_event_at": _utc(p.return_leg.scans[-1].t),
+                    })
         return rows
 
     def expected_events(self, shop_id: int) -> list[dict[str, Any]]:
-        return [{"shipment_id": p.package_number, "tracking_number": p.tracking_number, "occurred_at": _utc(s.t),
-                 "status_raw": s.code, "status": SCAN_STATUS[s.code], "description": s.description}
-                for o in self.by_shop[shop_id] for p in o.packages for s in p.scans]
+        forward = [{"shipment_id": p.package_number, "tracking_number": p.tracking_number, "occurred_at": _utc(s.t),
+                    "status_raw": s.code, "status": SCAN_STATUS[s.code], "description": s.description}
+                   for o in self.by_shop[shop_id] for p in o.packages for s in p.scans]
+        reverse = [{"shipment_id": f"{p.package_number}:return", "tracking_number": p.return_leg.tracking_number,
+                    "occurred_at": _utc(s.t), "status_raw": None, "status": "in_transit", "description": s.description}
+                   for o in self.by_shop[shop_id] for p in o.packages if p.return_leg for s in p.return_leg.scans]
+        return forward + reverse
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -310,9 +360,9 @@ def build_world(seed: int = 42, scale: float = 1.0) -> World:
     """The deterministic world: ``int(1500 * scale)`` orders spread over the three shops."""
     count = max(len(SHOPS), int(ORDERS_AT_SCALE_1 * scale))
     used: set[str] = set()
-    orders = [_build_order(rng(seed, "shopee", "order", i), SHOPS[i % len(SHOPS)], used) for i in range(count)]
+    orders = [_build_order(rng(seed, "shopee", "order", i), rng(seed, "shopee", "return", i), SHOPS[i % len(SHOPS)],
+                           used) for i in range(count)]
     return World(orders)
-
 
 
 def _catalog_price(r: random.Random, shop: Shop) -> Decimal:
@@ -355,7 +405,23 @@ def _scans(r: random.Random, steps: tuple[str, ...], start: int, shop: Shop) -> 
     return scans
 
 
-def _build_order(r: random.Random, shop: Shop, used: set[str]) -> Order:
+def _return_leg(r: random.Random, p: Package, shop: Shop, used: set[str]) -> ReturnLeg:
+    """2-5 reverse scans after RETURN_STARTED (and before RETURNED, if the parcel got back)."""
+    started = next(s.t for s in p.scans if s.code == "RETURN_STARTED")
+    count = r.randint(2, 5)
+    if p.returned:
+        times = sorted(r.sample(range(started + 1, p.scans[-1].t), count))
+    else:
+        times = [started + gap for gap in itertools.accumulate(r.randint(1800, 24 * 3600) for _ in range(count))]
+    courier = r.choice(RETURN_COURIERS[shop.region])
+    first, later = REVERSE_TEXT[shop.language]
+    texts = [first.format(courier)] + [later.format(r.choice(shop.cities)[0]) for _ in times[1:]]
+    number = unique(r, used, lambda rr: f"RTS{shop.region}{fake_id(rr, 12)}")
+    return ReturnLeg(number, courier, [Scan(t, "", text) for t, text in zip(times, texts, strict=True)])
+
+
+def _build_order(r: random.Random, returns: random.Random, shop: Shop, used: set[str]) -> Order:
+    """One order of ``shop``; ``returns`` draws its return legs (a stream of its own, so the rest stays put)."""
     scenario = weighted(r, {k: v[0] for k, v in SCENARIOS.items()})
     _, status, package_status, steps = SCENARIOS[scenario]
     created = instant_between(r, ORDERS_START, ORDERS_END)
@@ -382,6 +448,8 @@ def _build_order(r: random.Random, shop: Shop, used: set[str]) -> Order:
             if steps:
                 package.tracking_number = unique(r, used, lambda rr: f"SPX{shop.region}0{fake_id(rr, 11)}")
                 package.scans = _scans(r, steps, (pay_time or create_time) + r.randint(600, 7200), shop)
+            if package.returning and returns.random() < RETURN_LEG_SHARE:
+                package.return_leg = _return_leg(returns, package, shop, used)
             packages.append(package)
     picked = [s.t for p in packages for s in p.scans if s.code == "PICKED_UP"]
     pickup_done_time = min(picked) if picked else 0
@@ -396,7 +464,8 @@ def _build_order(r: random.Random, shop: Shop, used: set[str]) -> Order:
     note_time = create_time + r.randint(60, 86400) if has_note else 0
     cancelled = status == "CANCELLED"
     cancel_time = create_time + r.randint(600, 3 * 86400) if cancelled else 0
-    times = [create_time, pay_time or 0, note_time, cancel_time, *(s.t for p in packages for s in p.scans)]
+    times = [create_time, pay_time or 0, note_time, cancel_time, *(s.t for p in packages for s in p.scans),
+             *(s.t for p in packages if p.return_leg for s in p.return_leg.scans)]
     return Order(
         shop=shop, order_sn=order_sn, scenario=scenario, status=status, create_time=create_time,
         update_time=max(times), pay_time=pay_time,
