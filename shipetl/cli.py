@@ -122,7 +122,7 @@ def run(pipeline: str, since: datetime | None, until: datetime | None, only: tup
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 def validate(pipeline: str) -> None:
-    """Check PIPELINE: keys, types, ${VAR}s, provider names, options and credentials; print it with secrets masked.
+    """Check PIPELINE: keys, types, ${VAR}s, folders, provider names, options and credentials; print it with secrets masked.
 
     Every enabled source is checked as `run` would before its first request; disabled ones only for keys and types.
     """
@@ -133,9 +133,10 @@ def validate(pipeline: str) -> None:
     registry = plugins.load_registry()
     registry.destination(cfg.destination)  # an unknown destination names the installed ones
     _, refused = runner.plan(cfg, registry)
-    if refused:  # every source's problems, not just the first failing one's
-        raise ConfigError("\n".join(str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider)
-                                    for src, exc in refused))
+    problems = runner.storage_problems(cfg) + [  # every source's problems, not just the first failing one's
+        str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider) for src, exc in refused]
+    if problems:
+        raise ConfigError("\n".join(problems))
     import yaml
 
     click.echo(yaml.safe_dump(cfg.redacted_dict(), sort_keys=False, allow_unicode=True), nl=False)

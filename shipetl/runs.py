@@ -55,9 +55,9 @@ class SourceRun:
         return account_label(self.source, self.account_id)
 
     def totals(self) -> tuple[int, int, int, int]:
-        """(extracted, loaded, deduplicated, rejected) over all tables."""
+        """(extracted, loaded, deduplicated, rejected) over all tables; a failed source deduplicated nothing."""
         ext, load, rej = sum(self.extracted.values()), sum(self.loaded.values()), sum(self.rejected.values())
-        return ext, load, max(ext - rej - load, 0), rej
+        return ext, load, max(ext - rej - load, 0) if self.ok else 0, rej
 
     def record(self, commit_id: str | None) -> list[Any]:
         ext, load, dedup, rej = self.totals()

@@ -196,3 +196,12 @@ def test_validate_leaves_a_disabled_source_for_later_and_says_so(tmp_path) -> No
     result = CliRunner().invoke(cli, ["validate", str(path)], env={"UNSET_LATER": None})
     assert result.exit_code == 0, result.output
     assert f"{path}: ok (2 source(s); disabled, not checked: later)" in result.output
+
+
+def test_validate_names_a_warehouse_folder_that_is_a_file(tmp_path) -> None:
+    (tmp_path / "raw").write_text("a file where the raw zone should go")
+    path = tmp_path / "p.yaml"
+    path.write_text(f"warehouse: {{raw: {tmp_path}/raw/zone}}\nsources:\n  - {{name: se, provider: shipengine, credentials: {{api_key: k}}}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {path}: warehouse.raw: {tmp_path}/raw is a file, not a folder"

@@ -285,3 +285,68 @@ def test_unknown_credential_fails_its_source_with_a_hint(pipeline, registry) -> 
     runs = by_name(runner.run_pipeline(cfg, registry=registry))
     assert runs["keyed"].error == f"{cfg.path}:13: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?"
     assert runs["good"].ok
+
+
+# --- the warehouse's folders ------------------------------------------------------------------------------
+
+
+def test_a_lake_that_is_a_file_stops_the_run_naming_the_setting(make_pipeline, registry, tmp_path) -> None:
+    (tmp_path / "lake").write_text("not a folder")
+    cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
+    with pytest.raises(ConfigError, match=r"warehouse\.lake: .*lake is a file, not a folder"):
+        runner.run_pipeline(cfg, registry=registry)
+
+
+@pytest.mark.parametrize("exc, setting", [
+    (PermissionError(1, "Operation not permitted", "{d}"), "warehouse.path"),  # could not create data/ itself
+    (PermissionError(13, "Permission denied", "{d}/raw/goodco"), "warehouse.raw"),
+    (duckdb.IOException('IO Error: Cannot open file "{d}/lake/_staging/x.parquet": Permission denied'), "warehouse.lake"),
+    (duckdb.IOException('IO Error: Cannot open file "{d}/warehouse.duckdb": Read-only file system'), "warehouse.path"),
+])
+def test_a_folder_that_cannot_be_written_is_named_by_its_setting(tmp_path, exc, setting) -> None:
+    d = tmp_path / "data"
+    path = tmp_path / "p.yaml"
+    path.write_text(f"warehouse: {{path: {d}/warehouse.duckdb, lake: {d}/lake, raw: {d}/raw, tokens: {d}/tokens}}\n"
+                    "sources: [{provider: goodco}]\n")
+    cfg = config.load(path, env={})
+    if isinstance(exc, OSError):
+        exc = type(exc)(exc.errno, exc.strerror, exc.filename.format(d=d))
+    else:
+        exc = type(exc)(str(exc).format(d=d))
+    error = runner.storage_error(cfg, exc)
+    assert error is not None and str(error).startswith(f"cannot write {setting} (")
+    assert runner.storage_error(cfg, RuntimeError("unrelated")) is None
+
+
+class _UnrecordableDestination(DuckDBDestination):
+    def record_failure(self, run) -> None:
+        raise OSError(30, "Read-only file system", "warehouse.duckdb")
+
+
+def test_a_failure_that_cannot_be_recorded_still_fails_only_its_source(pipeline, registry) -> None:
+    registry.add_destination("fakes", "unrecordable", _UnrecordableDestination)
+    cfg = pipeline(GOOD_AND_BAD)
+    cfg.destination = "unrecordable"
+    runs = by_name(runner.run_pipeline(cfg, registry=registry))
+    assert runs["bad"].status == "failed" and "boom" in runs["bad"].error
+    assert runs["good"].status == "ok" and runs["good"].loaded == {"shipments": 3}
+
+
+def test_a_failed_source_reports_nothing_deduplicated() -> None:
+    from datetime import UTC, datetime
+
+    from shipetl.runs import SourceRun
+
+    run = SourceRun("r1", "se", "shipengine", "se", datetime.now(UTC), extracted={"tracking_events": 5},
+                    rejected={"tracking_events": 1})
+    run.status = "ok"
+    assert run.totals() == (5, 0, 4, 1)  # loaded nothing new: four were already stored
+    run.status = "failed"  # the commit failed: nothing was compared with the warehouse
+    assert run.totals() == (5, 0, 0, 1)
+
+
+def test_a_missing_file_is_not_taken_for_an_unwritable_folder(tmp_path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(f"warehouse: {{path: {tmp_path}/warehouse.duckdb}}\nsources: [{{provider: goodco}}]\n")
+    cfg = config.load(path, env={})
+    assert runner.storage_error(cfg, FileNotFoundError(2, "No such file or directory", f"{tmp_path}/ids.txt")) is None
