@@ -179,13 +179,13 @@ class _Wrapper:
         reason = f"CASE WHEN {text} IS NOT NULL THEN {sql_literal(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
         return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
-    def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, list[str]]:
-        """The typing layer over the mapping, and the reasons the outer layer checks (over typed columns)."""
+    def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, dict[str, str]]:
+        """The typing layer over the mapping, and the reason per column the outer layer checks (over typed columns)."""
         consts = {
             "provider": sql_literal(self.provider), "account_id": sql_literal(account_id), "run_id": sql_literal(run_id),
             "extracted_at": f"TIMESTAMPTZ {sql_literal(extracted_at.isoformat())}",
         }
-        inner, outer_reasons, reasons = [], [], []
+        inner, outer_reasons, reasons = [], {}, []
         for f in self.table.columns:
             if f.name in COMMON_NAMES:
                 inner.append(f'{consts[f.name]} AS "{f.name}"')
@@ -201,7 +201,7 @@ class _Wrapper:
             inner.append(f'{expr} AS "{f.name}"')
             if reason:
                 inner.append(f'm."{f.name}" AS "__raw_{f.name}"')
-                outer_reasons.append(f'CASE WHEN "{f.name}" IS NULL THEN {reason} END')
+                outer_reasons[f.name] = f'CASE WHEN "{f.name}" IS NULL THEN {reason} END'
         if "reject_reason" in self.cols:
             reasons.append("m.reject_reason")
         if self.row_zone:
@@ -248,10 +248,13 @@ class _Wrapper:
 
         select = [f'{ref(c)} AS "{c}"' for c in t.column_names]
         # A derived event_id or snapshot hash is an MD5, never NULL: only mapped values can be missing.
-        missing = [f"CASE WHEN {ref(f.name)} IS NULL THEN '{f.name}: missing' END"
+        # A value that came but could not be read has its own reason: "missing" is for one that did not come.
+        missing = [f"CASE WHEN {ref(f.name)} IS NULL "
+                   + (f"AND ({type_reasons[f.name]}) IS NULL " if f.name in type_reasons else "")
+                   + f"THEN '{f.name}: missing' END"
                    for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"
                    and not (f.name == "event_id" and "event_id" in derived)]
-        reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join(type_reasons + missing) or 'NULL'}), '')"
+        reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join([*type_reasons.values(), *missing]) or 'NULL'}), '')"
         status_raw = "status_raw" if "status_raw" in t.column_names else "NULL"
         typed = (f"SELECT {', '.join(select)}, {reason} AS __reason, __unmapped, {status_raw} AS __status_raw, "
                  f"__country_raw, __counters, __m FROM ({inner})")

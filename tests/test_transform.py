@@ -497,3 +497,12 @@ def test_pii_hash_without_key_fails_the_run(tmp_path) -> None:
     assert row["recipient_name"] is None
     with pytest.raises(Exception, match=r"credentials\.pii_key"):
         orders(tmp_path / "b", {"id": "O1", "name": "Chan Tai Man"}, con=con)
+
+
+def test_an_unreadable_required_time_has_one_reason_and_an_absent_one_is_missing(tmp_path) -> None:
+    result = run(tmp_path, [TableMapping("tracking_events", EVENTS_SQL, {"occurred_at": "iso"})],
+                 [{"items": [{"tn": "1Z", "at": "2025-13-45T00:00:00Z"}, {"tn": "2Z"}]}])
+    reasons = rejects(result)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("occurred_at: '2025-13-45T00:00:00Z' is not") and "missing" not in reasons[0]
+    assert reasons[1] == "occurred_at: missing"
