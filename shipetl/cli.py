@@ -255,9 +255,9 @@ def auth(source: str, pipeline: str) -> None:
 @click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Multiplies the seeded data volume.")
-@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every provider request.")
 @click.option("--rate-429", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 429.")
-@click.option("--rate-5xx", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 503.")
+@click.option("--rate-5xx", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500 or 503 (half each).")
 @click.option("--rate-truncate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of replies cut in half.")
 def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate_429: float, rate_5xx: float, rate_truncate: float) -> None:
     """Serve every built-in provider's API on loopback from deterministic data, with faults on request."""
