@@ -35,6 +35,8 @@ ORDER_MAPPED_FIELDS = ("order_id", "order_status", "status", "create_time", "upd
                        "total_amount", "shipping_fee", "destination_country", "item_count")
 ORDER_PERSONAL_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "receiver_email", "sender_name",
                          "sender_phone", "sender_address", "buyer_name", "buyer_email")
+# Free text that can hold names and phone numbers (providers.md 6.4): kept in extras through pii().
+ORDER_FREE_TEXT_FIELDS = ("remark",)
 
 
 def _json_field(expr: str, key: str) -> str:
@@ -151,7 +153,9 @@ SELECT
 FROM picked
 """
 
-_ORDER_REMOVE = "{" + ", ".join(f'"{k}": null' for k in ORDER_MAPPED_FIELDS + ORDER_PERSONAL_FIELDS) + "}"
+_ORDER_REMOVE = "{" + ", ".join(f'"{k}": null' for k in ORDER_MAPPED_FIELDS + ORDER_PERSONAL_FIELDS
+                                + ORDER_FREE_TEXT_FIELDS) + "}"
+_ORDER_FREE_TEXT = "json_object(" + ", ".join(f"'{k}', pii(o ->> '$.{k}')" for k in ORDER_FREE_TEXT_FIELDS) + ")"
 
 ORDERS_SQL = f"""
 WITH lists AS (
@@ -176,7 +180,8 @@ SELECT
     pii(o ->> '$.receiver_phone') AS recipient_phone,
     pii(o ->> '$.receiver_address') AS recipient_address,
     o ->> '$.item_count' AS item_count,
-    json_merge_patch(o, '{_ORDER_REMOVE}') AS extras
+    -- A NULL in the patch removes the key: a dropped remark leaves none.
+    json_merge_patch(o, '{_ORDER_REMOVE}', {_ORDER_FREE_TEXT}) AS extras
 FROM coded
 """
 

@@ -89,6 +89,8 @@ def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipe
     assert {k: v[:3] for k, v in orders.items()} == {
         o["order_id"]: (o["status_raw"], o["created_at"], o["destination_country"]) for o in world.expected_orders()}
     assert all(name.startswith("h:") for *_, name in orders.values())  # pii: hash
+    remarks = [r for (r,) in rows(tmp_path, "SELECT extras->>'remark' FROM orders_latest WHERE extras->>'remark' <> ''")]
+    assert remarks and all(r.startswith("h:") for r in remarks)  # free text that can name people is hashed too
 
     multi = rows(tmp_path, "SELECT count(*) FROM (SELECT order_id FROM shipments_latest GROUP BY 1 HAVING count(*) > 1)")
     assert multi[0][0] > 0
