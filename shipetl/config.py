@@ -158,6 +158,8 @@ class WarehouseConfig(_Model):
     raw: str = "data/raw"
     tokens: str = "data/tokens"
     """Token pairs of providers with OAuth-style tokens (Shopee, AliExpress), one 0600 file per account."""
+    raw_keep_days: int | None = Field(None, ge=1)
+    """Days a source account's raw pages are kept after a successful run (none: for ever)."""
     memory_limit: str = "512MB"
     commit_timeout: float = Field(60, gt=0)
     """Seconds to wait for readers to release the file before a commit gives up."""

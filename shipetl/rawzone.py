@@ -9,7 +9,8 @@ goes on: what is loaded is exactly what was kept.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import shutil
+from datetime import date, datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,12 +43,32 @@ def page_line(page: Page) -> bytes:
     return b"".join((b'{"meta":', meta, b',"body":', body or b"null", b"}"))
 
 
+def account_dir(root: Path, provider: str, account_id: str) -> Path:
+    """The folder of one provider account's raw pages, one ``<YYYY-MM-DD>`` folder per run day inside."""
+    return Path(root) / safe_name(provider) / safe_name(account_id)
+
+
+def prune(root: Path, provider: str, account_id: str, before: date) -> int:
+    """Delete the account's run days older than ``before``; returns how many day folders went."""
+    removed = 0
+    folder = account_dir(root, provider, account_id)
+    for day in sorted(folder.iterdir()) if folder.is_dir() else ():
+        try:
+            old = date.fromisoformat(day.name) < before
+        except ValueError:
+            continue  # not a folder this module wrote
+        if old and day.is_dir():
+            shutil.rmtree(day)
+            removed += 1
+    return removed
+
+
 class RawZoneWriter:
     """Appends pages of one run of one account, stream by stream."""
 
     def __init__(self, root: Path, provider: str, account_id: str, run_id: str, started_at: datetime,
                  rotate_bytes: int = 32 << 20, on_close: Callable[[str, Path], None] | None = None):
-        self.dir = Path(root) / safe_name(provider) / safe_name(account_id) / started_at.strftime("%Y-%m-%d") / run_id
+        self.dir = account_dir(root, provider, account_id) / started_at.strftime("%Y-%m-%d") / run_id
         self.rotate_bytes = rotate_bytes
         self._open: dict[str, tuple[object, object, int]] = {}
         self._files: dict[str, list[Path]] = {}

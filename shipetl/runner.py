@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -27,7 +27,7 @@ from .errors import PluginError, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
 from .log import get_logger
 from .plugins import load_registry
-from .rawzone import RawZoneWriter, safe_name
+from .rawzone import RawZoneWriter, prune, safe_name
 from .registry import Registry
 from .runs import SourceRun, new_run_id
 from .tokens import TokenStore
@@ -148,6 +148,20 @@ def error_line(exc: Exception, provider: str) -> str:
     return f"internal error in provider {provider}: {type(exc).__name__}: {exc}"
 
 
+def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
+    """Delete the account's raw pages older than ``warehouse.raw_keep_days``, once its run has committed."""
+    keep = pipeline.warehouse.raw_keep_days
+    if not keep:
+        return
+    try:
+        removed = prune(Path(pipeline.warehouse.raw), run.provider, run.account_id, (run.started_at - timedelta(days=keep)).date())
+    except OSError as exc:  # the rows are committed: a folder left behind is the next run's to delete
+        log.warning("raw_prune_failed", error=str(exc))
+        return
+    if removed:
+        log.info("raw_pruned", days=removed, keep_days=keep)
+
+
 def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
     run.status, run.finished_at = "failed", datetime.now(timezone.utc)
     run.error = error_line(exc, run.provider)
@@ -195,6 +209,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)
+            _prune_raw(pipeline, run, log)
         finally:
             transformer.close()
             con.close()

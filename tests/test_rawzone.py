@@ -11,7 +11,7 @@ import zstandard
 
 from shipetl import redact
 from shipetl.provider import Page
-from shipetl.rawzone import RawZoneWriter, page_line, safe_name
+from shipetl.rawzone import RawZoneWriter, page_line, prune, safe_name
 
 STARTED = datetime(2025, 3, 4, 23, 59, tzinfo=UTC)
 
@@ -191,3 +191,14 @@ def test_file_is_valid_zstd_ndjson_for_duckdb(tmp_path) -> None:
         "SELECT body->>'n' FROM read_json(?, format='newline_delimited', columns={'meta': 'JSON', 'body': 'JSON'}, "
         "compression='zstd')", [str(p)]).fetchall()]
     assert got == ["0", "1", "2", "3", "4"]
+
+
+def test_prune_deletes_only_this_accounts_older_run_days(tmp_path) -> None:
+    for account, day in [("shop-1", datetime(2025, 3, 1, tzinfo=UTC)), ("shop-1", STARTED), ("shop-2", datetime(2025, 3, 1, tzinfo=UTC))]:
+        with RawZoneWriter(tmp_path, "shopee", account, "r-" + day.strftime("%d"), day) as raw:
+            raw.write(Page("orders", {"a": 1}))
+    (tmp_path / "shopee" / "shop-1" / "notes").mkdir()  # not a run day: left alone
+    assert prune(tmp_path, "shopee", "shop-1", before=STARTED.date()) == 1
+    assert sorted(p.name for p in (tmp_path / "shopee" / "shop-1").iterdir()) == ["2025-03-04", "notes"]
+    assert (tmp_path / "shopee" / "shop-2" / "2025-03-01").is_dir()
+    assert prune(tmp_path, "shopee", "no-such-account", before=STARTED.date()) == 0

@@ -350,3 +350,14 @@ def test_a_missing_file_is_not_taken_for_an_unwritable_folder(tmp_path) -> None:
     path.write_text(f"warehouse: {{path: {tmp_path}/warehouse.duckdb}}\nsources: [{{provider: goodco}}]\n")
     cfg = config.load(path, env={})
     assert runner.storage_error(cfg, FileNotFoundError(2, "No such file or directory", f"{tmp_path}/ids.txt")) is None
+
+
+def test_raw_keep_days_prunes_after_a_successful_run_only(make_pipeline, registry, tmp_path) -> None:
+    cfg = config.load(make_pipeline(GOOD_AND_BAD, raw_keep_days=3), env={})
+    for source in ("good", "bad"):  # a run day long gone, for each account
+        (tmp_path / "raw" / ("goodco" if source == "good" else "badco") / source / "2020-01-01" / "r0").mkdir(parents=True)
+    runs = by_name(runner.run_pipeline(cfg, registry=registry))
+    assert runs["good"].ok and not runs["bad"].ok
+    assert not (tmp_path / "raw" / "goodco" / "good" / "2020-01-01").exists()
+    assert len(list((tmp_path / "raw" / "goodco" / "good").iterdir())) == 1  # today's pages stay
+    assert (tmp_path / "raw" / "badco" / "bad" / "2020-01-01").is_dir()  # a failed run deletes nothing
