@@ -104,7 +104,8 @@ def cli(log_format: str, log_level: str) -> None:
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 @click.option("--since", type=click.DateTime(), help="Fetch from this UTC time instead of the stored cursor.")
 @click.option("--until", type=click.DateTime(), help="Fetch up to this UTC time (default: now).")
-@click.option("--only", multiple=True, metavar="SOURCE", help="Run only this source (repeatable).")
+@click.option("--only", multiple=True, metavar="SOURCE[/ACCOUNT]",
+              help="Run only this source, or one of its accounts as the summary names it (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")
 def run(pipeline: str, since: datetime | None, until: datetime | None, only: tuple[str, ...], progress: bool | None) -> None:
     """Run every source in PIPELINE and print the summary; exit 1 if any source failed."""
@@ -147,7 +148,8 @@ def validate(pipeline: str) -> None:
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
-@click.option("--only", multiple=True, metavar="SOURCE", help="Check only this source (repeatable).")
+@click.option("--only", multiple=True, metavar="SOURCE[/ACCOUNT]",
+              help="Check only this source, or one of its accounts (repeatable).")
 def check(pipeline: str, only: tuple[str, ...]) -> None:
     """Make each source account's first request, as a first run would, and stop there; exit 1 if any failed.
 

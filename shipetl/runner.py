@@ -230,17 +230,22 @@ def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
 def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:
     """One job per account of every selected source, and each source that cannot even start with why.
 
+    ``only`` selects sources (``shopee``) or single accounts as the summary names them (``shopee/shop-880101``).
     That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
     the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
     ``only`` naming no source of the pipeline is a ConfigError listing them.
     """
-    unknown = set(only) - {s.name for s in pipeline.sources}
+    selected: dict[str, set[str]] = {}  # source -> accounts asked for (empty: all)
+    for entry in only:
+        name, _, account = entry.partition("/")
+        selected.setdefault(name, set()).update([account] if account else [])
+    unknown = set(selected) - {s.name for s in pipeline.sources}
     if unknown:
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
                                      f"sources: {', '.join(s.name for s in pipeline.sources)}")
     jobs, refused = [], []
     for src in pipeline.sources:
-        if not src.enabled or (only and src.name not in only):
+        if not src.enabled or (only and src.name not in selected):
             continue
         try:
             provider_cls = registry.provider(src.provider)
@@ -249,10 +254,14 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
             provider = provider_cls(src.name, options)
             provider.check_source(src)
             accounts = provider.accounts()
+            wanted = selected.get(src.name) or set(accounts)
+            if missing := wanted - set(accounts):
+                raise config_mod.ConfigError(f"{pipeline.path}: --only: source {src.name} has no account "
+                                             f"{', '.join(sorted(missing))}; its accounts: {', '.join(accounts)}")
         except Exception as exc:  # a plugin's bug here fails its own source only
             refused.append((src, exc))
             continue
-        jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts)
+        jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts if account in wanted)
     return jobs, refused
 
 

@@ -61,10 +61,19 @@ class RefusedProvider(Provider):
         yield  # pragma: no cover
 
 
+class ShopsProvider(GoodProvider):
+    """Two accounts (shops) under one source."""
+
+    name = "shopsco"
+
+    def accounts(self) -> list[str]:
+        return ["shop-1", "shop-2"]
+
+
 def make_registry() -> Registry:
     reg = Registry()
     reg.plugins["fakes"] = PluginInfo("fakes", __name__)
-    for cls in (GoodProvider, BrokenProvider, RefusedProvider):
+    for cls in (GoodProvider, BrokenProvider, RefusedProvider, ShopsProvider):
         reg.add_provider("fakes", cls)
     reg.add_destination("fakes", "duckdb", DuckDBDestination)
     reg.statuses.add("fakes", "fake", {"IT": "in_transit", "DE": "delivered"})
@@ -167,6 +176,15 @@ def test_only_runs_the_named_sources(pipeline, registry) -> None:
     cfg = pipeline(GOOD_AND_BAD)
     result = runner.run_pipeline(cfg, registry=registry, only=["good"])
     assert [s.source for s in result.sources] == ["good"] and result.ok
+
+
+def test_only_picks_one_account_of_a_source_as_the_summary_names_it(pipeline, registry) -> None:
+    cfg = pipeline("- {name: shops, provider: shopsco, pii: keep}\n" + GOOD_AND_BAD)
+    result = runner.run_pipeline(cfg, registry=registry, only=["shops/shop-2", "good"])
+    assert sorted(s.label for s in result.sources) == ["good", "shops/shop-2"] and result.ok
+    result = runner.run_pipeline(cfg, registry=registry, only=["shops/shop-9"])
+    (run,) = result.sources
+    assert run.status == "failed" and run.error == f"{cfg.path}: --only: source shops has no account shop-9; its accounts: shop-1, shop-2"
 
 
 def test_only_with_an_unknown_source_is_a_config_error(pipeline, registry) -> None:
