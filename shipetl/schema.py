@@ -133,7 +133,7 @@ SHIPMENTS = _table(
 
 TRACKING_EVENTS = _table(
     "tracking_events",
-    "One row per carrier scan; event_id makes a rerun add nothing.",
+    "One row per carrier scan, stored once per provider (account_id: the account that loaded it first); event_id makes a rerun add nothing.",
     [
         col("event_id", pa.string(), "Stable hash of provider, tracking number, UTC time, code and text", False),
         col("shipment_id", pa.string(), "Shipment the scan belongs to", False),

@@ -42,6 +42,10 @@ TOP_STATUS = {"AC": "in_transit", "IT": "in_transit", "NY": "pending", "AT": "fa
 USPS_SCAN_STATUS = {"01": "delivered", "OF": "out_for_delivery", "03": "in_transit", "10": "in_transit",
                     "NT": "in_transit", "07": "in_transit"}
 FINAL_DETAILS = {"PARCEL_LOST"}
+# Scans that prove the carrier has the parcel (shipment_timeline.first_scan_at): never pending, info_received,
+# expired, nor exception (a cancellation or failed pick-up; a delay before pick-up is skipped too).
+CARRIER_SCANS = {"in_transit", "out_for_delivery", "failed_attempt", "available_for_pickup", "delivered", "returned",
+                 "unknown"}
 
 
 def reported_status(s, e, newest: bool) -> str:
@@ -68,7 +72,7 @@ def truth() -> dict[str, dict]:
         code, detail = s.status_at(DEFAULT_CLOCK)
         out[s.tracking_number] = {
             "carrier": s.tracking_carrier, "created_at": s.created_at, "hidden": any(e.hidden for e in seen),
-            "first_scan_at": min((e.utc for e, st in scans if st not in ("pending", "info_received")), default=None),
+            "first_scan_at": min((e.utc for e, st in scans if st in CARRIER_SCANS), default=None),
             "picked_up_at": first("in_transit"), "first_out_for_delivery_at": first("out_for_delivery"),
             "delivered_at": first("delivered"),
             "failed_attempts": sum(st == "failed_attempt" for _, st in scans),
@@ -319,3 +323,139 @@ def test_stored_macros_default_to_now_and_five_days(hand_built):
     # Parcels scanned in 2025 and never finished are all stuck by now.
     stuck = {r[0] for r in con.execute("SELECT shipment_id FROM stuck_shipments").fetchall()}
     assert {"A1", "B1", "C1", "G1", "H1"} <= stuck and not stuck & {"P1", "P2", "P3"}
+
+
+# --- hand-built rows: cancellations, unpaid orders, exception scans -------------------------------------
+# Shopee's demo data: a cancelled order's only scans are ORDER_CREATED (info_received) and CANCELED
+# (exception); an UNPAID or IN_CANCEL order has a ship-by date but no obligation to meet it (yet).
+
+AS_OF = T + timedelta(days=9)
+
+
+def _order(con, order_id: str, status_raw: str, status: str, **values) -> None:
+    _insert(con, "orders", order_id=order_id, ship_by_at=T, status=status, status_raw=status_raw, **values)
+
+
+@pytest.fixture
+def cancellations(tmp_path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse.connect(path, read_only=False) as con:
+        warehouse.ensure_schema(con)
+        h = timedelta(hours=1)
+        # X: cancelled before pick-up; the CANCELED scan came two hours before ship-by.
+        _order(con, "X", "CANCELLED", "exception", paid_at=T - 48 * h)
+        _shipment(con, "X1", "X", status="exception", is_final=True)
+        _event(con, "X1", T - 48 * h, "info_received", "Order created")
+        _event(con, "X1", T - 2 * h, "exception", "Shipment is cancelled")
+        # XL: handed over a day late, then cancelled (raw status in lower case, as Fuuffy sends it at times).
+        _order(con, "XL", "cancelled", "exception", paid_at=T - 48 * h)
+        _shipment(con, "XL1", "XL")
+        _event(con, "XL1", T + 24 * h, "in_transit")
+        # K: cancelled; its parcel's snapshot still says pending (label only, never scanned by the carrier).
+        _order(con, "K", "CANCELLED", "exception", paid_at=T - 48 * h)
+        _shipment(con, "K1", "K", status="pending")
+        _event(con, "K1", T - 48 * h, "info_received", "Order created")
+        # U: unpaid; COD: cash on delivery, no paid_at either, but ready to ship and never handed over.
+        _order(con, "U", "UNPAID", "pending")
+        _order(con, "COD", "READY_TO_SHIP", "pending")
+        # IC: the buyer asked to cancel before hand-over; ICH: asked after the carrier had it in time.
+        _order(con, "IC", "IN_CANCEL", "unknown", paid_at=T - 48 * h)
+        _shipment(con, "IC1", "IC", status="pending")
+        _order(con, "ICH", "IN_CANCEL", "unknown", paid_at=T - 48 * h)
+        _shipment(con, "ICH1", "ICH")
+        _event(con, "ICH1", T - 1 * h, "in_transit")
+        # F: pick-up failed before ship-by, nothing since: not handed over.
+        _order(con, "F", "READY_TO_SHIP", "pending", paid_at=T - 48 * h)
+        _shipment(con, "F1", "F", status="exception")
+        _event(con, "F1", T - 24 * h, "info_received", "Pick-up requested")
+        _event(con, "F1", T - 3 * h, "exception", "Pick-up failed")
+        # W: a delay scanned before ship-by, the first pick-up scan two hours after it.
+        _order(con, "W", "SHIPPED", "in_transit", paid_at=T - 48 * h)
+        _shipment(con, "W1", "W")
+        _event(con, "W1", T - 1 * h, "exception", "Weather delay")
+        _event(con, "W1", T + 2 * h, "in_transit")
+        # S: no scans yet; the source's own pick-up time says handed over.
+        _order(con, "S", "SHIPPED", "in_transit", paid_at=T - 48 * h)
+        _shipment(con, "S1", "S", shipped_at=T - 5 * h)
+    return path
+
+
+def _fulfilment(path: Path) -> dict[str, dict]:
+    return {r["order_id"]: r for r in dicts(reader(path, as_of=AS_OF), "SELECT * FROM order_fulfilment")}
+
+
+def test_shipment_hand_over_is_a_carrier_scan_never_a_label_or_exception_scan(cancellations):
+    rows = {r["shipment_id"]: r for r in dicts(reader(cancellations, as_of=AS_OF), "SELECT * FROM shipment_timeline")}
+    h = timedelta(hours=1)
+    got = {sid: (rows[sid]["first_scan_at"], rows[sid]["handed_over_at"]) for sid in ("X1", "K1", "F1", "W1", "S1")}
+    assert got == {"X1": (None, None), "K1": (None, None), "F1": (None, None),
+                   "W1": (T + 2 * h, T + 2 * h), "S1": (None, T - 5 * h)}
+    assert rows["X1"]["days_in_transit"] is None and rows["F1"]["days_in_transit"] is None
+
+
+def test_order_fulfilment_cancelled_order_is_neither_on_time_nor_late(cancellations):
+    rows = _fulfilment(cancellations)
+    assert {k: rows[k]["fulfilment_status"] for k in ("X", "XL", "K")} == dict.fromkeys(("X", "XL", "K"), "cancelled")
+    assert rows["X"]["handed_over_at"] is None  # the CANCELED scan is no hand-over
+    assert rows["XL"]["handed_over_at"] == T + timedelta(hours=24)  # the hand-over stays visible ...
+    assert rows["XL"]["hours_after_ship_by"] is None  # ... but is not judged
+    assert all(rows[k]["hours_after_ship_by"] is None for k in ("X", "K"))
+
+
+def test_order_fulfilment_an_exception_scan_is_no_hand_over(cancellations):
+    rows = _fulfilment(cancellations)
+    assert (rows["F"]["fulfilment_status"], rows["F"]["handed_over_at"]) == ("overdue", None)
+    assert (rows["W"]["fulfilment_status"], rows["W"]["hours_after_ship_by"]) == ("late", pytest.approx(2))
+    assert (rows["S"]["fulfilment_status"], rows["S"]["hours_after_ship_by"]) == ("on_time", pytest.approx(-5))
+
+
+def test_order_fulfilment_unpaid_order_awaits_payment_not_overdue(cancellations):
+    rows = _fulfilment(cancellations)
+    assert rows["U"]["fulfilment_status"] == "awaiting_payment"
+    assert rows["COD"]["fulfilment_status"] == "overdue"  # no paid_at is not "unpaid": cash on delivery must ship
+
+
+def test_order_fulfilment_cancellation_request_is_not_overdue(cancellations):
+    rows = _fulfilment(cancellations)
+    assert rows["IC"]["fulfilment_status"] == "cancel_requested"
+    assert rows["ICH"]["fulfilment_status"] == "on_time"  # handed over before the request: judged as usual
+    con = reader(cancellations, as_of=AS_OF)
+    (missed,) = con.execute("SELECT list(order_id ORDER BY order_id) FROM order_fulfilment "
+                            "WHERE fulfilment_status IN ('late', 'overdue')").fetchall()[0]
+    assert missed == ["COD", "F", "W"]
+
+
+def test_stuck_shipments_leave_out_unscanned_parcels_of_cancelled_orders(cancellations):
+    con = reader(cancellations, as_of=AS_OF)
+    stuck = {r[0] for r in con.execute("SELECT shipment_id FROM stuck_shipments").fetchall()}
+    # K1 never reached the carrier and its order is cancelled; XL1 did reach it, so it can be stuck.
+    assert stuck == {"XL1", "IC1", "ICH1", "F1", "W1", "S1"}
+
+
+def test_delivery_performance_leaves_out_parcels_the_carrier_never_had(cancellations):
+    con = reader(cancellations, as_of=AS_OF)
+    (shipments,) = con.execute("SELECT sum(shipments) FROM delivery_performance").fetchall()[0]
+    assert shipments == 7  # every parcel but X1, cancelled before pick-up
+
+
+def test_delivery_exceptions_leave_out_cancellations_before_pick_up(cancellations):
+    rows = dicts(reader(cancellations, as_of=AS_OF), "SELECT * FROM delivery_exceptions")
+    got = {(r["kind"], r["reason"]): (r["events"], r["shipments"], r["share_of_carrier_shipments"]) for r in rows}
+    assert got == {("exception", "Pick-up failed"): (1, 1, pytest.approx(1 / 7)),
+                   ("exception", "Weather delay"): (1, 1, pytest.approx(1 / 7))}
+
+
+def test_two_accounts_that_see_the_same_parcels_share_their_scans(tmp_path, world):
+    """Two API keys of one ShipEngine account: each scan is stored once, and both accounts' timelines have it."""
+    two = PIPELINE.format(tmp=tmp_path) + (
+        "  - name: shipengine-test-key\n    provider: shipengine\n    base_url: ${SHIPETL_SANDBOX_URL}/shipengine\n"
+        "    start: 2025-08-01\n    rate_limit: {per_second: 400, burst: 50, max_in_flight: 16}\n"
+        "    credentials: {api_key: TEST_sandbox_key}\n    options: {poll_concurrency: 16}\n")
+    (tmp_path / "pipeline.yaml").write_text(two)
+    result, _ = run_demo(str(tmp_path / "pipeline.yaml"), seed=42)
+    assert result.ok, [s.error for s in result.sources]
+    con = reader(tmp_path / "warehouse.duckdb")
+    (stored, distinct), = con.execute("SELECT count(*), count(DISTINCT event_id) FROM tracking_events").fetchall()
+    assert stored == distinct == sum(len(w["scans"]) for w in world.values())
+    per_account = dict(con.execute("SELECT account_id, sum(events) FROM shipment_timeline GROUP BY 1").fetchall())
+    assert per_account == {"shipengine": stored, "shipengine-test-key": stored}

@@ -8,6 +8,8 @@ Two macros hold what the views must not hard-code: ``analytics_as_of()`` (the cl
 and ``analytics_stuck_after_days()`` (pipeline setting ``analytics.stuck_after_days``). A session can
 shadow both with temporary macros (:func:`install` with ``temporary=True``), which is how ``shipetl sql``
 and ``shipetl report`` apply the pipeline's settings on a read-only connection, and how tests pin "now".
+A third, ``analytics_order_state(status_raw)`` (``order_state.sql``), reads the provider order statuses that
+change a ship-by obligation (cancelled, cancellation requested, unpaid); the views share it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,21 @@ if TYPE_CHECKING:
 
 # Dependency order: every later view reads shipment_timeline.
 MARTS = ("shipment_timeline", "delivery_performance", "stuck_shipments", "order_fulfilment", "delivery_exceptions")
+# Macros the views call, kept as .sql files beside them and created before them.
+MACROS = ("order_state",)
 DEFAULT_STUCK_AFTER_DAYS = 5
+
+
+def _sql_file(name: str, temporary: bool) -> str:
+    text = resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    return text.replace("{temp}", "TEMP " if temporary else "")
 
 
 def view_sql(name: str, *, temporary: bool = False) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of mart ``name``, as kept in ``shipetl/marts/<name>.sql``."""
     if name not in MARTS:
         raise KeyError(f"no mart named {name!r}; marts: {', '.join(MARTS)}")
-    text = resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
-    return text.replace("{temp}", "TEMP " if temporary else "")
+    return _sql_file(name, temporary)
 
 
 def _timestamp_literal(value: datetime) -> str:
@@ -50,5 +58,7 @@ def install(con, settings: AnalyticsConfig | None = None, *, as_of: datetime | N
     temp = "TEMP " if temporary else ""
     con.execute(f"CREATE OR REPLACE {temp}MACRO analytics_as_of() AS {clock}")
     con.execute(f"CREATE OR REPLACE {temp}MACRO analytics_stuck_after_days() AS {int(stuck_after_days)}")
+    for name in MACROS:
+        con.execute(_sql_file(name, temporary))
     for name in MARTS:
         con.execute(view_sql(name, temporary=temporary))
