@@ -103,7 +103,7 @@ def cli(log_format: str, log_level: str) -> None:
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 @click.option("--since", type=click.DateTime(), help="Fetch from this UTC time instead of the stored cursor.")
-@click.option("--until", type=click.DateTime(), help="Fetch up to this UTC time (default: now).")
+@click.option("--until", type=click.DateTime(), help="Fetch up to this UTC time (default and at most: now).")
 @click.option("--only", multiple=True, metavar="SOURCE[/ACCOUNT]",
               help="Run only this source, or one of its accounts as the summary names it (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")

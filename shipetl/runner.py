@@ -285,7 +285,9 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     destination = _destination(pipeline, registry)
     if problems := storage_problems(pipeline):
         raise config_mod.ConfigError("\n".join(problems))
-    until = as_utc(until) if until else datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    # Nobody can fetch the future: an --until past now would let a cursor jump over days not yet fetched.
+    until = min(as_utc(until), now) if until else now
     since = as_utc(since) if since else None
     jobs, refused = plan(pipeline, registry, only)
     for src, exc in refused:

@@ -159,6 +159,16 @@ def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:
     assert orjson.loads(state["seen_start"]) == "2025-05-10T00:00:00+00:00"  # the stored cursor, no lookback
 
 
+def test_an_until_in_the_future_moves_the_cursor_no_further_than_now(pipeline, registry) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cfg = pipeline(GOOD_AND_BAD)
+    before = datetime.now(UTC)
+    assert runner.run_pipeline(cfg, registry=registry, only=["good"], until=before + timedelta(days=40)).ok
+    state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'good'"))
+    assert before <= datetime.fromisoformat(orjson.loads(state["updated_at"])) <= datetime.now(UTC)
+
+
 def test_auth_error_is_one_line(pipeline, registry) -> None:
     cfg = pipeline("""\
         - name: refused
