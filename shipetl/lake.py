@@ -76,11 +76,16 @@ def repair(lake: Path, committed: set[str]) -> None:
     """Publish staging areas whose commit is recorded; delete the rest (their transaction never committed).
 
     Call only while holding the warehouse write lock, so no other commit is writing its staging area.
+    A committed area that cannot be moved yet (a folder not writable) stays for a later repair: its rows
+    are safe in the warehouse, and one stuck folder must not stop every other source's commit.
     """
     log = get_logger()
     for commit_id in pending(lake):
         if commit_id in committed:
-            log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id))
+            try:
+                log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id))
+            except OSError as exc:
+                log.error("lake_publish_deferred", commit_id=commit_id, error=str(exc))
         else:
             shutil.rmtree(staging_dir(lake, commit_id), ignore_errors=True)
             log.warning("lake_staging_discarded", commit_id=commit_id)

@@ -389,3 +389,25 @@ def test_raw_keep_days_prunes_after_a_successful_run_only(make_pipeline, registr
     assert not (tmp_path / "raw" / "goodco" / "good" / "2020-01-01").exists()
     assert len(list((tmp_path / "raw" / "goodco" / "good").iterdir())) == 1  # today's pages stay
     assert (tmp_path / "raw" / "badco" / "bad" / "2020-01-01").is_dir()  # a failed run deletes nothing
+
+
+def test_a_lake_folder_that_refuses_files_after_commit_defers_publishing_not_the_load(pipeline, registry, monkeypatch,
+                                                                                        tmp_path) -> None:
+    from shipetl import lake
+
+    cfg = pipeline(GOOD_AND_BAD)
+    real_replace = lake.os.replace
+
+    def refuse(src, dest):
+        raise PermissionError(13, "Permission denied", str(dest))
+
+    monkeypatch.setattr(lake.os, "replace", refuse)
+    first = by_name(runner.run_pipeline(cfg, registry=registry, only=["good"]))["good"]
+    assert first.ok and first.loaded == {"shipments": 3} and first.counters["lake_publish_deferred"] == 1
+    assert query(cfg, "SELECT count(*) FROM shipments") == [(3,)]
+    assert not list((tmp_path / "lake").glob("shipments/**/*.parquet"))  # still staged
+
+    monkeypatch.setattr(lake.os, "replace", real_replace)  # the folder is writable again
+    assert by_name(runner.run_pipeline(cfg, registry=registry, only=["good"]))["good"].ok
+    assert query(cfg, f"SELECT count(*) FROM read_parquet('{tmp_path}/lake/shipments/**/*.parquet')") == [(3,)]
+    assert not lake.pending(tmp_path / "lake")
