@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from . import faultpoints
+from .errors import ConfigError
 from .log import get_logger
 from .schema import Table
 
@@ -21,6 +22,36 @@ STAGING = "_staging"
 # spills them under the memory limit: a backfill over a year written in month-sized COPYs took 20% less
 # CPU and 150 MB less memory than one COPY (1M events over 365 days); a nightly run needs one COPY.
 DAYS_PER_COPY = 31
+
+
+OWNER = "_warehouse"  # names the one warehouse whose rows this lake mirrors ("_": Parquet readers skip it)
+
+
+def owner_problem(lake: Path, warehouse: Path) -> str | None:
+    """Why ``warehouse`` may not write ``lake`` (it mirrors another warehouse), or None."""
+    marker = Path(lake) / OWNER
+    if not marker.is_file():
+        return None
+    owner = marker.read_text(encoding="utf-8").strip()
+    if owner == str(Path(warehouse).resolve()):
+        return None
+    return (f"lake {lake} mirrors the warehouse {owner}, not {Path(warehouse).resolve()}: give each warehouse its own "
+            f"warehouse.lake (if the warehouse file was moved, delete {marker})")
+
+
+def claim(lake: Path, warehouse: Path) -> None:
+    """Mark ``lake`` as the mirror of ``warehouse``; ConfigError if another warehouse's rows are in it.
+
+    Two warehouses sharing one lake would each discard the other's committed staging areas as never
+    committed, and the lake would stop matching either.
+    """
+    problem = owner_problem(lake, warehouse)
+    if problem:
+        raise ConfigError(problem)
+    marker = Path(lake) / OWNER
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(Path(warehouse).resolve()) + "\n", encoding="utf-8")
 
 
 def staging_dir(lake: Path, commit_id: str) -> Path:

@@ -25,6 +25,7 @@ from .config import PipelineConfig
 from .context import SourceContext, as_utc
 from .errors import PluginError, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
+from .lake import owner_problem
 from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, prune, safe_name
@@ -103,6 +104,8 @@ def _storage_paths(pipeline: PipelineConfig) -> dict[str, Path]:
 def storage_problems(pipeline: PipelineConfig) -> list[str]:
     """One line per folder of ``warehouse:`` a run could not create or write, naming the setting."""
     problems = []
+    if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path)):
+        problems.append(f"{pipeline.path}: warehouse.lake: {owner}")
     for setting, folder in _storage_paths(pipeline).items():
         existing = next(p for p in (folder, *folder.parents) if p.exists())
         if not existing.is_dir():

@@ -204,6 +204,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     commit_id = f"{run.run_id}-{safe_name(run.label)}"
     with attached(staged.con, path, timeout) as con:
         ensure_schema(con, analytics)
+        lake.claim(lake_root, path)
         lake.repair(lake_root, runs.committed_ids(con))
         con.execute("BEGIN TRANSACTION")
         try:

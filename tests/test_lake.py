@@ -117,3 +117,16 @@ def test_repair_and_pending_on_an_empty_lake(tmp_path) -> None:
     assert lake.pending(tmp_path / "lake") == []
     lake.repair(tmp_path / "lake", set())
     assert not (tmp_path / "lake").exists()
+
+
+def test_a_lake_mirrors_one_warehouse_only(tmp_path) -> None:
+    from shipetl.errors import ConfigError
+
+    lake_dir = tmp_path / "lake"
+    lake.claim(lake_dir, tmp_path / "a.duckdb")
+    lake.claim(lake_dir, tmp_path / "a.duckdb")  # the same warehouse again: fine
+    with pytest.raises(ConfigError, match=r"mirrors the warehouse .*a\.duckdb, not .*b\.duckdb: give each warehouse its own"):
+        lake.claim(lake_dir, tmp_path / "b.duckdb")
+    (lake_dir / lake.OWNER).unlink()  # the file was moved: the hint says to delete the marker
+    lake.claim(lake_dir, tmp_path / "b.duckdb")
+    assert lake.owner_problem(lake_dir, tmp_path / "b.duckdb") is None

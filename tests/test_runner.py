@@ -411,3 +411,12 @@ def test_a_lake_folder_that_refuses_files_after_commit_defers_publishing_not_the
     assert by_name(runner.run_pipeline(cfg, registry=registry, only=["good"]))["good"].ok
     assert query(cfg, f"SELECT count(*) FROM read_parquet('{tmp_path}/lake/shipments/**/*.parquet')") == [(3,)]
     assert not lake.pending(tmp_path / "lake")
+
+
+def test_a_second_warehouse_on_the_same_lake_is_refused_before_it_runs(make_pipeline, registry, tmp_path) -> None:
+    first = config.load(make_pipeline(GOOD_AND_BAD), env={})
+    assert by_name(runner.run_pipeline(first, registry=registry, only=["good"]))["good"].ok
+    second = config.load(make_pipeline(GOOD_AND_BAD, path=tmp_path / "other.duckdb"), env={})
+    with pytest.raises(ConfigError, match=r"warehouse\.lake: lake .* mirrors the warehouse .*warehouse\.duckdb"):
+        runner.run_pipeline(second, registry=registry, only=["good"])
+    assert not (tmp_path / "other.duckdb").exists()
