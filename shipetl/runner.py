@@ -151,6 +151,24 @@ def error_line(exc: Exception, provider: str) -> str:
     return f"internal error in provider {provider}: {type(exc).__name__}: {exc}"
 
 
+def _spill_root(pipeline: PipelineConfig) -> Path:
+    """Where runs stage their typed rows and DuckDB spills, one folder per run, beside the warehouse."""
+    return Path(pipeline.warehouse.path).parent / ".staging"
+
+
+# A run's spill folder older than this belongs to a run that was killed: no run lasts a day.
+STALE_SPILL = timedelta(days=1)
+
+
+def _remove_stale_spills(pipeline: PipelineConfig) -> None:
+    """Delete the spill folders killed runs left behind (a finished run deletes its own)."""
+    root = _spill_root(pipeline)
+    cutoff = datetime.now().timestamp() - STALE_SPILL.total_seconds()
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
     """Delete the account's raw pages older than ``warehouse.raw_keep_days``, once its run has committed."""
     keep = pipeline.warehouse.raw_keep_days
@@ -194,7 +212,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     src, provider_cls = job.source, job.provider_cls
     run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, datetime.now(timezone.utc))
     log = get_logger(source=run.label, run_id=run_id)
-    spill = Path(pipeline.warehouse.path).parent / ".staging" / run_id / safe_name(run.label)
+    spill = _spill_root(pipeline) / run_id / safe_name(run.label)
     try:
         cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
@@ -292,6 +310,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     # Nobody can fetch the future: an --until past now would let a cursor jump over days not yet fetched.
     until = min(as_utc(until), now) if until else now
     since = as_utc(since) if since else None
+    _remove_stale_spills(pipeline)
     jobs, refused = plan(pipeline, registry, only)
     for src, exc in refused:
         run = SourceRun(run_id, src.name, src.provider, src.name, datetime.now(timezone.utc))
@@ -301,6 +320,6 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress) for job in jobs]
         result.sources.extend(f.result() for f in futures)
-    shutil.rmtree(Path(pipeline.warehouse.path).parent / ".staging" / run_id, ignore_errors=True)
+    shutil.rmtree(_spill_root(pipeline) / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)
     return result

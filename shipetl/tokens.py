@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .errors import AuthError, WarehouseBusyError
+from .errors import AuthError, ConfigError, WarehouseBusyError
 from .log import get_logger
 from .rawzone import safe_name
 from .redact import register_secret
@@ -79,6 +79,9 @@ class TokenStore:
             pair = TokenPair.from_json(path.read_bytes())
         except FileNotFoundError:
             return None
+        except (ValueError, TypeError, KeyError) as exc:  # cut short or edited by hand
+            raise ConfigError(f"{path}: unreadable token file ({type(exc).__name__}); delete it and run again "
+                              f"(an account a person links, as a Shopee shop, then asks for `shipetl auth`)") from None
         register_secret(pair.access_token)
         register_secret(pair.refresh_token)
         return pair

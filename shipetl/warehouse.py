@@ -80,11 +80,12 @@ def _retry_locked(open_fn, path: Path, mode: str, timeout: float):
             if not _is_lock_error(exc):
                 raise
             if time.monotonic() >= deadline:
-                raise WarehouseBusyError(
-                    f"{path}: another process holds the warehouse, so it cannot be opened to {mode} "
-                    f"(waited {timeout:.0f} s); a run commits in short bursts, so try again in a moment, "
-                    f"or close the other connection"
-                ) from None
+                hint = ("a run commits in short bursts, so try again in a moment, or close the other connection"
+                        if mode == "read" else
+                        "close the connection holding it (a notebook or BI tool left open?), or raise "
+                        "warehouse.commit_timeout")
+                raise WarehouseBusyError(f"{path}: another process holds the warehouse, so it cannot be opened to "
+                                         f"{mode} (waited {timeout:.0f} s); {hint}") from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -122,11 +123,17 @@ def attached(con, path: Path, timeout: float = 60.0):
             con.execute("DETACH wh")
 
 
+def _has_schema(con) -> bool:
+    """Whether a connection (None: no file yet) holds shipetl's tables; a file opened by hand first holds none."""
+    return con is not None and bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0])
+
+
 def start_state(path: Path, source: str, provider: str, account_id: str,
                 timeout: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An account's committed cursors and its open shipments (latest snapshots not final), in one short read."""
     with connect(path, read_only=True, timeout=timeout) as con:
-        if con is None or not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'source_state'").fetchone()[0]:
+        if not _has_schema(con):
             return {}, []
         cursors = state.read(con, source, account_id)
         rel = con.execute(
@@ -142,7 +149,7 @@ def query(path: Path, sql: str, params: list[Any] | None = None, timeout: float 
     :raises ConfigError: the query failed (unknown table, syntax, an attempt to write).
     """
     with connect(path, read_only=True, timeout=timeout) as con:
-        if con is None:
+        if not _has_schema(con):  # no file, or one no run has committed to yet
             return []
         try:
             return con.execute(sql, params or []).fetchall()

@@ -420,3 +420,16 @@ def test_a_second_warehouse_on_the_same_lake_is_refused_before_it_runs(make_pipe
     with pytest.raises(ConfigError, match=r"warehouse\.lake: lake .* mirrors the warehouse .*warehouse\.duckdb"):
         runner.run_pipeline(second, registry=registry, only=["good"])
     assert not (tmp_path / "other.duckdb").exists()
+
+
+def test_a_run_removes_the_spill_folders_killed_runs_left(pipeline, registry, tmp_path) -> None:
+    import os
+    import time
+
+    killed, recent = tmp_path / ".staging" / "20250101T000000Z-dead01", tmp_path / ".staging" / "20991231T000000Z-live01"
+    for folder in (killed, recent):
+        (folder / "good" / "staged").mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(killed, (two_days_ago, two_days_ago))
+    assert runner.run_pipeline(pipeline(GOOD_AND_BAD), registry=registry, only=["good"]).ok
+    assert not killed.exists() and recent.exists()  # a folder of a run that may still be going stays

@@ -189,3 +189,16 @@ def test_pair_persisted_by_one_process_is_read_by_the_next(tmp_path) -> None:
     got = TokenStore(directory).valid("shopee", "8812", renew)
     assert got.access_token == "at-written-by-child" and got.refresh_token == "rt-2"
     assert renew.calls == []
+
+
+@pytest.mark.parametrize("content", [b'{"access_token": "at-1", "refre', b'{"unexpected": 1}', b""])
+def test_a_damaged_token_file_names_itself_and_the_fix(tmp_path, content) -> None:
+    from shipetl.errors import ConfigError
+
+    s = store(tmp_path)
+    s.save("shopee", "shop-1", pair("at-1", timedelta(hours=4)))
+    path = next(s.directory.glob("*.json"))
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        s.load("shopee", "shop-1")
+    assert str(info.value).startswith(f"{path}: unreadable token file") and "delete it and run again" in str(info.value)
