@@ -108,7 +108,7 @@ def cli(log_format: str, log_level: str) -> None:
               help="Run only this source, or one of its accounts as the summary names it (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")
 def run(pipeline: str, since: datetime | None, until: datetime | None, only: tuple[str, ...], progress: bool | None) -> None:
-    """Run every source in PIPELINE and print the summary; exit 1 if any source failed."""
+    """Run every source in PIPELINE and print the summary; exit 1 if any source failed, 130 on Ctrl-C."""
     from . import progress as progress_mod
     from . import runner
 
@@ -117,7 +117,7 @@ def run(pipeline: str, since: datetime | None, until: datetime | None, only: tup
     with progress_mod.display(enabled=progress) as tick:
         result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
     _render_summary(result)
-    sys.exit(0 if result.ok else 1)
+    sys.exit(130 if result.interrupted else 0 if result.ok else 1)
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ class RunResult:
     run_id: str
     sources: list[SourceRun] = field(default_factory=list)
     broken_plugins: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -73,8 +75,11 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 
 
+INTERRUPTED = "interrupted (Ctrl-C) before its commit: nothing of it was loaded; the next run fetches it again"
+
+
 def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
-                           transformer: transform.Transformer, progress) -> None:
+                           transformer: transform.Transformer, progress, stop: threading.Event) -> None:
     """Write every page to the raw zone; each raw file is mapped by a worker thread as soon as it is closed.
 
     DuckDB releases the GIL, so mapping overlaps with fetching; two workers keep both cores busy when
@@ -86,6 +91,8 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
                            on_close=on_close) as raw:
             for page in provider.extract(ctx):
+                if stop.is_set():
+                    raise ShipetlError(INTERRUPTED)
                 raw.write(page)
                 if progress:
                     progress(run.label, raw.pages)
@@ -207,7 +214,7 @@ def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *
 
 
 def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: AccountJob, run_id: str,
-                 since, until, progress) -> SourceRun:
+                 since, until, progress, stop: threading.Event) -> SourceRun:
     """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
     src, provider_cls = job.source, job.provider_cls
     run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, datetime.now(timezone.utc))
@@ -225,7 +232,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                                             extracted_at=run.started_at, timezone=ctx.timezone,
                                             staging=spill / "staged")
         try:
-            _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress)
+            _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress, stop)
             result = transformer.finish()
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
@@ -317,9 +324,25 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
         _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
         result.sources.append(run)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
-        futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress) for job in jobs]
-        result.sources.extend(f.result() for f in futures)
+        futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
+                   for job in jobs]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:  # Ctrl-C: stop fetching, let a commit under way finish, start nothing new
+            stop.set()
+            result.interrupted = True
+            get_logger(run_id=run_id).warning("run_interrupted")
+        cancelled = [future.cancel() for future in futures]  # before waiting, so no queued source starts
+        for job, future, never_started in zip(jobs, futures, cancelled):
+            if never_started:
+                run = SourceRun(run_id, job.source.name, job.provider_cls.name, job.account_id, datetime.now(timezone.utc))
+                run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C)"
+                result.sources.append(run)
+            else:
+                result.sources.append(future.result())
     shutil.rmtree(_spill_root(pipeline) / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)
     return result

@@ -1,0 +1,54 @@
+"""Ctrl-C during ``shipetl run``: fetching stops, nothing half-loaded, a summary, exit 130; the next run loads all."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+import duckdb
+import httpx
+from sources import shipengine_source
+
+
+def test_ctrl_c_stops_the_run_loads_nothing_half_and_the_next_run_loads_everything(sandbox, make_pipeline, run_cli,
+                                                                                    tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox, name="first") + shipengine_source(sandbox, name="second"),
+                             run={"max_parallel_sources": 1})
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 40}).raise_for_status()  # seconds of fetching
+    run = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "run", str(pipeline)],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    polling = threading.Event()
+
+    def follow() -> None:
+        for line in run.stderr:
+            log.append(line)
+            if '"shipments_to_poll"' in line:
+                polling.set()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        assert polling.wait(120), "".join(log)[-2000:]
+        run.send_signal(signal.SIGINT)
+        stdout = run.stdout.read()
+        assert run.wait(timeout=120) == 130, "".join(log)[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    follower.join(timeout=30)
+    assert "interrupted (Ctrl-C) before its commit" in stdout and "not started: the run was interrupted" in stdout
+    assert "Traceback" not in "".join(log)
+    db = tmp_path / "warehouse.duckdb"
+    if db.exists():  # the failures were recorded, no row of either source was loaded
+        con = duckdb.connect(str(db), read_only=True)
+        assert con.execute("SELECT count(*) FROM tracking_events").fetchone() == (0,)
+        con.close()
+
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 0}).raise_for_status()
+    again = run_cli("run", str(pipeline))
+    assert again.returncode == 0, again.stderr[-2000:]
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(DISTINCT account_id) FROM shipments").fetchone() == (2,)
