@@ -5,7 +5,15 @@ an explicit non-Z offset, which then wins (USPS replies double-convert ``occurre
 ``carrier_occurred_at`` is kept as text in ``occurred_at_local``: its ``Z`` is not proof of UTC.
 Event status: the event's own status detail or status code when present, else the carrier's table for
 its ``carrier_status_code``, else the newest event takes the reply's top-level status and older ones
-stay ``unknown``.
+stay ``unknown``. "Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and
+counts the event's raw code as unmapped (``tracking_events:<code>`` in the run summary, ``status_unmapped``
+in the log), so codes no table knows are visible instead of silently folded in.
+
+Personal data (providers.md 3.6: an event's ``signer`` and ``company_name``) is never stored, whatever the
+source's ``pii:`` says; ``extras.signed`` (true, else null) keeps the one fact of it that is useful. Hashing
+them through ``pii(...)`` would make core demand ``credentials.pii_key`` of every ShipEngine source with the
+default ``pii: hash`` (runner ``_check_pii_key``), breaking pipelines that run today; that waits for core to
+let a provider's personal fields be dropped, rather than refused, when no key is given.
 """
 
 from shipetl import TableMapping
@@ -28,6 +36,10 @@ LABELS_BODY = "STRUCT(total BIGINT, page BIGINT, pages BIGINT)"
 # An ISO text with an explicit offset (or Z) is an instant; without one it is a local date-time.
 _HAS_OFFSET = r"'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
 _EXPLICIT_OFFSET = r"'[+-][0-9]{2}:?[0-9]{2}$'"
+
+
+# Whether someone signed for the parcel, without who: e.signer and e.company_name are personal (see above).
+_SIGNED = "CASE WHEN nullif(trim(e.signer), '') IS NOT NULL THEN true END"
 
 
 def _instant(expr: str) -> str:
@@ -61,8 +73,7 @@ SELECT
          THEN coalesce(status_of('shipengine.detail', e.status_detail_code), status_of('shipengine', e.status_code))
          -- carrier_status_code can arrive as a JSON number (3 for "03"): the event code is the fallback key
          ELSE coalesce(status_of(carrier_code, e.carrier_status_code), status_of(carrier_code, e.event_code),
-                       CASE WHEN newest THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END,
-                       'unknown')
+                       CASE WHEN newest THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END)
     END AS status,
     e.description,
     e.city_locality AS city,
@@ -72,8 +83,8 @@ SELECT
     e.latitude,
     e.longitude,
     json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
-                'carrier_status_code', e.carrier_status_code, 'company_name', nullif(e.company_name, ''),
-                'signer', nullif(e.signer, ''), 'occurred_at_reported', e.occurred_at) AS extras
+                'carrier_status_code', e.carrier_status_code, 'signed', {_SIGNED},
+                'occurred_at_reported', e.occurred_at) AS extras
 FROM ranked
 """
 

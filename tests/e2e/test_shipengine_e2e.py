@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import zstandard
 
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world
+from shipetl_shipengine.statuses import USPS_CODES
 from sources import SHIPENGINE_KEY as API_KEY
 from sources import shipengine_source
 
@@ -190,3 +192,124 @@ def test_json_log_mode_ends_with_a_summary_event_per_source(sandbox, make_pipeli
     assert failed["level"] == "error" and failed["status"] == "failed"
     assert "no provider plugin named 'dhl'" in failed["error"]
     assert failed["extracted"] == failed["loaded"] == 0
+
+
+# --- Scan codes no table maps are counted, not hidden ------------------------------------------------------
+
+def run_details(tmp_path: Path, source: str = "se") -> dict:
+    row = warehouse_rows(tmp_path, f"SELECT details FROM runs WHERE source = '{source}' ORDER BY started_at DESC LIMIT 1")
+    return json.loads(row[0][0])
+
+
+def undecided_codes(clock: datetime = DEFAULT_CLOCK) -> dict[str, int]:
+    """Ground truth of the summary's unmapped counts: each scan sent with no status of its own (legacy replies),
+    whose carrier code no table knows (only USPS's seed codes are documented), and not the newest of its reply
+    (that one takes the reply's status), counted per code as often as it is sent."""
+    counts: Counter = Counter()
+    for s in build_world(42).labels(clock):
+        shown = [(i, e) for i, e in enumerate(s.events) if e.utc <= clock and not e.hidden]
+        if s.style != "legacy" or not shown:
+            continue
+        newest = max(e.utc for _, e in shown)
+        for i, e in shown:
+            if e.utc != newest and not (s.tracking_carrier == "usps" and e.code in USPS_CODES):
+                counts[f"tracking_events:{e.code}"] += 2 if i == s.duplicate else 1
+    return dict(counts)
+
+
+def test_unmapped_carrier_codes_are_counted_per_code_and_logged(sandbox, make_pipeline, run_cli, tmp_path):
+    result = run_cli("run", str(make_pipeline(shipengine_source(sandbox))))
+    assert result.returncode == 0, result.stderr[-2000:]
+    unmapped = run_details(tmp_path)["unmapped"]
+    # Legacy replies carry no per-event status and no UPS/FedEx/DHL/OnTrac table is documented: their older
+    # scans are unknown, and every one is counted under its code (AR and DP are UPS's and FedEx's hub scans).
+    assert unmapped["tracking_events:AR"] > 0 and unmapped["tracking_events:DP"] > 0
+    assert unmapped == undecided_codes()
+    assert warehouse_rows(tmp_path, "SELECT unmapped FROM runs WHERE source = 'se'")[0][0] == sum(unmapped.values())
+    logged = {json.loads(line)["status_raw"] for line in result.stderr.splitlines() if '"status_unmapped"' in line}
+    assert {f"tracking_events:{code}" for code in logged} == set(unmapped)
+
+
+# --- The person who signed is never stored ----------------------------------------------------------------
+
+def with_settings(source_yaml: str, *lines: str) -> str:
+    """``source_yaml`` (from shipengine_source) with extra ``key: value`` lines for the source."""
+    return source_yaml.replace("provider: shipengine\n", "provider: shipengine\n" + "".join(
+        f"      {line}\n" for line in lines), 1)
+
+
+def signers() -> set[str]:
+    return {e.payload["signer"] for s in build_world(42).shipments for e in s.events if e.payload.get("signer")}
+
+
+@pytest.mark.parametrize("pii", ["pii: drop", "pii: hash", "pii: keep"])
+def test_no_signer_name_reaches_the_warehouse_or_the_lake(pii, sandbox, make_pipeline, run_cli, tmp_path):
+    names = signers()
+    assert len(names) > 50
+    source = with_settings(shipengine_source(sandbox), pii)
+    if pii == "pii: hash":  # with a key, so that hashing could happen
+        source = source.replace('{api_key: "sandbox_live_key"}', '{api_key: "sandbox_live_key", pii_key: e2e-pii-key}')
+    result = run_cli("run", str(make_pipeline(source)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    signed = warehouse_rows(tmp_path, "SELECT count(*) FROM tracking_events WHERE (extras->>'signed')::BOOLEAN")[0][0]
+    assert signed == len([e for s in build_world(42).labels() for e in s.events
+                          if e.payload.get("signer") and e.utc <= DEFAULT_CLOCK and not e.hidden])
+    texts = []
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+            texts.append(con.execute(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM {table} t").fetchone()[0] or "")
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        texts.append(duckdb.sql(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM read_parquet('{path}') t").fetchall()[0][0] or "")
+    text = "".join(texts)
+    assert not [n for n in names if n in text]
+
+
+# --- One tracking poll failing for good costs that parcel, not the night -------------------------------------
+
+def outage(sandbox: str, **body) -> None:
+    httpx.post(f"{sandbox}/shipengine/_tracking_outage", json=body).raise_for_status()
+
+
+def test_a_parcel_whose_polls_keep_failing_is_skipped_counted_and_loaded_next_run(sandbox, make_pipeline, run_cli, tmp_path):
+    world = build_world(42)
+    down = sorted(s.tracking_number for s in world.labels() if s.events)[:5]
+    outage(sandbox, tracking_numbers=down)
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    first = run_cli("run", str(pipeline))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert run_details(tmp_path)["counters"]["tracking_poll_failed"] == 5
+    warned = [e for e in map(json.loads, first.stderr.splitlines()) if e["event"] == "tracking_poll_failed"]
+    assert sorted(w["tracking_number"] for w in warned) == down and all(w["level"] == "warning" for w in warned)
+    assert API_KEY not in first.stderr
+    expected = expected_event_keys()
+    assert loaded_event_keys(tmp_path) == {k for k in expected if k[0] not in down}
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM shipments_latest")[0][0] == len(world.labels()) - 5
+
+    outage(sandbox)  # the API answers again: the next run polls them (their labels are past its window)
+    second = run_cli("run", str(pipeline))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert loaded_event_keys(tmp_path) == expected
+    assert "tracking_poll_failed" not in run_details(tmp_path)["counters"]
+    state = warehouse_rows(tmp_path, "SELECT value FROM source_state WHERE source = 'se' AND key = 'tracking_retry'")
+    assert json.loads(state[0][0]) == []
+
+
+def test_tracking_down_for_every_parcel_fails_the_source_with_one_line_and_loads_nothing(sandbox, make_pipeline, run_cli,
+                                                                                          tmp_path):
+    outage(sandbox, all=True)
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    result = run_cli("run", str(pipeline))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "looks down" in failed[0] and "polls" in failed[0], result.stdout
+    errors = [e["error"] for e in map(json.loads, result.stderr.splitlines()) if e["event"] == "source_failed"]
+    assert len(errors) == 1 and "\n" not in errors[0] and API_KEY not in result.stdout + result.stderr
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM tracking_events")[0][0] == 0
+    assert warehouse_rows(tmp_path, "SELECT status FROM runs") == [("failed",)]
+    stats = httpx.get(f"{sandbox}/_sandbox/stats").json()
+    assert stats["requests"] < 400  # it stopped after the first polls, not after 2000 parcels' retries
+
+    outage(sandbox)
+    assert run_cli("run", str(pipeline)).returncode == 0
+    assert loaded_event_keys(tmp_path) == expected_event_keys()

@@ -1,7 +1,9 @@
 """The ShipEngine sandbox's routes: labels and tracking from the seeded world, API keys and rate limits as live.
 
 API (mounted at ``/shipengine``): ``GET /v1/labels``, ``GET /v1/labels/{label_id}/track``, ``GET /v1/tracking``,
-``POST /v1/tracking/start|stop``. Admin: ``GET|POST /_clock``.
+``POST /v1/tracking/start|stop``. Admin: ``GET|POST /_clock``; ``GET|POST /_tracking_outage``, which makes
+tracking requests for chosen numbers (``{"tracking_numbers": [...]}``) or for all (``{"all": true}``) answer
+503 ``Retry-After: 0`` every time, as an API that stays down through every retry (``{}`` ends it).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def create_app(settings: SandboxSettings) -> Starlette:
 
     Knobs in ``settings.extra``: ``shipengine_api_keys`` (accepted ``API-Key`` values),
     ``shipengine_rate_per_minute`` (per key, default 6000), ``shipengine_clock`` (ISO start clock).
-    ``app.state.world`` is the :class:`World`; ``app.state.reset`` clears the rate-limit counters.
+    ``app.state.world`` is the :class:`World`; ``app.state.reset`` clears the rate-limit counters and any tracking outage.
     """
     extra = settings.extra
     world = build_world(settings.seed, settings.scale)
@@ -131,6 +133,14 @@ def create_app(settings: SandboxSettings) -> Starlette:
         if wait is not None:
             return error_response(429, "system", "rate_limit_exceeded", RATE_MESSAGE,
                                   headers={"Retry-After": str(int(wait))})
+        return None
+
+    outage: dict[str, Any] = {"all": False, "tracking_numbers": set()}
+
+    def down(number: str | None) -> Response | None:
+        if outage["all"] or number in outage["tracking_numbers"]:
+            return error_response(503, "system", "unspecified", "The tracking service is unavailable (sandbox outage).",
+                                  headers={"Retry-After": "0"})
         return None
 
     def bad(exc: _BadParam) -> Response:
@@ -180,6 +190,8 @@ def create_app(settings: SandboxSettings) -> Starlette:
         for name, value in (("carrier_code", carrier), ("tracking_number", number)):
             if not value:
                 return bad(_BadParam(name, f"{name} is required", "field_value_required"))
+        if (unavailable := down(number)) is not None:
+            return unavailable
         s = world.by_tracking.get(number or "")
         if s is None or s.created_at > world.clock:
             return error_response(404, "validation", "not_found", f"Tracking number '{number}' was not found.")
@@ -194,6 +206,8 @@ def create_app(settings: SandboxSettings) -> Starlette:
             return denied
         label_id = request.path_params["label_id"]
         s = world.by_label.get(label_id)
+        if (unavailable := down(s.tracking_number if s else None)) is not None:
+            return unavailable
         if s is None or s.created_at > world.clock:
             return error_response(404, "validation", "not_found", f"Label '{label_id}' was not found.")
         return _json(world.tracking_json(s))
@@ -220,6 +234,27 @@ def create_app(settings: SandboxSettings) -> Starlette:
         world.clock = now.astimezone(UTC)
         return _json({"now": _iso_z(world.clock)})
 
+    def outage_json() -> Response:
+        return _json({"all": outage["all"], "tracking_numbers": sorted(outage["tracking_numbers"])})
+
+    async def get_outage(request: Request) -> Response:
+        return outage_json()
+
+    async def set_outage(request: Request) -> Response:
+        try:
+            data = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return _json({"error": str(exc)}, 400)
+        numbers = data.get("tracking_numbers", []) if isinstance(data, dict) else None
+        if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+            return _json({"error": 'body must be {"tracking_numbers": ["..."]} and/or {"all": true}'}, 400)
+        outage.update({"all": bool(data.get("all")), "tracking_numbers": set(numbers)})
+        return outage_json()
+
+    def reset() -> None:
+        limiter.reset()
+        outage.update({"all": False, "tracking_numbers": set()})
+
     app = Starlette(routes=[
         Route("/v1/labels", list_labels, methods=["GET"]),
         Route("/v1/labels/{label_id}/track", track_label, methods=["GET"]),
@@ -228,8 +263,10 @@ def create_app(settings: SandboxSettings) -> Starlette:
         Route("/v1/tracking/stop", subscribe, methods=["POST"]),
         Route("/_clock", get_clock, methods=["GET"]),
         Route("/_clock", set_clock, methods=["POST"]),
+        Route("/_tracking_outage", get_outage, methods=["GET"]),
+        Route("/_tracking_outage", set_outage, methods=["POST"]),
     ])
     app.state.world = world
     app.state.limiter = limiter
-    app.state.reset = limiter.reset
+    app.state.reset = reset
     return app
