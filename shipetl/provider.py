@@ -133,6 +133,9 @@ class Provider:
     streams: ClassVar[tuple[Stream, ...]] = ()
     secrets: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
+    pii_key_optional: ClassVar[bool] = False
+    """True when the only personal data the mappings pass through ``pii()`` is incidental (in extras): a source
+    with ``pii: hash`` and no ``credentials.pii_key`` then has it dropped instead of being refused."""
 
     def __init__(self, source_name: str, options: BaseModel) -> None:
         self.source_name = source_name

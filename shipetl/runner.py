@@ -225,8 +225,8 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
                              since=since, until=until, query=destination.query)
         log.info("source_started", open_shipments=len(open_shipments))
-        pii_key = src.credentials["pii_key"].get_secret_value() if "pii_key" in src.credentials else None
-        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=src.pii, pii_key=pii_key)
+        pii, pii_key = pii_settings(src, provider_cls)
+        con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=pii, pii_key=pii_key)
         transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
                                             account_id=job.account_id, run_id=run_id,
                                             extracted_at=run.started_at, timezone=ctx.timezone,
@@ -248,11 +248,21 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     return run
 
 
-def _check_pii_key(src: config_mod.SourceConfig, provider_cls) -> None:
-    """A provider mapping personal fields through ``pii()`` needs ``credentials.pii_key`` when ``pii: hash``."""
+def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str | None]:
+    """The ``pii()`` mode and key a source's mappings run with.
+
+    ``pii: hash`` needs ``credentials.pii_key`` (a ConfigError naming the file, line and key) when the
+    provider maps personal fields through ``pii()``; a provider with ``pii_key_optional`` (personal data
+    only in extras) has them dropped instead.
+    """
+    if "pii_key" in src.credentials:
+        return src.pii, src.secret("pii_key")
     uses_pii = any("pii(" in m.sql for stream in provider_cls.streams for m in stream.mappings)
-    if uses_pii and src.pii == "hash" and "pii_key" not in src.credentials:
-        src.secret("pii_key")  # raises the ConfigError naming the file, line and key
+    if src.pii == "hash" and uses_pii:
+        if not provider_cls.pii_key_optional:
+            src.secret("pii_key")  # raises
+        return "drop", None
+    return src.pii, None
 
 
 def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:
@@ -278,7 +288,7 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
         try:
             provider_cls = registry.provider(src.provider)
             options = config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls)
-            _check_pii_key(src, provider_cls)
+            pii_settings(src, provider_cls)
             provider = provider_cls(src.name, options)
             provider.check_source(src)
             accounts = provider.accounts()

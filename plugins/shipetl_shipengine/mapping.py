@@ -9,11 +9,10 @@ stay ``unknown``. "Stay unknown" means the mapping leaves ``status`` NULL: core 
 counts the event's raw code as unmapped (``tracking_events:<code>`` in the run summary, ``status_unmapped``
 in the log), so codes no table knows are visible instead of silently folded in.
 
-Personal data (providers.md 3.6: an event's ``signer`` and ``company_name``) is never stored, whatever the
-source's ``pii:`` says; ``extras.signed`` (true, else null) keeps the one fact of it that is useful. Hashing
-them through ``pii(...)`` would make core demand ``credentials.pii_key`` of every ShipEngine source with the
-default ``pii: hash`` (runner ``_check_pii_key``), breaking pipelines that run today; that waits for core to
-let a provider's personal fields be dropped, rather than refused, when no key is given.
+Personal data (providers.md 3.6: an event's ``signer`` and ``company_name``) goes through ``pii(...)`` into
+extras; ``extras.signed`` (true, else null) says whether someone signed whatever the mode. The provider sets
+``pii_key_optional``: a source with the default ``pii: hash`` and no ``credentials.pii_key`` has them
+dropped rather than being refused.
 """
 
 from shipetl import TableMapping
@@ -38,7 +37,7 @@ _HAS_OFFSET = r"'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
 _EXPLICIT_OFFSET = r"'[+-][0-9]{2}:?[0-9]{2}$'"
 
 
-# Whether someone signed for the parcel, without who: e.signer and e.company_name are personal (see above).
+# Whether someone signed for the parcel, without who (e.signer is personal: see above).
 _SIGNED = "CASE WHEN nullif(trim(e.signer), '') IS NOT NULL THEN true END"
 
 
@@ -84,6 +83,7 @@ SELECT
     e.longitude,
     json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
                 'carrier_status_code', e.carrier_status_code, 'signed', {_SIGNED},
+                'signer', pii(nullif(trim(e.signer), '')), 'company_name', pii(nullif(trim(e.company_name), '')),
                 'occurred_at_reported', e.occurred_at) AS extras
 FROM ranked
 """

@@ -30,6 +30,7 @@ class ShipEngineProvider(Provider):
     options_model = ShipEngineOptions
     secrets = ("api_key",)
     required_secrets = ("api_key",)
+    pii_key_optional = True  # the signer's and company's names, in extras only
     streams = (
         Stream("labels", mapping.LABELS_BODY),
         Stream("tracking", mapping.TRACKING_BODY, mapping.TRACKING_MAPPINGS),

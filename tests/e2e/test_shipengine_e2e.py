@@ -230,7 +230,7 @@ def test_unmapped_carrier_codes_are_counted_per_code_and_logged(sandbox, make_pi
     assert {f"tracking_events:{code}" for code in logged} == set(unmapped)
 
 
-# --- The person who signed is never stored ----------------------------------------------------------------
+# --- The person who signed follows pii: ---------------------------------------------------------------------
 
 def with_settings(source_yaml: str, *lines: str) -> str:
     """``source_yaml`` (from shipengine_source) with extra ``key: value`` lines for the source."""
@@ -242,18 +242,23 @@ def signers() -> set[str]:
     return {e.payload["signer"] for s in build_world(42).shipments for e in s.events if e.payload.get("signer")}
 
 
-@pytest.mark.parametrize("pii", ["pii: drop", "pii: hash", "pii: keep"])
-def test_no_signer_name_reaches_the_warehouse_or_the_lake(pii, sandbox, make_pipeline, run_cli, tmp_path):
+@pytest.mark.parametrize("pii, key, stored", [("pii: drop", False, False), ("pii: hash", True, False),
+                                              ("pii: hash", False, False), ("pii: keep", False, True)],
+                         ids=["drop", "hash", "hash-without-key", "keep"])
+def test_signer_names_reach_the_warehouse_and_lake_only_with_pii_keep(pii, key, stored, sandbox, make_pipeline,
+                                                                      run_cli, tmp_path):
     names = signers()
     assert len(names) > 50
     source = with_settings(shipengine_source(sandbox), pii)
-    if pii == "pii: hash":  # with a key, so that hashing could happen
+    if key:
         source = source.replace('{api_key: "sandbox_live_key"}', '{api_key: "sandbox_live_key", pii_key: e2e-pii-key}')
     result = run_cli("run", str(make_pipeline(source)))
     assert result.returncode == 0, result.stderr[-2000:]
     signed = warehouse_rows(tmp_path, "SELECT count(*) FROM tracking_events WHERE (extras->>'signed')::BOOLEAN")[0][0]
     assert signed == len([e for s in build_world(42).labels() for e in s.events
                           if e.payload.get("signer") and e.utc <= DEFAULT_CLOCK and not e.hidden])
+    hashed = warehouse_rows(tmp_path, "SELECT count(*) FROM tracking_events WHERE extras->>'signer' LIKE 'h:%'")[0][0]
+    assert hashed == (signed if key else 0)
     texts = []
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
@@ -261,7 +266,7 @@ def test_no_signer_name_reaches_the_warehouse_or_the_lake(pii, sandbox, make_pip
     for path in (tmp_path / "lake").rglob("*.parquet"):
         texts.append(duckdb.sql(f"SELECT string_agg(CAST(t AS VARCHAR), '') FROM read_parquet('{path}') t").fetchall()[0][0] or "")
     text = "".join(texts)
-    assert not [n for n in names if n in text]
+    assert bool([n for n in names if n in text]) == stored
 
 
 # --- One tracking poll failing for good costs that parcel, not the night -------------------------------------

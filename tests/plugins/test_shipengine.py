@@ -2,7 +2,7 @@
 
 - An event no status table maps comes out of the mapping with a NULL status, so core counts its raw code as
   unmapped (it used to say ``'unknown'`` itself, which hid every unmapped code from the run summary).
-- The scan's personal fields (``signer``, ``company_name``) never reach the rows, whatever ``pii:`` says.
+- The scan's personal fields (``signer``, ``company_name``) follow ``pii:``; with no key, ``hash`` drops them.
 - A tracking poll that still fails after core's retries costs that parcel, not the source, unless most do.
 """
 
@@ -97,19 +97,23 @@ def test_a_usps_code_outside_the_seed_is_counted_not_guessed(tmp_path, registry)
 # --- 2. personal fields of a scan -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("pii, key", [("drop", None), ("hash", "unit-pii-key"), ("keep", None)])
-def test_signer_and_company_never_reach_the_rows(tmp_path, registry, pii, key) -> None:
+def test_signer_and_company_follow_the_pii_setting(tmp_path, registry, pii, key) -> None:
     rows, _ = mapped(tmp_path, registry, [legacy_ups_reply()], pii=pii, pii_key=key)
     text = orjson.dumps([{k: str(v) for k, v in r.items()} for r in rows]).decode()
-    assert SIGNER not in text and COMPANY not in text
+    assert (SIGNER in text and COMPANY in text) == (pii == "keep")
     extras = {r["status_raw"]: orjson.loads(r["extras"]) for r in rows}
     assert extras["KB"]["signed"] is True and extras["DP"]["signed"] is None
-    assert not {"signer", "company_name"} & set(extras["KB"])
+    signer = extras["KB"]["signer"]
+    assert signer == {"drop": None, "keep": SIGNER}.get(pii, signer) and (pii != "hash" or signer.startswith("h:"))
 
 
-def test_no_mapping_needs_a_pii_key() -> None:
-    # Core demands credentials.pii_key of a provider whose SQL calls pii() (runner._check_pii_key); ShipEngine
-    # sources run today without one, so the plugin must not start needing it behind their back.
-    assert not any("pii(" in m.sql for s in ShipEngineProvider.streams for m in s.mappings)
+def test_default_pii_hash_without_a_key_drops_the_names_instead_of_refusing_the_source(tmp_path) -> None:
+    from shipetl import config, runner
+
+    path = tmp_path / "p.yaml"
+    path.write_text("sources: [{name: se, provider: shipengine, credentials: {api_key: k}}]\n")
+    (source,) = config.load(path, env={}).sources
+    assert runner.pii_settings(source, ShipEngineProvider) == ("drop", None)
 
 
 # --- 3. one failing poll is not the whole night ---------------------------------------------------------
