@@ -29,7 +29,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -105,15 +105,19 @@ def _duration(value: Any) -> timedelta:
 
 
 def _start(value: Any) -> date | datetime | None:
-    if value is None or isinstance(value, date):  # datetime is a date too
-        return value
+    parsed = value if value is None or isinstance(value, date) else None  # datetime is a date too
     if isinstance(value, str):
         text = value.strip()
         try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+            parsed = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
             pass
-    raise ValueError(f"expected a date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z, got {value!r}")
+    if parsed is None and value is not None:
+        raise ValueError(f"expected a date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z, got {value!r}")
+    day = parsed.date() if isinstance(parsed, datetime) else parsed
+    if day is not None and day > datetime.now(timezone.utc).date():
+        raise ValueError(f"{parsed.isoformat()} is in the future: a first run would fetch nothing until then")
+    return parsed
 
 
 def _base_url(value: Any) -> str | None:

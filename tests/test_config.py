@@ -339,6 +339,12 @@ def test_invalid_date_quoted_or_not_names_file_line_and_key(tmp_path, start) -> 
                        f"2024-01-01T00:00:00Z, got {start.strip(chr(34))!r}")
 
 
+@pytest.mark.parametrize("start, shown", [("2999-01-01", "2999-01-01"), ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00+00:00")])
+def test_a_start_in_the_future_is_an_error(tmp_path, start, shown) -> None:
+    path = write(tmp_path, f"sources:\n  - provider: shipengine\n    start: {start}\n")
+    assert error_of(path) == f"{path}:3: sources[0].start: {shown} is in the future: a first run would fetch nothing until then"
+
+
 def test_invalid_unquoted_date_in_options_reaches_the_options_model(tmp_path) -> None:
     class Dated(BaseModel):
         model_config = ConfigDict(extra="forbid")
