@@ -163,6 +163,35 @@ def check(pipeline: str, only: tuple[str, ...]) -> None:
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
+@cli.command("lake")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--rebuild", is_flag=True, help="Rewrite every partition that differs from the warehouse.")
+def lake_cmd(pipeline: str, rebuild: bool) -> None:
+    """Compare the Parquet lake with the warehouse, partition by partition; exit 1 if they differ.
+
+    With --rebuild, rewrite the differing partitions from the warehouse (no run may commit meanwhile).
+    """
+    from rich.table import Table
+
+    from . import lake_audit
+    from .summary import stdout_console
+
+    cfg = _load(pipeline)
+    drifts = lake_audit.rebuild(cfg) if rebuild else lake_audit.audit(cfg)
+    if not drifts:
+        click.echo(f"{cfg.warehouse.lake}: every partition matches the warehouse", err=True)
+        return
+    table = Table(title="rebuilt" if rebuild else "partitions that differ")
+    for name in ("table", "provider", "date", "warehouse rows", "lake rows"):
+        table.add_column(name, justify="right" if name.endswith("rows") else "left")
+    for d in drifts:
+        table.add_row(d.table, d.provider, d.day.isoformat(), str(d.warehouse_rows), str(d.lake_rows))
+    stdout_console().print(table)
+    if not rebuild:
+        click.echo(f"{len(drifts)} partition(s) differ; `shipetl lake {pipeline} --rebuild` rewrites them", err=True)
+        sys.exit(1)
+
+
 @cli.command("plugins")
 def plugins_cmd() -> None:
     """List installed plugins: package, module, what each provides, why any failed, who supplied each status map."""

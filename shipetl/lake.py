@@ -58,6 +58,12 @@ def staging_dir(lake: Path, commit_id: str) -> Path:
     return Path(lake) / STAGING / commit_id
 
 
+def day_sql(table: Table) -> str:
+    """SQL for a row's partition day, in days since 1970-01-01: the UTC day of its partition time (else of
+    ``extracted_at``), by integer arithmetic, with no time-zone lookup per row."""
+    return f"CAST(epoch_us(coalesce(\"{table.partition_time}\", extracted_at)) // 86400000000 AS INTEGER)"
+
+
 def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) -> int:
     """COPY ``relation`` (rows of ``table``) into the commit's staging area, partitioned by provider and UTC
     day, a month's worth of days per COPY; returns files written."""
@@ -68,8 +74,7 @@ def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) 
     # Partitioned COPY buffers this many rows per thread in memory and cannot spill them: keep it well under
     # the memory limit even for wide rows (an order line with its extras is about 1 KB).
     con.execute("SET partitioned_write_flush_threshold = 100000")
-    # Day of the UTC instant by integer arithmetic: no time-zone lookup per row.
-    day = f"CAST(epoch_us(coalesce(\"{table.partition_time}\", extracted_at)) // 86400000000 AS INTEGER)"
+    day = day_sql(table)
     days = [d for (d,) in con.execute(f"SELECT DISTINCT {day} FROM {relation} ORDER BY 1").fetchall()]
     for chunk in (days[i:i + DAYS_PER_COPY] for i in range(0, len(days), DAYS_PER_COPY)):
         # Each day falls in one COPY, so file names need no chunk number to stay unique in its folder.
