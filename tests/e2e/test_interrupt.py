@@ -17,8 +17,10 @@ def test_ctrl_c_stops_the_run_loads_nothing_half_and_the_next_run_loads_everythi
     pipeline = make_pipeline(shipengine_source(sandbox, name="first") + shipengine_source(sandbox, name="second"),
                              run={"max_parallel_sources": 1})
     httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 40}).raise_for_status()  # seconds of fetching
+    # A test run started in the background (make test &) inherits SIGINT ignored; a person's shell does not.
     run = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "run", str(pipeline)],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log: list[str] = []
     polling = threading.Event()
 
