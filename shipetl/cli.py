@@ -127,14 +127,14 @@ def validate(pipeline: str) -> None:
 
     Every enabled source is checked as `run` would before its first request; disabled ones only for keys and types.
     """
-    from . import plugins, runner
+    from . import plugins, runner, storage
     from .errors import ConfigError
 
     cfg = _load(pipeline)
     registry = plugins.load_registry()
     registry.destination(cfg.destination)  # an unknown destination names the installed ones
     _, refused = runner.plan(cfg, registry)
-    problems = runner.storage_problems(cfg) + [  # every source's problems, not just the first failing one's
+    problems = storage.problems(cfg) + [  # every source's problems, not just the first failing one's
         str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider) for src, exc in refused]
     if problems:
         raise ConfigError("\n".join(problems))

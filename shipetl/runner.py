@@ -7,8 +7,6 @@ their commits take turns on the warehouse.
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 import threading
 import traceback
@@ -18,20 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
-
 from . import config as config_mod
 from . import transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
 from .errors import PluginError, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
-from .lake import owner_problem
 from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, prune, safe_name
 from .registry import Registry
 from .runs import SourceRun, new_run_id
+from . import storage
 from .tokens import TokenStore
 
 
@@ -99,56 +95,6 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
             run.pages = raw.pages
         for future in pending:
             future.result()  # a mapping error fails the source here
-
-
-def _storage_paths(pipeline: PipelineConfig) -> dict[str, Path]:
-    """The folders a run writes, by setting name (the warehouse file's folder for ``warehouse.path``)."""
-    w = pipeline.warehouse
-    return {"warehouse.path": Path(w.path).absolute().parent, "warehouse.lake": Path(w.lake).absolute(),
-            "warehouse.raw": Path(w.raw).absolute(), "warehouse.tokens": Path(w.tokens).absolute()}
-
-
-def storage_problems(pipeline: PipelineConfig) -> list[str]:
-    """One line per folder of ``warehouse:`` a run could not create or write, naming the setting."""
-    problems = []
-    if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path)):
-        problems.append(f"{pipeline.path}: warehouse.lake: {owner}")
-    for setting, folder in _storage_paths(pipeline).items():
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir():
-            problems.append(f"{pipeline.path}: {setting}: {existing} is a file, not a folder")
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            problems.append(f"{pipeline.path}: {setting}: cannot write {existing} (permission denied); "
-                            "point it at a writable folder")
-    return problems
-
-
-# Failures of writing a file that the folder or its disk cause, not the data.
-_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
-
-
-def storage_error(pipeline: PipelineConfig, exc: Exception) -> ShipetlError | None:
-    """A one-line error naming the ``warehouse:`` setting for a failure to write its folder, else None."""
-    if isinstance(exc, OSError):
-        if exc.errno not in _WRITE_ERRNOS:
-            return None
-    elif not isinstance(exc, (duckdb.IOException, duckdb.PermissionException)):
-        return None
-    filename = str(exc.filename) if isinstance(exc, OSError) and exc.filename else None
-    text = filename or str(exc)
-    folders = _storage_paths(pipeline).items()
-    # The folder the failing path is in (the deepest: data/lake before data/), else the nearest one under a
-    # parent that could not be created.
-    inside = [(s, f) for s, f in folders if str(f) in text]
-    above = [(s, f) for s, f in folders if filename is not None and str(f).startswith(filename)]
-    if inside:
-        setting, folder = max(inside, key=lambda m: len(str(m[1])))
-    elif above:
-        setting, folder = min(above, key=lambda m: len(str(m[1])))
-    else:
-        return None
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-    return ShipetlError(f"cannot write {setting} ({folder}): {reason}")
 
 
 def error_line(exc: Exception, provider: str) -> str:
@@ -242,7 +188,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             transformer.close()
             con.close()
     except Exception as exc:  # one source's failure must not take the others down
-        _fail(destination, run, storage_error(pipeline, exc) or exc, log)
+        _fail(destination, run, storage.write_error(pipeline, exc) or exc, log)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return run
@@ -321,7 +267,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     run_id = new_run_id()
     result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
     destination = _destination(pipeline, registry)
-    if problems := storage_problems(pipeline):
+    if problems := storage.problems(pipeline):
         raise config_mod.ConfigError("\n".join(problems))
     now = datetime.now(timezone.utc)
     # Nobody can fetch the future: an --until past now would let a cursor jump over days not yet fetched.

@@ -8,7 +8,7 @@ import duckdb
 import orjson
 import pytest
 
-from shipetl import Page, Provider, Stream, TableMapping, config, runner
+from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
 from shipetl.destination import DuckDBDestination
 from shipetl.errors import AuthError, ConfigError
 from shipetl.registry import PluginInfo, Registry
@@ -341,9 +341,9 @@ def test_a_folder_that_cannot_be_written_is_named_by_its_setting(tmp_path, exc, 
         exc = type(exc)(exc.errno, exc.strerror, exc.filename.format(d=d))
     else:
         exc = type(exc)(str(exc).format(d=d))
-    error = runner.storage_error(cfg, exc)
+    error = storage.write_error(cfg, exc)
     assert error is not None and str(error).startswith(f"cannot write {setting} (")
-    assert runner.storage_error(cfg, RuntimeError("unrelated")) is None
+    assert storage.write_error(cfg, RuntimeError("unrelated")) is None
 
 
 class _UnrecordableDestination(DuckDBDestination):
@@ -377,7 +377,7 @@ def test_a_missing_file_is_not_taken_for_an_unwritable_folder(tmp_path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(f"warehouse: {{path: {tmp_path}/warehouse.duckdb}}\nsources: [{{provider: goodco}}]\n")
     cfg = config.load(path, env={})
-    assert runner.storage_error(cfg, FileNotFoundError(2, "No such file or directory", f"{tmp_path}/ids.txt")) is None
+    assert storage.write_error(cfg, FileNotFoundError(2, "No such file or directory", f"{tmp_path}/ids.txt")) is None
 
 
 def test_raw_keep_days_prunes_after_a_successful_run_only(make_pipeline, registry, tmp_path) -> None:

@@ -1,0 +1,68 @@
+"""The folders a run writes (warehouse file's, lake, raw zone, tokens): checked before a run, named in its errors.
+
+A folder that cannot be written fails every source the same way, so a run checks them first and says
+which ``warehouse:`` setting to change; a write that fails later (a full disk, a folder made read-only
+meanwhile) becomes one line naming the setting instead of a provider's "internal error".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import duckdb
+
+from .config import PipelineConfig
+from .errors import ShipetlError
+from .lake import owner_problem
+
+
+def paths(pipeline: PipelineConfig) -> dict[str, Path]:
+    """The folders a run writes, by setting name (the warehouse file's folder for ``warehouse.path``)."""
+    w = pipeline.warehouse
+    return {"warehouse.path": Path(w.path).absolute().parent, "warehouse.lake": Path(w.lake).absolute(),
+            "warehouse.raw": Path(w.raw).absolute(), "warehouse.tokens": Path(w.tokens).absolute()}
+
+
+def problems(pipeline: PipelineConfig) -> list[str]:
+    """One line per folder of ``warehouse:`` a run could not create or write, naming the setting."""
+    found = []
+    if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path)):
+        found.append(f"{pipeline.path}: warehouse.lake: {owner}")
+    for setting, folder in paths(pipeline).items():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            found.append(f"{pipeline.path}: {setting}: {existing} is a file, not a folder")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            found.append(f"{pipeline.path}: {setting}: cannot write {existing} (permission denied); "
+                         "point it at a writable folder")
+    return found
+
+
+# Failures of writing a file that the folder or its disk cause, not the data.
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
+def write_error(pipeline: PipelineConfig, exc: Exception) -> ShipetlError | None:
+    """A one-line error naming the ``warehouse:`` setting for a failure to write its folder, else None."""
+    if isinstance(exc, OSError):
+        if exc.errno not in _WRITE_ERRNOS:
+            return None
+    elif not isinstance(exc, (duckdb.IOException, duckdb.PermissionException)):
+        return None
+    filename = str(exc.filename) if isinstance(exc, OSError) and exc.filename else None
+    text = filename or str(exc)
+    folders = paths(pipeline).items()
+    # The folder the failing path is in (the deepest: data/lake before data/), else the nearest one under a
+    # parent that could not be created.
+    inside = [(s, f) for s, f in folders if str(f) in text]
+    above = [(s, f) for s, f in folders if filename is not None and str(f).startswith(filename)]
+    if inside:
+        setting, folder = max(inside, key=lambda m: len(str(m[1])))
+    elif above:
+        setting, folder = min(above, key=lambda m: len(str(m[1])))
+    else:
+        return None
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    return ShipetlError(f"cannot write {setting} ({folder}): {reason}")
