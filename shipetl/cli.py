@@ -171,22 +171,14 @@ def lake_cmd(pipeline: str, rebuild: bool) -> None:
 
     With --rebuild, rewrite the differing partitions from the warehouse (no run may commit meanwhile).
     """
-    from rich.table import Table
-
     from . import lake_audit
-    from .summary import stdout_console
 
     cfg = _load(pipeline)
     drifts = lake_audit.rebuild(cfg) if rebuild else lake_audit.audit(cfg)
     if not drifts:
         click.echo(f"{cfg.warehouse.lake}: every partition matches the warehouse", err=True)
         return
-    table = Table(title="rebuilt" if rebuild else "partitions that differ")
-    for name in ("table", "provider", "date", "warehouse rows", "lake rows"):
-        table.add_column(name, justify="right" if name.endswith("rows") else "left")
-    for d in drifts:
-        table.add_row(d.table, d.provider, d.day.isoformat(), str(d.warehouse_rows), str(d.lake_rows))
-    stdout_console().print(table)
+    lake_audit.render(drifts, "rebuilt" if rebuild else "partitions that differ")
     if not rebuild:
         click.echo(f"{len(drifts)} partition(s) differ; `shipetl lake {pipeline} --rebuild` rewrites them", err=True)
         sys.exit(1)

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from rich.table import Table
+
 from . import lake, warehouse
 from .config import PipelineConfig
 from .errors import ShipetlError
 from .schema import DATA_TABLES, TABLES
 from .sqltext import sql_literal
+from .summary import stdout_console
 
 EPOCH = date(1970, 1, 1)
 
@@ -91,3 +94,13 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
         if drifts:
             lake.publish(lake_root, commit_id)
     return drifts
+
+
+def render(drifts: list[Drift], title: str) -> None:
+    """One line per partition: table, provider, day, and the rows each side holds."""
+    table = Table(title=title)
+    for name in ("table", "provider", "date", "warehouse rows", "lake rows"):
+        table.add_column(name, justify="right" if name.endswith("rows") else "left")
+    for d in drifts:
+        table.add_row(d.table, d.provider, d.day.isoformat(), str(d.warehouse_rows), str(d.lake_rows))
+    stdout_console().print(table)
