@@ -16,7 +16,7 @@ def test_ctrl_c_stops_the_run_loads_nothing_half_and_the_next_run_loads_everythi
                                                                                     tmp_path):
     pipeline = make_pipeline(shipengine_source(sandbox, name="first") + shipengine_source(sandbox, name="second"),
                              run={"max_parallel_sources": 1})
-    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 40}).raise_for_status()  # seconds of fetching
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 100}).raise_for_status()  # 2000 polls: 12 s
     # A test run started in the background (make test &) inherits SIGINT ignored; a person's shell does not.
     run = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "run", str(pipeline)],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -41,7 +41,9 @@ def test_ctrl_c_stops_the_run_loads_nothing_half_and_the_next_run_loads_everythi
         if run.poll() is None:
             run.kill()
     follower.join(timeout=30)
-    assert "interrupted (Ctrl-C) before its commit" in stdout and "not started: the run was interrupted" in stdout
+    rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
+    assert "interrupted (Ctrl-C) before its commit" in rows["first"], stdout + "".join(log)[-3000:]
+    assert "not started: the run was interrupted" in rows["second"], stdout
     assert "Traceback" not in "".join(log)
     db = tmp_path / "warehouse.duckdb"
     if db.exists():  # the failures were recorded, no row of either source was loaded
