@@ -11,7 +11,7 @@ import shutil
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -285,8 +285,9 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
                    for job in jobs]
         try:
-            for future in futures:
-                future.result()
+            # Short waits: the signal may land on a worker thread, and the main thread sees it only between waits.
+            while wait(futures, timeout=0.25).not_done:
+                pass
         except KeyboardInterrupt:  # Ctrl-C: stop fetching, let a commit under way finish, start nothing new
             stop.set()
             result.interrupted = True
