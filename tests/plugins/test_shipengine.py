@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 import shipetl_shipengine
 from shipetl import AuthError, Page, TransientError, http_client, transform
+from shipetl.context import RunBookkeeping
 from shipetl.rawzone import RawZoneWriter
 from shipetl_shipengine import extract
 from shipetl_shipengine.provider import ShipEngineOptions, ShipEngineProvider
@@ -121,7 +122,7 @@ def test_default_pii_hash_without_a_key_drops_the_names_instead_of_refusing_the_
 LABEL_TIME = "2025-12-01T10:00:00.000Z"
 
 
-class Ctx:
+class Ctx(RunBookkeeping):
     """An ExtractContext over an httpx.MockTransport, with no waiting between retries."""
 
     def __init__(self, transport: httpx.MockTransport, cursors: dict[str, Any] | None = None,
@@ -144,18 +145,6 @@ class Ctx:
 
     def secret(self, name: str) -> str:
         return "unit-api-key"
-
-    def cursor(self, key: str, default: Any = None) -> Any:
-        return self.new_cursors.get(key, self._cursors.get(key, default))
-
-    def set_cursor(self, key: str, value: Any) -> None:
-        self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
-
-    def open_shipments(self) -> list[dict[str, Any]]:
-        return list(self._open)
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
 
 
 def numbers(n: int) -> list[str]:
