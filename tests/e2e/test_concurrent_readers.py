@@ -17,6 +17,7 @@ import duckdb
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from background import BackgroundRun
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK
 
 from shipetl.schema import DATA_TABLES
@@ -81,26 +82,14 @@ def test_reader_in_another_process_queries_while_a_run_extracts(sandbox, make_pi
     httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 60}).raise_for_status()
     watcher = LakeWatcher(lake)
     watcher.start()
-    run = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "run", str(pipeline)],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log: list[str] = []
-    polling = threading.Event()
-
-    def follow() -> None:
-        for line in run.stderr:
-            log.append(line)
-            if '"shipments_to_poll"' in line:
-                polling.set()
-
-    threading.Thread(target=follow, daemon=True).start()
+    run = BackgroundRun(pipeline, tmp_path)
     try:
-        assert polling.wait(60), "".join(log)[-2000:]
+        assert run.polling.wait(60), run.log_tail()
         reader = read_in_another_process(db)
-        still_running = run.poll() is None
-        run.wait(timeout=240)
+        still_running = run.process.poll() is None
+        run.process.wait(timeout=240)
     finally:
-        if run.poll() is None:
-            run.kill()
+        run.end()
         watcher.stop.set()
         watcher.join(timeout=60)
 
@@ -109,7 +98,7 @@ def test_reader_in_another_process_queries_while_a_run_extracts(sandbox, make_pi
     assert still_running, "the run ended before the reader finished: make the sandbox slower"
     assert (events, runs) == (events_before, 1)  # the first run's data, the second not committed yet
     assert stuck > 0  # the marts are stored in the file, readable by any DuckDB client
-    assert run.returncode == 0, "".join(log)[-2000:]
+    assert run.process.returncode == 0, run.log_tail()
 
     ((events_after, runs_after),) = duckdb.connect(str(db), read_only=True).execute(
         "SELECT (SELECT count(*) FROM tracking_events), (SELECT count(*) FROM runs)").fetchall()

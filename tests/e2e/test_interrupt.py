@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import threading
 
 import duckdb
 import httpx
+from background import BackgroundRun
 from sources import shipengine_source
 
 
@@ -17,34 +15,18 @@ def test_ctrl_c_stops_the_run_loads_nothing_half_and_the_next_run_loads_everythi
     pipeline = make_pipeline(shipengine_source(sandbox, name="first") + shipengine_source(sandbox, name="second"),
                              run={"max_parallel_sources": 1})
     httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 100}).raise_for_status()  # 2000 polls: 12 s
-    # A test run started in the background (make test &) inherits SIGINT ignored; a person's shell does not.
-    run = subprocess.Popen([sys.executable, "-m", "shipetl", "--log-format", "json", "run", str(pipeline)],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    log: list[str] = []
-    polling = threading.Event()
-
-    def follow() -> None:
-        for line in run.stderr:
-            log.append(line)
-            if '"shipments_to_poll"' in line:
-                polling.set()
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
+    run = BackgroundRun(pipeline, tmp_path)
     try:
-        assert polling.wait(120), "".join(log)[-2000:]
-        run.send_signal(signal.SIGINT)
-        stdout = run.stdout.read()
-        assert run.wait(timeout=120) == 130, "".join(log)[-3000:]
+        assert run.polling.wait(120), run.log_tail()
+        run.process.send_signal(signal.SIGINT)
+        stdout = run.process.stdout.read()
+        assert run.process.wait(timeout=120) == 130, run.log_tail(3000)
     finally:
-        if run.poll() is None:
-            run.kill()
-    follower.join(timeout=30)
+        run.end()
     rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
-    assert "interrupted (Ctrl-C) before its commit" in rows["first"], stdout + "".join(log)[-3000:]
+    assert "interrupted (Ctrl-C) before its commit" in rows["first"], stdout + run.log_tail(3000)
     assert "not started: the run was interrupted" in rows["second"], stdout
-    assert "Traceback" not in "".join(log)
+    assert "Traceback" not in "".join(run.log)
     db = tmp_path / "warehouse.duckdb"
     if db.exists():  # the failures were recorded, no row of either source was loaded
         con = duckdb.connect(str(db), read_only=True)
