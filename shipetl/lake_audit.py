@@ -37,11 +37,11 @@ class Drift:
 
 
 def _lake_counts(con, lake_root: Path, table: str) -> dict[tuple[str, date], int]:
-    files = sorted((lake_root / table).glob("provider=*/date=*/*.parquet"))
-    if not files:
-        return {}
-    listed = ", ".join(sql_literal(str(f)) for f in files)
-    rows = con.execute(f"SELECT provider, CAST(date AS DATE), count(*) FROM read_parquet([{listed}], "
+    pattern = "provider=*/date=*/*.parquet"
+    if next((lake_root / table).glob(pattern), None) is None:
+        return {}  # DuckDB refuses a pattern that matches no file
+    files = sql_literal(str(lake_root / table / pattern))
+    rows = con.execute(f"SELECT provider, CAST(date AS DATE), count(*) FROM read_parquet({files}, "
                        "hive_partitioning = true, hive_types = {'date': VARCHAR}) GROUP BY ALL").fetchall()
     return {(provider, day): n for provider, day, n in rows}
 
