@@ -258,17 +258,26 @@ def state(pipeline: str) -> None:
 
 
 @cli.command()
-@click.argument("source")
-@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
-def auth(source: str, pipeline: str) -> None:
-    """Link SOURCE's accounts: print the authorization link, store the token pair from the code pasted back."""
-    from . import config, plugins
+@click.argument("pipeline")
+@click.argument("target", metavar="SOURCE[/ACCOUNT]")
+def auth(pipeline: str, target: str) -> None:
+    """Link a source's accounts, or one of them: print each authorization link, store the token pair from
+    the code pasted back."""
+    from . import config, plugins, runner
     from .tokens import TokenStore
 
-    cfg = _load(pipeline)
-    src, provider_cls = cfg.source(source), plugins.load_registry().provider(cfg.source(source).provider)
+    if not Path(pipeline).is_file() and Path(target).is_file():  # the order README gave at first: SOURCE PIPELINE
+        pipeline, target = target, pipeline
+        click.echo(f"note: the pipeline file comes first: shipetl auth {pipeline} {target}", err=True)
+    cfg = _load(click.Path(exists=True, dir_okay=False).convert(pipeline, None, None))
+    name, _, account = target.partition("/")
+    src = cfg.source(name)
+    provider_cls = plugins.load_registry().provider(src.provider)
     provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model, provider_cls))
-    for line in provider.authorize(src, TokenStore(Path(cfg.warehouse.tokens)), click.prompt):
+    accounts = provider.accounts()
+    if account and account not in accounts:
+        raise runner.no_such_account(cfg, "auth", src, {account}, accounts)
+    for line in provider.authorize(src, TokenStore(Path(cfg.warehouse.tokens)), click.prompt, [account] if account else accounts):
         click.echo(line)
 
 

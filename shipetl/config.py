@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
@@ -218,6 +219,7 @@ class SourceConfig(_Model):
 
     _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
+    _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
 
     @property
     def unset_variables(self) -> tuple[str, ...]:
@@ -263,6 +265,11 @@ class SourceConfig(_Model):
     @field_serializer("start")
     def _start_text(self, value: date | datetime | None) -> str | None:
         return None if value is None else value.isoformat()
+
+    def auth_command(self, account_id: str | None = None) -> str:
+        """The ``shipetl auth`` command line that links this source's accounts (or only ``account_id``) again."""
+        target = f"{self.name}/{account_id}" if account_id and account_id != self.name else self.name
+        return f"shipetl auth {shlex.quote(self._file)} {target}"
 
     def problem(self, key: str, message: str) -> ConfigError:
         """A ConfigError about ``key`` of this source (``options.app_key``), naming the file, line and key path."""
@@ -357,6 +364,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     for i, src in enumerate(config.sources):
         src._where = locate(shown, lines, ("sources", i))
         src._unset = tuple(unset.get(i, ()))
+        src._file = shown
         if src.name in seen:
             key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
             problems.append(f"{locate(shown, lines, key)}: duplicate source name {src.name!r} "

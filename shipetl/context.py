@@ -74,6 +74,7 @@ class SourceContext(RunBookkeeping):
         self.options = options
         self.account_id = account_id
         self.label = label
+        self.auth_command = source.auth_command(account_id)
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until

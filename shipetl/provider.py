@@ -7,7 +7,7 @@ UTC conversion, statuses, keys, rejects, loading.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -89,6 +89,9 @@ class ExtractContext(Protocol):
     log: Any
     tokens: TokenStore
     """Where OAuth-style token pairs of this account are kept; see :class:`shipetl.tokens.TokenStore`."""
+    auth_command: str
+    """The command that links this account again (``shipetl auth daily.yaml shopee/shop-1``), for the error
+    an OAuth-style provider raises when its tokens are gone."""
 
     def window(self, cursor_key: str) -> tuple[datetime, datetime]:
         """The window to fetch: ``--since``, else the stored cursor minus the source's lookback, else ``start:``."""
@@ -160,8 +163,9 @@ class Provider:
         """Yield every page of this account for the window ``ctx.since`` .. ``ctx.until``."""
         raise NotImplementedError
 
-    def authorize(self, source: SourceConfig, tokens: TokenStore, ask: Callable[[str], str]) -> list[str]:
-        """Link this source's accounts interactively (``shipetl auth SOURCE PIPELINE``).
+    def authorize(self, source: SourceConfig, tokens: TokenStore, ask: Callable[[str], str],
+                  accounts: Sequence[str]) -> list[str]:
+        """Link ``accounts`` (ids from :meth:`accounts`) interactively (``shipetl auth PIPELINE SOURCE[/ACCOUNT]``).
 
         For providers whose accounts must be authorized by a person once (OAuth-style codes): show the
         link with ``ask(text)``, which prints ``text`` and returns what the user pasted back, exchange the

@@ -211,6 +211,12 @@ def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str |
     return src.pii, None
 
 
+def no_such_account(pipeline: PipelineConfig, asked_by: str, src: config_mod.SourceConfig, missing, accounts) -> config_mod.ConfigError:
+    """The error for account ids ``asked_by`` (``--only``) named that ``src`` does not have, listing those it has."""
+    return config_mod.ConfigError(f"{pipeline.path}: {asked_by}: source {src.name} has no account "
+                                  f"{', '.join(sorted(missing))}; its accounts: {', '.join(accounts)}")
+
+
 def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:
     """One job per account of every selected source, and each source that cannot even start with why.
 
@@ -240,8 +246,7 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
             accounts = provider.accounts()
             wanted = selected.get(src.name) or set(accounts)
             if missing := wanted - set(accounts):
-                raise config_mod.ConfigError(f"{pipeline.path}: --only: source {src.name} has no account "
-                                             f"{', '.join(sorted(missing))}; its accounts: {', '.join(accounts)}")
+                raise no_such_account(pipeline, "--only", src, missing, accounts)
         except Exception as exc:  # a plugin's bug here fails its own source only
             refused.append((src, exc))
             continue

@@ -160,6 +160,7 @@ class ContractContext(RunBookkeeping):
         self.timezone = timezone_name or provider_cls.default_timezone
         self.log = structlog.get_logger(source=provider_cls.name)
         self.tokens = TokenStore(tmp / "tokens")
+        self.auth_command = f"shipetl auth PIPELINE {provider_cls.name}"
         self._cursors: dict[str, Any] = {}  # a first run: nothing committed yet
         self.new_cursors: dict[str, Any] = {}
         self.counters: Counter = Counter()

@@ -216,7 +216,7 @@ class ShopeeApi:
                     raise
                 if refreshed:
                     raise AuthError(f"{exc}; refreshing did not help: link the shop again with "
-                                    f"`shipetl auth {self.tokens.source} PIPELINE`", source=exc.source) from None
+                                    f"`{self.tokens.relink}`", source=exc.source) from None
                 self.tokens.after_rejection(pair)
                 refreshed = True
             except StaleTimestamp:

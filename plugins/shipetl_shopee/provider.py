@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -88,7 +88,7 @@ class ShopeeProvider(Provider):
             return ctx.http(classify=classify, rate_limit_key=f"shopee/partner-{partner_id}")
 
         auth_api = ShopeeApi(http_for, partner_id, partner_key, shop_id)
-        tokens = ShopTokens(ctx.tokens, auth_api, source=ctx.source_name, account=ctx.account_id, shop_id=shop_id,
+        tokens = ShopTokens(ctx.tokens, auth_api, relink=ctx.auth_command, account=ctx.account_id, shop_id=shop_id,
                             auth_code=_optional_secret(ctx.secret, "auth_code"), log=ctx.log)
         api = ShopeeApi(http_for, partner_id, partner_key, shop_id, tokens)
         try:
@@ -97,14 +97,14 @@ class ShopeeProvider(Provider):
             api.close()
             auth_api.close()
 
-    def authorize(self, source: Any, tokens: TokenStore, ask: Callable[[str], str]) -> list[str]:
-        """Link each shop: print a signed authorization link, read back the redirect URL (or its code),
-        exchange the code for the first token pair and store it."""
+    def authorize(self, source: Any, tokens: TokenStore, ask: Callable[[str], str], accounts: Sequence[str]) -> list[str]:
+        """Link each shop of ``accounts``: print a signed authorization link, read back the redirect URL (or
+        its code), exchange the code for the first token pair and store it."""
         partner_id = self.partner_id(source.secret)
         partner_key = source.secret("partner_key")
         base_url = (source.base_url or self.default_base_url).rstrip("/")
         done = []
-        for shop_id in self.options.shop_ids:
+        for shop_id in map(shop_id_of, accounts):
             api = ShopeeApi(lambda classify: http_client(base_url=base_url, source=f"{source.name}/auth",
                                                          classify=classify), partner_id, partner_key, shop_id)
             try:
@@ -115,7 +115,8 @@ class ShopeeProvider(Provider):
                 if linked_shop is not None and linked_shop != shop_id:
                     raise ConfigError(f"the address you pasted authorizes shop {linked_shop}, not shop {shop_id}")
                 account = f"{ACCOUNT_PREFIX}{shop_id}"
-                pair = ShopTokens(tokens, api, source=source.name, account=account, shop_id=shop_id).link(code)
+                pair = ShopTokens(tokens, api, relink=source.auth_command(account), account=account,
+                                  shop_id=shop_id).link(code)
             finally:
                 api.close()
             done.append(f"shop {shop_id}: linked; token pair stored (access token valid until "

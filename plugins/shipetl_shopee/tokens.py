@@ -66,9 +66,10 @@ def code_for_shop(auth_code: str | None, shop_id: int) -> str | None:
 class ShopTokens:
     """Keeps one shop's access token valid for the calls of one run (thread-safe through the store's lock)."""
 
-    def __init__(self, store: TokenStore, api: ShopeeApi, *, source: str, account: str, shop_id: int,
+    def __init__(self, store: TokenStore, api: ShopeeApi, *, relink: str, account: str, shop_id: int,
                  auth_code: str | None = None, log: Any = None, ahead: timedelta = ACCESS_RENEW_AHEAD) -> None:
-        self.store, self.api, self.source = store, api, source
+        """``relink`` is the command that links the shop again (``ExtractContext.auth_command``), for errors."""
+        self.store, self.api, self.relink = store, api, relink
         self.account, self.shop_id = account, int(shop_id)
         self.auth_code = code_for_shop(auth_code, shop_id)
         self.log, self.ahead = log, ahead
@@ -95,7 +96,7 @@ class ShopTokens:
         return pair
 
     def _relink_hint(self) -> str:
-        return f"link the shop again: shipetl auth {self.source} PIPELINE"
+        return f"link the shop again: {self.relink}"
 
     def _renew(self, current: TokenPair | None) -> TokenPair:
         now = self.store.clock()
@@ -115,7 +116,7 @@ class ShopTokens:
         if self.auth_code:
             return self._exchange(self.auth_code)
         why = "is not linked yet" if current is None else "has an expired refresh token (30 days)"
-        raise AuthError(f"shop {self.shop_id} {why}; run: shipetl auth {self.source} PIPELINE")
+        raise AuthError(f"shop {self.shop_id} {why}; run: {self.relink}")
 
     def _exchange(self, code: str) -> TokenPair:
         try:

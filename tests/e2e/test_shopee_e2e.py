@@ -253,12 +253,13 @@ def test_revoked_shop_fails_alone_and_is_named_in_the_summary(sandbox, make_pipe
     assert outcome[f"shop-{SHOP_A}"] == ("ok", None)
     status, error = outcome[f"shop-{SHOP_B}"]
     assert status == "failed" and "\n" not in error
-    assert error.startswith(f"shop {SHOP_B}: ") and "shipetl auth shopee PIPELINE" in error
+    assert error.startswith(f"shop {SHOP_B}: ") and f"shipetl auth {pipeline} shopee/shop-{SHOP_B}" in error
 
 
-def test_auth_command_prints_the_link_and_stores_the_first_pair(sandbox, make_pipeline, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), auth_code=False))
-    proc = subprocess.Popen([sys.executable, "-m", "shipetl", "auth", "shopee", str(pipeline)], cwd=tmp_path,
+def _authorize(tmp_path, *args: str, seller: int = SHOP_A) -> tuple[str, str]:
+    """Run ``shipetl auth ARGS``, follow the one link it prints as the seller of shop ``seller`` would, paste
+    the redirect back; (stdout, stderr) of a successful exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "shipetl", "auth", *args], cwd=tmp_path,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         link = ""
@@ -266,16 +267,44 @@ def test_auth_command_prints_the_link_and_stores_the_first_pair(sandbox, make_pi
             link = proc.stdout.readline().strip()
             assert link or proc.poll() is None, proc.stderr.read()
         assert "/api/v2/shop/auth_partner?" in link and "sign=" in link
-        redirect = httpx.get(link, follow_redirects=False)
+        redirect = httpx.get(f"{link}&shop_id={seller}", follow_redirects=False)
         assert redirect.status_code == 302
         out, err = proc.communicate(redirect.headers["location"] + "\n", timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
+    return out, err
+
+
+def test_auth_command_prints_the_link_and_stores_the_first_pair(sandbox, make_pipeline, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), auth_code=False))
+    out, err = _authorize(tmp_path, str(pipeline), "shopee")
     assert f"shop {SHOP_A}: linked" in out
     stored = json.loads(token_file(tmp_path, SHOP_A).read_text())
     assert stored["extra"] == {"shop_id": SHOP_A} and stored["access_token"] not in out + err
     assert oct(token_file(tmp_path, SHOP_A).stat().st_mode & 0o777) == "0o600"
     result = run_in_process(pipeline, since=datetime(2025, 12, 12, tzinfo=UTC))
     assert result.ok, [s.error for s in result.sources]
+
+
+def test_auth_links_only_the_shop_named(sandbox, make_pipeline, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox, auth_code=False))
+    out, _ = _authorize(tmp_path, str(pipeline), f"shopee/shop-{SHOP_B}", seller=SHOP_B)
+    assert f"shop {SHOP_B}: linked" in out and f"shop {SHOP_A}" not in out
+    assert token_file(tmp_path, SHOP_B).exists() and not token_file(tmp_path, SHOP_A).exists()
+
+
+def test_auth_takes_the_old_argument_order_with_a_note(sandbox, make_pipeline, tmp_path):
+    pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), auth_code=False))
+    out, err = _authorize(tmp_path, "shopee", str(pipeline))
+    assert f"shop {SHOP_A}: linked" in out
+    assert f"the pipeline file comes first: shipetl auth {pipeline} shopee" in err
+
+
+def test_auth_of_an_account_the_source_lacks_lists_its_accounts(sandbox, make_pipeline, run_cli):
+    pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), auth_code=False))
+    result = run_cli("auth", str(pipeline), "shopee/shop-1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {pipeline}: auth: source shopee has no account shop-1; "
+                                     f"its accounts: shop-{SHOP_A}")

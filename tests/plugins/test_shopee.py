@@ -7,6 +7,7 @@ HTTP is faked with ``httpx.MockTransport``; the end-to-end tests against the san
 from __future__ import annotations
 
 import os
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from shipetl_shopee.tokens import PROVIDER, ShopTokens, code_for_shop
 
 FIXTURES = Path(shipetl_shopee.__file__).parent / "fixtures"
 PARTNER_ID, SHOP_ID, KEY = 2001887, 880303, "shipetl-example-partner-key"
+RELINK = f"shipetl auth daily.yaml shopee/shop-{SHOP_ID}"
 
 
 class TestShopeeContract(ProviderContract):
@@ -133,7 +135,7 @@ def _api(fake: FakeShopee, tmp_path: Path, pair: TokenPair | None = None, clock=
     if pair is not None:
         store.save(PROVIDER, f"shop-{SHOP_ID}", pair)
     auth_api = ShopeeApi(http_for, PARTNER_ID, KEY, SHOP_ID)
-    tokens = ShopTokens(store, auth_api, source="shopee", account=f"shop-{SHOP_ID}", shop_id=SHOP_ID, auth_code=auth_code)
+    tokens = ShopTokens(store, auth_api, relink=RELINK, account=f"shop-{SHOP_ID}", shop_id=SHOP_ID, auth_code=auth_code)
     return ShopeeApi(http_for, PARTNER_ID, KEY, SHOP_ID, tokens), store
 
 
@@ -268,7 +270,7 @@ def test_second_rejection_tells_the_user_to_link_the_shop_again(tmp_path):
     fake = FakeShopee({"/api/v2/order/get_order_detail": [_reply("error_auth.json", 403)],
                        "/api/v2/auth/access_token/get": [_reply("token_refresh.json")]})
     api, _ = _api(fake, tmp_path, _pair())
-    with pytest.raises(AuthError, match="shipetl auth shopee PIPELINE"):
+    with pytest.raises(AuthError, match=re.escape(RELINK)):
         api.order_detail(["SN1"])
 
 
@@ -277,7 +279,7 @@ def test_spent_refresh_token_names_the_shop_and_the_fix(tmp_path):
     api, _ = _api(fake, tmp_path, _pair(expires_in=timedelta(0)))
     with pytest.raises(AuthError) as caught:
         api.tracking_info("SN1", None)
-    assert "shop 880303" in str(caught.value) and "shipetl auth shopee PIPELINE" in str(caught.value)
+    assert "shop 880303" in str(caught.value) and RELINK in str(caught.value)
 
 
 def test_unlinked_shop_uses_the_configured_code_once(tmp_path):
@@ -293,7 +295,7 @@ def test_unlinked_shop_uses_the_configured_code_once(tmp_path):
 
 def test_unlinked_shop_without_code_says_run_shipetl_auth(tmp_path):
     api, _ = _api(FakeShopee({}), tmp_path)
-    with pytest.raises(AuthError, match="shop 880303 is not linked yet; run: shipetl auth shopee PIPELINE"):
+    with pytest.raises(AuthError, match=re.escape(f"shop 880303 is not linked yet; run: {RELINK}")):
         api.tracking_info("SN1", None)
 
 
