@@ -8,6 +8,7 @@ body, no refresh token, 3600 s), ``Content-Type: application/json`` even on GET,
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -168,6 +169,8 @@ class FuuffyClient:
         self.ctx = ctx
         self.client_id = ctx.secret("client_id")
         self._client_secret = ctx.secret("client_secret")
+        # Which credentials a stored token was issued to, without keeping the secret itself beside it.
+        self._credentials_hash = hashlib.sha256(f"{self.client_id}\x1f{self._client_secret}".encode()).hexdigest()[:16]
         self.http: HttpClient = ctx.http(classify=self._classify, max_retries=max_retries)
         self.token_requests = 0
 
@@ -188,14 +191,17 @@ class FuuffyClient:
             raise TerminalError("token reply carries no data.access_token")
         lifetime = int(data.get("expires_in") or DEFAULT_EXPIRES_IN_S)
         return TokenPair(token, self.ctx.tokens.clock() + timedelta(seconds=lifetime),
-                         extra={"client_id": self.client_id})
+                         extra={"client_id": self.client_id, "credentials": self._credentials_hash})
 
     def token(self, *, stale: TokenPair | None = None) -> TokenPair:
-        """A token good for at least a minute: the stored one, or a new one (also after ``stale`` was refused)."""
+        """A token good for at least a minute: the stored one, or a new one (also after ``stale`` was refused).
+
+        A stored token issued to other credentials (a changed client id or secret) is not used: the new
+        ones are tried at once, so a wrong secret fails this run (and ``shipetl check``), not one an hour on.
+        """
         name, account = PROVIDER, self.ctx.account_id
         current = self.ctx.tokens.load(name, account)
-        other_client = current is not None and current.extra.get("client_id") != self.client_id
-        if other_client:
+        if current is not None and current.extra.get("credentials") != self._credentials_hash:
             stale = current
         return self.ctx.tokens.valid(name, account, self._new_token, ahead=TOKEN_RENEW_AHEAD,
                                      force=stale is not None, stale=stale)

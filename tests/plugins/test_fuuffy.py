@@ -214,6 +214,17 @@ def test_wrong_client_secret_fails_with_one_line_naming_the_key(tmp_path):
     assert fake.seen == []  # no API call without a token, and the 401021 was not retried
 
 
+def test_token_cached_for_other_credentials_is_not_used(tmp_path):
+    fake, clock = FakeFuuffy(), FakeClock()
+    fclient.FuuffyClient(FakeContext(tmp_path, fake, clock), max_retries=0).tracking_by_number("SF1")
+    changed = fclient.FuuffyClient(FakeContext(tmp_path, fake, clock, secret="wrong-secret-123"), max_retries=0)
+    with pytest.raises(AuthError, match="credentials.client_secret"):
+        changed.tracking_by_number("SF1")  # the stored t1 is still good for an hour, but not for these credentials
+    assert fake.issued == ["t1"] and [t for _, t in fake.seen] == ["t1"]
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "tokens").rglob("*") if f.is_file())
+    assert b"t1" in stored and b"right-secret" not in stored and b"wrong-secret-123" not in stored
+
+
 def test_500999_is_retried_then_skipped(tmp_path):
     fake = FakeFuuffy()
     fake.tracking_reply = (500, "error_500999.json", {})
