@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .transform import TransformResult
 
 NAME = "duckdb"
+FAILURE_RECORD_WAIT = 5.0  # seconds
 
 
 class DuckDBDestination:
@@ -36,7 +37,9 @@ class DuckDBDestination:
                                 analytics=self.analytics)
 
     def record_failure(self, run: SourceRun) -> None:
-        warehouse.record_failure(Path(self.settings.path), run, timeout=self.settings.commit_timeout)
+        # A failure record is not worth a second long wait (a busy warehouse may be why the source failed):
+        # after a short one it is set aside for the next commit.
+        warehouse.record_failure(Path(self.settings.path), run, timeout=min(self.settings.commit_timeout, FAILURE_RECORD_WAIT))
 
     def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return warehouse.start_state(Path(self.settings.path), source, provider, account_id, timeout=self.settings.commit_timeout)

@@ -176,6 +176,11 @@ def run_history(pipeline: PipelineConfig, limit: int) -> None:
     with session(pipeline) as con:
         _print_rows(["run_id", "source", "account", "status", "started_at", "seconds", "extracted", "loaded",
                      "dedup", "rejected", "unmapped", "error"], runs.history(con, limit))
+    pending = warehouse.pending_runs_file(Path(pipeline.warehouse.path))
+    if pending.is_file():
+        waiting = len(pending.read_bytes().splitlines())
+        click.echo(f"note: {waiting} failure record(s) wait in {pending} (the warehouse was busy when their "
+                   "sources failed); the next commit stores them", err=True)
 
 
 def show_state(pipeline: PipelineConfig) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -70,6 +73,46 @@ class SourceRun:
 
 def insert(con, run: SourceRun, commit_id: str | None) -> None:
     con.execute("INSERT INTO runs VALUES (" + ", ".join("?" * 16) + ")", run.record(commit_id))
+
+
+def set_aside(file: Path, run: SourceRun) -> None:
+    """Append a failed run's record to ``file``, for :func:`move_in` to store once the warehouse is free.
+
+    Appends hold an exclusive lock on the file; one that finds the file already moved in (unlinked)
+    starts a new one, so no record is written where nobody reads.
+    """
+    line = orjson.dumps(run.record(None)) + b"\n"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        with open(file, "ab") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if os.fstat(fh.fileno()).st_nlink:
+                fh.write(line)
+                return
+
+
+def move_in(con, file: Path) -> int:
+    """Store the records set aside in ``file`` that ``runs`` lacks, then delete the file; returns how many.
+
+    Call it on a connection that writes the warehouse, outside a transaction: each record is committed
+    before the file goes, and one already stored (a crash before the delete) is not stored twice.
+    """
+    try:
+        fh = open(file, "rb")
+    except FileNotFoundError:
+        return 0
+    moved = 0
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        for line in fh.read().splitlines():
+            record = orjson.loads(line)
+            run_id, source, _, account_id = record[:4]
+            moved += con.execute(
+                "INSERT INTO runs SELECT " + ", ".join("?" * 16) + " WHERE NOT EXISTS "
+                "(SELECT 1 FROM runs WHERE run_id = ? AND source = ? AND account_id = ?)",
+                [*record, run_id, source, account_id]).fetchone()[0]
+        file.unlink()
+    return moved
 
 
 def committed_ids(con) -> set[str]:

@@ -213,6 +213,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
         ensure_schema(con, analytics)
         lake.claim(lake_root, path)
         lake.repair(lake_root, runs.committed_ids(con))
+        _move_in_pending_runs(con, path)
         con.execute("BEGIN TRANSACTION")
         try:
             for name in (*DATA_TABLES, "rejects"):
@@ -243,8 +244,29 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     return loaded
 
 
+def pending_runs_file(path: Path) -> Path:
+    """Where failure records wait while another process holds the warehouse (beside it)."""
+    return Path(path).with_name(Path(path).name + ".pending-runs.ndjson")
+
+
+def _move_in_pending_runs(con, path: Path) -> None:
+    moved = runs.move_in(con, pending_runs_file(path))
+    if moved:
+        get_logger().info("run_records_moved_in", records=moved)
+
+
 def record_failure(path: Path, run: runs.SourceRun, timeout: float = 60.0) -> None:
-    """Store the run record of a failed source; its rows and cursors stay as they were."""
-    with connect(path, read_only=False, timeout=timeout) as con:
-        ensure_schema(con)
-        runs.insert(con, run, None)
+    """Store the run record of a failed source; its rows and cursors stay as they were.
+
+    While another process holds the warehouse past ``timeout``, the record is set aside in a file beside
+    it, and the next commit or failure record stores it.
+    """
+    try:
+        with connect(path, read_only=False, timeout=timeout) as con:
+            ensure_schema(con)
+            _move_in_pending_runs(con, path)
+            runs.insert(con, run, None)
+    except WarehouseBusyError:
+        runs.set_aside(pending_runs_file(path), run)
+        get_logger().warning("run_record_deferred", source=run.label, file=str(pending_runs_file(path)),
+                             reason="another process holds the warehouse; the next commit stores the record")

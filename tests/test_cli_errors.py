@@ -84,6 +84,15 @@ def test_runs_limit_one_shows_one_run(pipeline) -> None:
     assert "20251001T120000Z-0123456789ab" in result.stdout
 
 
+def test_runs_mentions_failure_records_still_set_aside(pipeline, tmp_path) -> None:
+    waiting = runs.SourceRun("20251002T120000Z-0000000000aa", "shipengine-main", "shipengine", "shipengine-main", T, T,
+                             "failed", "API down")
+    runs.set_aside(warehouse.pending_runs_file(tmp_path / "warehouse.duckdb"), waiting)
+    result = invoke("runs", str(pipeline))
+    assert result.exit_code == 0, result.output
+    assert "note: 1 failure record(s) wait in" in result.stderr and "the next commit stores them" in result.stderr
+
+
 @pytest.mark.parametrize("since, until", [("2025-12-01", "2025-11-01"), ("2025-11-01", "2025-11-01")])
 def test_run_since_must_be_before_until(pipeline, since, until) -> None:
     result = invoke("run", "--no-progress", str(pipeline), "--since", since, "--until", until)

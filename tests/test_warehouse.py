@@ -296,6 +296,29 @@ def test_busy_file_gives_a_clear_one_line_error(held, read_only) -> None:
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_failure_record_of_a_busy_warehouse_is_set_aside_then_stored(held) -> None:
+    first = runs.SourceRun("r1", "acme-main", "acme", "acct-1", T0, T0, "failed", "token rejected")
+    warehouse.record_failure(held, first, timeout=0.5)  # held: no wait past the timeout, no error
+    pending = warehouse.pending_runs_file(held)
+    assert b"token rejected" in pending.read_bytes()
+    second = runs.SourceRun("r2", "acme-main", "acme", "acct-1", T0, T0, "failed", "API down")
+    warehouse.record_failure(held, second, timeout=30)  # the holder lets go after 5 s
+    with warehouse.connect(held, read_only=True) as con:
+        stored = con.execute("SELECT run_id, status, error FROM runs ORDER BY run_id").fetchall()
+    assert stored == [("r1", "failed", "token rejected"), ("r2", "failed", "API down")]
+    assert not pending.exists()
+
+
+def test_next_commit_stores_set_aside_records_once(wh) -> None:
+    failed = runs.SourceRun("r0", "acme-main", "acme", "acct-1", T0, T0, "failed", "token rejected")
+    pending = warehouse.pending_runs_file(wh.path)
+    runs.set_aside(pending, failed)
+    runs.set_aside(pending, failed)  # as if a crash had come between storing it and deleting the file
+    _, run = wh.commit(PAGE_1)
+    assert wh.query("SELECT run_id, status FROM runs ORDER BY status") == [("r0", "failed"), (run.run_id, "ok")]
+    assert not pending.exists()
+
+
 def test_a_file_no_run_committed_to_reads_as_empty(tmp_path) -> None:
     db = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(db)).close()  # opened by hand (a notebook) before the first run
