@@ -296,6 +296,16 @@ def test_busy_file_gives_a_clear_one_line_error(held, read_only) -> None:
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_open_shipment_with_a_recent_scan_is_not_expired_though_its_mapping_gives_no_last_event_at(wh) -> None:
+    wh.commit(scans(("1Z", "IT", "2024-12-01T10:00:00Z"), ("2Z", "IT", "2024-12-01T11:00:00Z")), extracted_at=T0)
+    later = T0 + timedelta(days=40)
+    result, run = wh.stage(scans(("2Z", "IT", (later - timedelta(days=1)).isoformat())), extracted_at=later)
+    warehouse.commit(wh.path, wh.lake, result, run, {}, timeout=5, expire_before=later - timedelta(days=30))
+    latest = dict(wh.query("SELECT shipment_id, status FROM shipments_latest"))
+    assert latest == {"1Z": "expired", "2Z": "in_transit"}
+    assert run.counters["expired"] == 1
+
+
 def test_failure_record_of_a_busy_warehouse_is_set_aside_then_stored(held) -> None:
     first = runs.SourceRun("r1", "acme-main", "acme", "acct-1", T0, T0, "failed", "token rejected")
     warehouse.record_failure(held, first, timeout=0.5)  # held: no wait past the timeout, no error
