@@ -168,10 +168,14 @@ def _macros() -> list[str]:
         f"""utc_from_iso(x) AS CASE
             WHEN regexp_full_match(CAST(x AS VARCHAR), {sql_literal(_FAST_ISO_RE)}) THEN TRY_CAST(CAST(x AS VARCHAR) AS TIMESTAMPTZ)
             ELSE time_iso_exact(x) END""",
-        f"""utc_from_local(x, zone) AS CASE
+        f"""time_from_local(x, zone) AS CASE
             WHEN regexp_full_match(CAST(x AS VARCHAR), {sql_literal(_FAST_NAIVE_RE)})
             THEN time_zone_utc(TRY_CAST(CAST(x AS VARCHAR) AS TIMESTAMP), zone)
             ELSE time_local_exact(x, zone) END""",
+        # For mappings: a zone that comes with each row may be blank or unknown, which would fail the
+        # whole query in ICU; such a row gets NULL. (Core's own conversions use zones already checked.)
+        """utc_from_local(x, zone) AS CASE
+            WHEN zone IN (SELECT name FROM time_zone_names) THEN time_from_local(x, zone) END""",
         # ---- reject reasons (NULL when absent or fine)
         """time_reject_epoch(x, col, unit_us, digits, word, hint) AS CASE WHEN NOT time_absent(x) THEN
             list_transform([time_epoch_us(x, unit_us, digits)], lambda time_us: CASE
@@ -183,7 +187,7 @@ def _macros() -> list[str]:
             WHEN time_absent(x) OR utc_from_iso(x) IS NOT NULL THEN NULL
             ELSE col || ': ' || time_quote(x) || ' is not a valid ISO 8601 time with offset' END""",
         """time_reject_local(x, col, zone) AS CASE
-            WHEN time_absent(x) OR utc_from_local(x, zone) IS NOT NULL THEN NULL
+            WHEN time_absent(x) OR time_from_local(x, zone) IS NOT NULL THEN NULL
             WHEN zone IS NULL AND time_naive(time_parts(x)) IS NOT NULL
               AND NOT time_has_offset(time_parts(x))
               THEN col || ': ' || time_quote(x) || ' is a local time but the source has no timezone'
@@ -193,27 +197,21 @@ def _macros() -> list[str]:
     return m
 
 
-def install_zone_names(con: duckdb.DuckDBPyConnection, temp: bool = True) -> None:
-    """Create ``time_zone_names(key, name)``: every IANA zone DuckDB knows, ``key`` lower-cased.
-
-    A zone that arrives per row is looked up here first: DuckDB fails the whole query on a zone it
-    does not know, where one bad row should only be a reject.
-    """
-    con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE time_zone_names AS "
-                "SELECT lower(name) AS key, name FROM pg_timezone_names()")
-
-
 def install_macros(con: duckdb.DuckDBPyConnection, temp: bool = True) -> None:
-    """Set the session to UTC and create the time macros as TEMP macros on ``con``.
+    """Set the session to UTC and create the time macros and the zone table as TEMP objects on ``con``.
 
     TEMP so nothing is written into a warehouse file and read-only connections work; ``temp=False``
     creates them in the current database instead (an in-memory one whose cursors all need them).
     Safe to call twice.
     Public macros: ``time_absent(x)``, ``utc_from_epoch_s(x)``, ``utc_from_epoch_ms(x)``,
-    ``utc_from_iso(x)``, ``utc_from_local(x, zone)`` (all but the first return TIMESTAMPTZ); the
-    ``time_*`` helpers are internal.
+    ``utc_from_iso(x)``, ``utc_from_local(x, zone)`` (all but the first return TIMESTAMPTZ; the last is
+    NULL for a blank or unknown zone); the ``time_*`` helpers are internal.
+    ``time_zone_names(key, name)`` holds every IANA zone DuckDB knows, ``key`` lower-cased: a zone that
+    arrives per row is looked up there first, as DuckDB fails a whole query on a zone it does not know.
     """
     con.execute("SET TimeZone='UTC'")
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE time_zone_names AS "
+                "SELECT lower(name) AS key, name FROM pg_timezone_names()")
     for body in _macros():
         con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}MACRO {body}")
 
@@ -231,7 +229,7 @@ def sql_expr(kind: str, column_sql: str, zone_sql: str = "NULL") -> str:
     """
     _check_kind(kind)
     if kind == "local":
-        return f"utc_from_local({column_sql}, {zone_sql})"
+        return f"time_from_local({column_sql}, {zone_sql})"
     return f"utc_from_{kind}({column_sql})"
 
 

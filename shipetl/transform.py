@@ -81,7 +81,6 @@ def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_ta
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {sql_literal(str(temp_dir))}")
     timestamps.install_macros(con, temp=False)
-    timestamps.install_zone_names(con, temp=False)
     statuses.install(con, status_tables or statuses.StatusTables(), temp=False)
     countries.install(con, temp=False)
     install_pii(con, pii, pii_key)

@@ -57,6 +57,13 @@ def sql_batch(con, kind: str, values: list[str], zones: list[str | None]) -> lis
     return rows
 
 
+def test_utc_from_local_gives_null_for_a_blank_or_unknown_zone_instead_of_failing_the_query(con) -> None:
+    rows = con.execute(
+        "SELECT z, utc_from_local('2024-03-10 02:30:00', z) FROM (VALUES ('America/New_York'), (''), "
+        "('Mars/Olympus_Mons'), (NULL)) AS t(z) ORDER BY z NULLS LAST").fetchall()
+    assert rows == [("", None), ("America/New_York", utc(2024, 3, 10, 7, 30)), ("Mars/Olympus_Mons", None), (None, None)]
+
+
 # ----------------------------------------------------------------------------- provider examples
 
 EXAMPLES = [
