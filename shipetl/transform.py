@@ -248,9 +248,12 @@ class _Wrapper:
         select = [f'{ref(c)} AS "{c}"' for c in t.column_names]
         # A derived event_id or snapshot hash is an MD5, never NULL: only mapped values can be missing.
         # A value that came but could not be read has its own reason: "missing" is for one that did not come.
-        missing = [f"CASE WHEN {ref(f.name)} IS NULL "
-                   + (f"AND ({type_reasons[f.name]}) IS NULL " if f.name in type_reasons else "")
-                   + f"THEN '{f.name}: missing' END"
+        # So is a time in a zone that is not one: the row's time_zone reason says why.
+        def unread(name: str) -> str:
+            zone = "AND NOT __zone_unknown " if self.row_zone and name in self.mapping.times else ""
+            return (f"AND ({type_reasons[name]}) IS NULL " if name in type_reasons else "") + zone
+
+        missing = [f"CASE WHEN {ref(f.name)} IS NULL {unread(f.name)}THEN '{f.name}: missing' END"
                    for f in t.columns if not f.nullable and f.name not in COMMON_NAMES and f.name != "record_hash"
                    and not (f.name == "event_id" and "event_id" in derived)]
         reason = f"nullif(concat_ws('; ', __reason_inner, {', '.join([*type_reasons.values(), *missing]) or 'NULL'}), '')"

@@ -139,6 +139,13 @@ def test_a_time_zone_per_row_overrides_the_source_zone(tmp_path) -> None:
     assert "time_zone" not in got[0]
 
 
+def test_a_scan_in_an_unknown_zone_has_that_reason_alone_not_also_missing_time(tmp_path) -> None:
+    sql = EVENTS_SQL.replace("e->>'at' AS occurred_at_local,", "e->>'tz' AS time_zone,")
+    result = run(tmp_path, [TableMapping("tracking_events", sql, {"occurred_at": "local"})],
+                 [{"items": [{"tn": "1Z", "at": "2024-03-10 01:30:00", "tz": "Mars/Olympus", "code": "IT"}]}], zone=None)
+    assert rejects(result) == ["time_zone: Mars/Olympus is not a time zone name (IANA, e.g. Europe/Paris)"]
+
+
 def test_an_unknown_time_zone_in_a_row_rejects_that_row_only(tmp_path) -> None:
     result, got = shipments(tmp_path,
                             {"id": "A1", "delivered": "2024-03-10 01:30:00", "tz": "Mars/Olympus"},
