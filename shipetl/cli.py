@@ -272,7 +272,7 @@ def auth(pipeline: str, target: str) -> None:
     cfg = _load(click.Path(exists=True, dir_okay=False).convert(pipeline, None, None))
     name, _, account = target.partition("/")
     src = cfg.source(name)
-    provider_cls = plugins.load_registry().provider(src.provider)
+    provider_cls = runner.provider_for(plugins.load_registry(), src)
     provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model, provider_cls))
     accounts = provider.accounts()
     if account and account not in accounts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -143,7 +144,9 @@ class Registry:
             return self.providers[name]
         except KeyError:
             known = ", ".join(sorted(self.providers)) or "none"
-            raise PluginError(f"no provider plugin named {name!r} is installed (installed: {known})") from None
+            close = difflib.get_close_matches(name, sorted(self.providers), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PluginError(f"no provider plugin named {name!r} is installed{hint} (installed: {known})") from None
 
     def destination(self, name: str) -> Callable[..., object]:
         """The destination factory called ``name``; unknown names list the known ones."""

@@ -211,6 +211,14 @@ def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str |
     return src.pii, None
 
 
+def provider_for(registry: Registry, src: config_mod.SourceConfig) -> type:
+    """The provider class ``src`` names; an unknown name is a ConfigError at the source's ``provider`` key."""
+    try:
+        return registry.provider(src.provider)
+    except PluginError as exc:
+        raise src.problem("provider", str(exc)) from None
+
+
 def no_such_account(pipeline: PipelineConfig, asked_by: str, src: config_mod.SourceConfig, missing, accounts) -> config_mod.ConfigError:
     """The error for account ids ``asked_by`` (``--only``) named that ``src`` does not have, listing those it has."""
     return config_mod.ConfigError(f"{pipeline.path}: {asked_by}: source {src.name} has no account "
@@ -238,7 +246,7 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
         if not src.enabled or (only and src.name not in selected):
             continue
         try:
-            provider_cls = registry.provider(src.provider)
+            provider_cls = provider_for(registry, src)
             options = config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls)
             pii_settings(src, provider_cls)
             provider = provider_cls(src.name, options)

@@ -107,6 +107,20 @@ def test_run_with_unknown_provider_exits_1_and_names_it(tmp_path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_installed_one(tmp_path) -> None:
+    path = write(tmp_path, """\
+        sources:
+          - name: main
+            provider: shipengin
+            credentials: {api_key: k-123456}
+        """)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "- name: main" in text)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}:{line}: sources[0].provider: no provider plugin named 'shipengin' "
+                                    "is installed; did you mean 'shipengine'? (installed: ")
+
+
 def test_run_only_unknown_source_is_a_usage_error(tmp_path) -> None:
     path = write(tmp_path, GOOD)
     result = invoke("run", "--no-progress", "--only", "nope", str(path), env={"SHIPENGINE_API_KEY": SECRET})
