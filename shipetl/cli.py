@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -108,16 +109,28 @@ def cli(log_format: str, log_level: str) -> None:
               help="Run only this source, or one of its accounts as the summary names it (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")
 def run(pipeline: str, since: datetime | None, until: datetime | None, only: tuple[str, ...], progress: bool | None) -> None:
-    """Run every source in PIPELINE and print the summary; exit 1 if any source failed, 130 on Ctrl-C."""
+    """Run every source in PIPELINE and print the summary; exit 1 if any source failed, 130 on Ctrl-C, 143 on SIGTERM."""
     from . import progress as progress_mod
     from . import runner
 
     if since is not None and until is not None and since >= until:
         raise click.UsageError(f"--since {_when(since)} must be before --until {_when(until)}")
-    with progress_mod.display(enabled=progress) as tick:
-        result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
+    terminated = []
+
+    def stop_like_ctrl_c(signum, frame):  # what timeout, systemd and Kubernetes send
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    try:
+        with progress_mod.display(enabled=progress) as tick:
+            result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _render_summary(result)
-    sys.exit(130 if result.interrupted else 0 if result.ok else 1)
+    if result.interrupted:
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
+    sys.exit(0 if result.ok else 1)
 
 
 @cli.command()

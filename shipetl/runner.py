@@ -71,7 +71,7 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 
 
-INTERRUPTED = "interrupted (Ctrl-C) before its commit: nothing of it was loaded; the next run fetches it again"
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM) before its commit: nothing of it was loaded; the next run fetches it again"
 
 
 def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
@@ -301,7 +301,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
             # Short waits: the signal may land on a worker thread, and the main thread sees it only between waits.
             while wait(futures, timeout=0.25).not_done:
                 pass
-        except KeyboardInterrupt:  # Ctrl-C: stop fetching, let a commit under way finish, start nothing new
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop fetching, let a commit under way finish, start nothing new
             stop.set()
             result.interrupted = True
             get_logger(run_id=run_id).warning("run_interrupted")
@@ -309,7 +309,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
         for job, future, never_started in zip(jobs, futures, cancelled):
             if never_started:
                 run = SourceRun(run_id, job.source.name, job.provider_cls.name, job.account_id, datetime.now(timezone.utc))
-                run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C)"
+                run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C or SIGTERM)"
                 result.sources.append(run)
             else:
                 result.sources.append(future.result())
