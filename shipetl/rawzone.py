@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 from datetime import date, datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -63,6 +64,17 @@ def prune(root: Path, provider: str, account_id: str, before: date) -> int:
     return removed
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an OSError raised while writing ``path`` (a full disk, from the compressor) that file's name."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 class RawZoneWriter:
     """Appends pages of one run of one account, stream by stream."""
 
@@ -79,8 +91,9 @@ class RawZoneWriter:
         """Mask secrets in the page and append it to its stream's current file."""
         line = redact_bytes(page_line(page))  # masking may re-serialize: still one page a line
         fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
-        writer.write(line)
-        writer.write(b"\n")
+        with _naming(self._files[page.stream][-1]):
+            writer.write(line)
+            writer.write(b"\n")
         size += len(line) + 1
         self._open[page.stream] = (fh, writer, size)
         self.pages += 1
@@ -98,7 +111,8 @@ class RawZoneWriter:
 
     def _finish(self, stream: str) -> None:
         fh, writer, _ = self._open.pop(stream)
-        writer.close()  # also closes fh
+        with _naming(self._files[stream][-1]):
+            writer.close()  # also closes fh
         if self._on_close:
             self._on_close(stream, self._files[stream][-1])
 

@@ -65,4 +65,6 @@ def write_error(pipeline: PipelineConfig, exc: Exception) -> ShipetlError | None
     else:
         return None
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += "; free some space (warehouse.raw_keep_days deletes old raw pages after each run)"
     return ShipetlError(f"cannot write {setting} ({folder}): {reason}")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import duckdb
 import orjson
 import pytest
+import zstandard
 
 from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
 from shipetl.destination import DuckDBDestination
 from shipetl.errors import AuthError, ConfigError
+from shipetl.rawzone import RawZoneWriter
 from shipetl.registry import PluginInfo, Registry
 
 ITEMS = "(SELECT unnest(CAST(body->'items' AS JSON[])) AS e FROM pages)"
@@ -344,6 +348,24 @@ def test_a_folder_that_cannot_be_written_is_named_by_its_setting(tmp_path, exc, 
     error = storage.write_error(cfg, exc)
     assert error is not None and str(error).startswith(f"cannot write {setting} (")
     assert storage.write_error(cfg, RuntimeError("unrelated")) is None
+
+
+def test_a_full_disk_under_the_raw_zone_names_warehouse_raw_and_what_frees_space(tmp_path, monkeypatch) -> None:
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as the compressor raises it: no file name
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(zstandard.ZstdCompressor, "stream_writer", lambda self, fh: FullDisk())
+    path = tmp_path / "p.yaml"
+    path.write_text(f"warehouse: {{path: {tmp_path}/wh.duckdb, raw: {tmp_path}/raw}}\nsources: [{{provider: goodco}}]\n")
+    with pytest.raises(OSError) as caught, RawZoneWriter(tmp_path / "raw", "goodco", "acct", "r1", datetime.now(UTC)) as raw:
+        raw.write(Page("orders", b"{}"))
+    error = storage.write_error(config.load(path, env={}), caught.value)
+    assert str(error) == (f"cannot write warehouse.raw ({tmp_path}/raw): No space left on device; free some space "
+                          "(warehouse.raw_keep_days deletes old raw pages after each run)")
 
 
 class _UnrecordableDestination(DuckDBDestination):
