@@ -121,7 +121,7 @@ def repair(lake: Path, committed: set[str]) -> None:
             try:
                 log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id))
             except OSError as exc:
-                log.error("lake_publish_deferred", commit_id=commit_id, error=str(exc))
+                log.warning("lake_publish_deferred", commit_id=commit_id, error=str(exc))
         else:
             shutil.rmtree(staging_dir(lake, commit_id), ignore_errors=True)
             log.warning("lake_staging_discarded", commit_id=commit_id)

@@ -246,7 +246,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             lake.publish(lake_root, commit_id)
         except OSError as exc:  # committed all the same: the next commit's repair publishes the files
             run.counters["lake_publish_deferred"] = 1
-            get_logger().error("lake_publish_deferred", source=run.label, commit_id=commit_id, error=str(exc))
+            get_logger().warning("lake_publish_deferred", source=run.label, commit_id=commit_id, error=str(exc))
     get_logger().info("source_committed", source=run.label, run_id=run.run_id, loaded=run.loaded)
     return loaded
 
