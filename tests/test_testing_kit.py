@@ -1,0 +1,178 @@
+"""The contract kit itself (``shipetl.testing``): what it catches in a third-party plugin, and what it lets pass.
+
+Each case writes a small carrier plugin and its contract class into a pytester folder, as a plugin
+author would (the test module is the plugin module), and runs pytest on it in-process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Imported before pytester snapshots sys.modules: DuckDB, which it imports, cannot be imported twice in a process.
+from shipetl.testing import ProviderContract
+
+pytest_plugins = ["pytester"]
+
+PLUGIN = '''
+import sys
+from pathlib import Path
+
+from shipetl import API_VERSION, Page, Provider, Stream, TableMapping, hookimpl
+from shipetl.testing import ErrorFixture, ProviderContract
+
+PARCELS_BODY = "STRUCT(parcels STRUCT(id VARCHAR, service VARCHAR, status VARCHAR, last_scan VARCHAR)[])"
+SHIPMENTS_SQL = """
+SELECT p.id AS shipment_id, p.id AS tracking_number, 'kit' AS carrier_code,
+       coalesce(p.service, meta->>'service') AS service, status_of('kitcheck', p.status) AS status,
+       p.status AS status_raw, p.last_scan AS last_event_at
+FROM (SELECT meta, unnest(body.parcels) AS p FROM pages)
+"""
+CURSOR = "listed_until"
+
+
+def stored_meta(row):
+    """What a poll needs to know of a parcel an earlier run stored (its tracking reply lacks the service)."""
+    return {"service": row["service"]}
+
+
+def window_start(ctx):
+    """Where this run's listing starts."""
+    return ctx.since
+
+
+class KitProvider(Provider):
+    name = "kitcheck"
+    default_base_url = "https://api.kitcheck.invalid"
+    streams = (Stream("parcels", PARCELS_BODY, (TableMapping("shipments", SHIPMENTS_SQL, {"last_event_at": "iso"}),)),)
+
+    def extract(self, ctx):
+        since = window_start(ctx)
+        known = ctx.query("SELECT DISTINCT shipment_id FROM shipments WHERE provider = ?", [self.name])
+        ctx.log.info("parcels_known", known=len(known), since=since.isoformat())
+        with ctx.http() as http:
+            yield Page("parcels", http.get("/parcels", params={"page": "1"}).content)
+            ctx.set_cursor(CURSOR, ctx.until)
+            for row in ctx.open_shipments():
+                meta = stored_meta(row)
+                yield Page("parcels", http.get(f"/parcels/{row['shipment_id']}").content, meta)
+
+
+@hookimpl
+def shipetl_api_version():
+    return API_VERSION
+
+
+@hookimpl
+def register_providers(register):
+    register(KitProvider)
+
+
+@hookimpl
+def register_status_maps(register):
+    register("kitcheck", {"moving": "in_transit", "done": "delivered"})
+
+
+class KitContract(ProviderContract):
+    plugin = sys.modules[__name__]
+    fixtures = Path(__file__).parent / "fixtures"
+    routes = {"GET /parcels?page=1": "parcels.json", "GET /parcels/P1": "parcel_p1.json"}
+    errors = {"auth": ErrorFixture(401, "error.json"), "rate_limit": ErrorFixture(429, "error.json"),
+              "bad_input": ErrorFixture(400, "error.json")}
+'''
+
+FIXTURES = {
+    "parcels.json": '{"parcels": [{"id": "P1", "service": "Express", "status": "moving", '
+                    '"last_scan": "2025-01-20T08:00:00Z"}, {"id": "P2", "service": "Economy", "status": "done", '
+                    '"last_scan": "2025-01-18T10:30:00Z"}]}',
+    "parcel_p1.json": '{"parcels": [{"id": "P1", "status": "moving", "last_scan": "2025-01-20T08:00:00Z"}]}',
+    "error.json": '{"error": "no"}',
+}
+CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
+
+
+def run_contract(pytester: pytest.Pytester, source: str) -> dict[str, tuple[str, str]]:
+    """Run the kitcheck plugin's contract with ``source`` appended to its module (later definitions win).
+
+    Returns {test: (outcome, failure text)}; a failing fixture counts as its test failing.
+    """
+    (pytester.path / "fixtures").mkdir()
+    for name, body in FIXTURES.items():
+        (pytester.path / "fixtures" / name).write_text(body)
+    pytester.makepyfile(test_kit=PLUGIN + source)
+    outcomes: dict[str, tuple[str, str]] = {}
+    for report in pytester.inline_run("-p", "no:cacheprovider").getreports("pytest_runtest_logreport"):
+        name = report.nodeid.rsplit("::", 1)[-1]
+        if outcomes.get(name, ("",))[0] != "failed" and (report.failed or report.skipped or report.when == "call"):
+            outcomes[name] = (report.outcome, report.longreprtext)
+    return outcomes
+
+
+def test_a_sound_plugin_passes_every_check_and_its_second_run_starts_from_the_first_runs_commit(pytester):
+    outcomes = run_contract(pytester, '''
+class TestKit(KitContract):
+    def test_second_run_state(self, harvest, rerun):
+        assert harvest.cursors == {CURSOR: "2025-01-31T00:00:00+00:00"} and rerun.open_shipments == 1
+        assert [r.url.path for r in harvest.requests] == ["/base-url-check/parcels"]
+        assert [r.url.path for r in rerun.harvest.requests] == ["/base-url-check/parcels", "/base-url-check/parcels/P1"]
+        assert '"known":0' in harvest.output and '"known":2' in rerun.harvest.output  # ctx.query reads its warehouse
+''')
+    assert {name.partition("[")[0] for name in outcomes} == {*CHECKS, "test_second_run_state"}
+    assert {name: outcome for name, (outcome, _) in outcomes.items() if outcome != "passed"} == {
+        "test_rows_match_expected": "skipped"}  # no expected_<table>.json
+
+
+@pytest.mark.parametrize(("bug", "message"), [
+    ("def stored_meta(row):\n    return {'service': row['service_code']}\n", "KeyError: 'service_code'"),
+    ("def stored_meta(row):\n    return {}\n", "loaded more rows: {'shipments': 1}"),
+    ("def window_start(ctx):\n    return max(ctx.since, ctx.cursor(CURSOR) or ctx.since)\n",
+     "TypeError: '>' not supported between instances of 'str' and 'datetime.datetime'"),
+], ids=["open-shipment-rebuilt-from-a-missing-column", "open-shipment-rebuilt-differently",
+        "cursor-read-back-as-a-datetime"])
+def test_the_rerun_check_runs_a_second_extract_from_the_first_runs_cursors_and_open_shipments(pytester, bug, message):
+    outcomes = run_contract(pytester, f"\n{bug}\n\nclass TestKit(KitContract):\n    pass\n")
+    outcome, text = outcomes["test_rerun_adds_nothing"]
+    assert outcome == "failed" and message in text, text[-2000:]
+    assert outcomes["test_rows_have_the_canonical_schema"][0] == "passed"  # the first run alone is fine
+
+
+def test_fixture_routes_no_request_reaches_are_named_unless_they_answer_an_error(pytester):
+    outcomes = run_contract(pytester, '''
+from shipetl.testing import Reply
+
+
+class TestKit(KitContract):
+    routes = {**KitContract.routes, "GET /parcels?page=2": "parcels.json", "GET /parcels/P2": "parcel_p1.json",
+              "GET /parcels/P9": Reply(404, "error.json")}
+''')
+    outcome, text = outcomes["test_every_fixture_route_is_requested"]
+    assert outcome == "failed", text
+    assert "route(s) ['GET /parcels?page=2', 'GET /parcels/P2']" in text  # P1 counts: the second run asks it
+
+
+def test_a_plugin_for_another_hook_api_version_is_reported_with_the_plugin_managers_reason(pytester):
+    outcomes = run_contract(pytester, '''
+@hookimpl
+def shipetl_api_version():
+    return 2
+
+
+class TestKit(KitContract):
+    pass
+''')
+    outcome, text = outcomes["test_plugin_loads_through_hooks"]
+    assert outcome == "failed" and "plugin test_kit is broken: targets hook API version 2; this shipetl speaks " \
+                                   "version 1" in text, text[-2000:]
+    assert "registers providers" not in text
+
+
+def test_rejects_is_an_empty_table_when_nothing_is_rejected(pytester):
+    outcomes = run_contract(pytester, '''
+from shipetl.schema import TABLES
+
+
+class TestKit(KitContract):
+    def test_rejects(self, harvest):
+        rejects = harvest.tables["rejects"]
+        assert rejects.num_rows == 0 and rejects.schema.names == TABLES["rejects"].column_names
+''')
+    assert outcomes["test_rejects"] == ("passed", "")
