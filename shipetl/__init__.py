@@ -16,6 +16,7 @@ from .errors import (
 )
 from .hookspecs import API_VERSION, hookimpl, hookspec
 from .httpclient import HttpClient, http_client
+from .polling import Polls, Skip
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
 from .tokens import TokenPair, TokenStore
 from .ratelimit import RateLimit
@@ -24,6 +25,7 @@ from .sqltext import sql_literal
 __version__ = "0.1.0"
 __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
-    "PluginError", "Provider", "RateLimit", "ShipetlError", "SkipRecord", "SourceError", "Stream", "TableMapping", "TerminalError",
-    "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client", "sql_literal",
+    "PluginError", "Polls", "Provider", "RateLimit", "ShipetlError", "Skip", "SkipRecord", "SourceError", "Stream",
+    "TableMapping", "TerminalError", "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
+    "sql_literal",
 ]

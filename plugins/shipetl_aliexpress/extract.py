@@ -5,16 +5,21 @@ AliExpress has no "list my dropshipping orders" API (providers.md 2.4): ids come
 ``FINISH`` with no parcel left open, plus the orders of any parcel still open in the warehouse, so an
 order is polled until it and its parcels are final. An order whose tracking AliExpress does not know yet
 (``ret: false`` / ``1001``) is counted as ``tracking_not_found`` and asked again next run.
+
+An order whose detail or tracking call still fails after core's retries (``TransientError``) costs that order,
+not the night (:mod:`shipetl.polling`): neither of its pages is loaded, it is counted (``order_poll_failed`` or
+``tracking_poll_failed``, by the call that failed) and logged, and the next run asks for it again, since it is
+still configured and not stored as finished (loading its snapshot alone could store it ``FINISH`` and so end its
+polling before its parcels were ever fetched). When most orders fail the source fails with one line.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from shipetl import ConfigError, ExtractContext, NotFoundError, Page
+from shipetl import ConfigError, ExtractContext, NotFoundError, Page, Polls, Skip, TransientError
 
 from .client import PROVIDER, AliExpressClient
 from .statuses import FINISHED_ORDER_STATUS
@@ -75,19 +80,24 @@ def open_placeholders(ctx: ExtractContext) -> dict[str, list[str]]:
 
 
 def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None,
-           placeholders: list[str]) -> list[Page]:
+           placeholders: list[str]) -> list[Page] | Skip:
+    record = {"order_id": order_id}
     try:
         order = client.order(order_id)
     except NotFoundError as exc:
         ctx.count("order_not_found")
         ctx.log.warning("order_not_found", order_id=order_id, reason=str(exc))
         return []
+    except TransientError as exc:
+        return Skip("order_poll_failed", exc, record)
     pages = [Page("orders", order.content, {"order_id": order_id})]
     try:
         tracking = client.tracking(order_id)
     except NotFoundError:
         ctx.count("tracking_not_found")  # no parcel data yet: asked again next run
         return pages
+    except TransientError as exc:
+        return Skip("tracking_poll_failed", exc, record)  # the order's snapshot waits with it (module doc)
     meta = {"order_id": order_id, "logistics_status": order.result.get("logistics_status"),
             "unmatched_node_status": fallback, "placeholders": placeholders}
     pages.append(Page("tracking", tracking.content, meta))
@@ -105,8 +115,10 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         client.session()  # authorize once before the threads start
         placeholders = open_placeholders(ctx)
         fallback = options.unmatched_node_status
-        with ThreadPoolExecutor(max_workers=options.poll_concurrency) as pool:
-            for fetched in pool.map(lambda i: _fetch(ctx, client, i, fallback, placeholders.get(i, [])), ids):
-                yield from fetched
+        polls = Polls(ctx, "AliExpress", options.poll_concurrency)
+        # Skipped orders need no keeping: the next run's ids hold them again.
+        for fetched in polls.run(ids, lambda i: _fetch(ctx, client, i, fallback, placeholders.get(i, []))):
+            yield from fetched
+        polls.finish()
     finally:
         client.close()

@@ -9,25 +9,32 @@ unknown), then asks tracking for
 * each parcel the warehouse holds as not final (``ctx.open_shipments()``).
 
 A parcel with a known tracking number is asked by number; an order with none yet, by order id.
+
+A tracking request that still fails after core's retries (``TransientError``) costs that parcel or order, not
+the night (:mod:`shipetl.polling`): it is skipped, counted (``tracking_poll_failed``) and logged; a courier
+failure (``500999``, ``SkipRecord``) likewise, counted as ``courier_failures``. Either is asked again next run:
+a parcel the warehouse holds stays open, and any other target (a parcel or order first met in this run, which
+the next run's list may no longer reach once it is older than the lookback) is kept in the ``tracking_retry``
+cursor. When most requests fail the source fails with one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from shipetl import ExtractContext, NotFoundError, Page, SkipRecord
+from shipetl import ExtractContext, NotFoundError, Page, Polls, Skip, SkipRecord, TransientError
 
 from .client import DEFAULT_TIMEZONE, PROVIDER, ForbiddenRecord, FuuffyClient
 from .statuses import ORDER_STATUS_CODES
 
 CURSOR = "orders_created_at"
+RETRY_CURSOR = "tracking_retry"  # targets with no warehouse row whose request failed: asked again next run
 KNOWN_PARCELS_SQL = "SELECT DISTINCT tracking_number FROM shipments WHERE provider = ? AND account_id = ?"
 
 
@@ -119,17 +126,31 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
                 if order.get("order_id") and needs_tracking(order, known):
                     targets.update((t.key, t) for t in order_targets(order))
         ctx.set_cursor(CURSOR, until)
-        for row in ctx.open_shipments():
-            target = PollTarget(row["tracking_number"], row.get("order_id"), stored_meta(row))
+        kept = [t for t in ctx.cursor(RETRY_CURSOR) or [] if isinstance(t, dict)]
+        retry = [PollTarget(t.get("tracking_number"), t.get("order_id"), t.get("meta") or {})
+                 for t in kept if t.get("tracking_number") or t.get("order_id")]
+        stored = [PollTarget(row["tracking_number"], row.get("order_id"), stored_meta(row))
+                  for row in ctx.open_shipments()]
+        for target in retry + stored:
             targets.setdefault(target.key, target)
-        ctx.log.info("tracking_to_poll", count=len(targets), orders_listed=listed)
-        yield from _poll(ctx, client, list(targets.values()), options.poll_concurrency)
+        ctx.log.info("tracking_to_poll", count=len(targets), orders_listed=listed, retried=len(retry))
+        polls = Polls(ctx, "Fuuffy tracking", options.poll_concurrency)
+        again: list[PollTarget] = []
+        yield from _poll(ctx, client, polls, list(targets.values()), again)
+        polls.finish()
+        # Only targets with no row need remembering: an open parcel is polled again anyway.
+        open_keys = {t.key for t in stored}
+        ctx.set_cursor(RETRY_CURSOR, [asdict(t) for t in again if t.key not in open_keys])
     finally:
         client.close()
 
 
-def _poll(ctx: ExtractContext, client: FuuffyClient, targets: list[PollTarget], concurrency: int) -> Iterator[Page]:
-    def fetch(target: PollTarget) -> Page | None:
+def _poll(ctx: ExtractContext, client: FuuffyClient, polls: Polls, targets: list[PollTarget],
+          again: list[PollTarget]) -> Iterator[Page]:
+    """One tracking page per target, in order; targets to ask again next run are added to ``again``."""
+
+    def fetch(target: PollTarget) -> Page | Skip | None:
+        record = {"order_id": target.order_id, "tracking_number": target.tracking_number}
         try:
             if target.tracking_number:
                 body = client.tracking_by_number(target.tracking_number)
@@ -141,12 +162,10 @@ def _poll(ctx: ExtractContext, client: FuuffyClient, targets: list[PollTarget], 
         except NotFoundError:
             ctx.count("not_found")
             return None
-        except SkipRecord:
-            ctx.count("courier_failures")  # Fuuffy's courier side: asked again next run
-            ctx.log.warning("tracking_skipped", order_id=target.order_id, tracking_number=target.tracking_number,
-                            reason="500999")
-            return None
+        except SkipRecord as exc:
+            return Skip("courier_failures", exc, record, outage=False)  # Fuuffy's courier side, not its API
+        except TransientError as exc:
+            return Skip("tracking_poll_failed", exc, record)
         return Page("tracking", body, target.meta)
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        yield from (page for page in pool.map(fetch, targets) if page is not None)
+    yield from (page for page in polls.run(targets, fetch, again) if page is not None)

@@ -11,24 +11,33 @@
    (its row is read back from the warehouse); once the leg is final, polling stops.
 
 The cursor is the end of the last complete window; it is committed with the rows, never before.
+
+A request for one package (``get_tracking_number``, ``get_tracking_info``) or one batch of order details that
+still fails after core's retries (``TransientError``) costs those records, not the night (:mod:`shipetl.polling`):
+they are skipped, counted (``tracking_poll_failed`` per package, ``order_poll_failed`` per order) and logged. The
+cursor still moves past them, so the next run asks again from two cursors committed with the rows:
+``orders_retry`` (the order numbers, whose details and packages come first) and ``tracking_retry`` (the metas of
+packages the warehouse has no row for; an open package is polled again anyway). When most requests fail the
+source fails with one line.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from shipetl import ExtractContext, NotFoundError, Page
+from shipetl import ExtractContext, NotFoundError, Page, Polls, Skip, TransientError
 
 from .client import DETAIL_BATCH_MAX, MAX_WINDOW_S, NotYetAvailable, ShopeeApi
 from .mapping import RETURN_LEG
 
 CURSOR = "orders_update_time"
+ORDERS_RETRY_CURSOR = "orders_retry"  # order numbers whose get_order_detail failed: asked again next run
+RETRY_CURSOR = "tracking_retry"  # metas of packages with no row whose tracking failed: polled again next run
 # Orders change while we read; the newest seconds are left for the next run (its lookback covers them).
 SETTLE_LAG = timedelta(seconds=30)
 # What stored_meta reads of a shipment, and the final forward packages of this shop whose return leg is open.
@@ -99,8 +108,9 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency: int) -> Iterator[Page]:
-    """Every page of one shop for the window: per time slice its order lists, then per batch of 50 the order
-    details and at once the tracking of their packages; last, open packages of earlier runs not seen again.
+    """Every page of one shop for the window: first the orders an earlier run could not fetch, then per time slice
+    its order lists, then per batch of 50 the order details and at once the tracking of their packages; last, open
+    packages of earlier runs not seen again.
 
     Working slice by slice and batch by batch keeps memory bounded by one slice's order numbers, not by
     the whole window (a backfill of a year can hold millions of orders).
@@ -108,34 +118,56 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
     since, until = ctx.window(CURSOR)
     until = min(until, datetime.now(until.tzinfo) - SETTLE_LAG)
     open_packages = _open_packages(ctx)
+    with_rows = set(open_packages)  # polled again next run whatever happens to them in this one
+    for meta in ctx.cursor(RETRY_CURSOR) or []:
+        if isinstance(meta, dict) and meta.get("package_number"):
+            open_packages.setdefault(meta["package_number"], meta)
+    retried = [str(sn) for sn in ctx.cursor(ORDERS_RETRY_CURSOR) or []]
     slices = windows(since, until)
     ctx.log.info("order_windows", count=len(slices), since=since.isoformat(), until=until.isoformat(),
-                 open_packages=len(open_packages))
+                 open_packages=len(open_packages), retried_orders=len(retried))
+    polls = Polls(ctx, "Shopee", poll_concurrency)
+    again_orders: list[str] = []
+    again_packages: list[dict[str, Any]] = []
+
+    def fetch_orders(numbers: list[str]) -> Iterator[Page]:
+        for i in range(0, len(numbers), DETAIL_BATCH_MAX):
+            batch = numbers[i:i + DETAIL_BATCH_MAX]
+            try:
+                raw, body = api.order_detail(batch)
+            except TransientError as exc:
+                again_orders.extend(batch)
+                polls.skip(Skip("order_poll_failed", exc, {"order_sn": batch}), records=len(batch))
+                continue
+            polls.succeeded()
+            details = (body.get("response") or {}).get("order_list") or []
+            missing = sorted(set(batch) - {str(o.get("order_sn")) for o in details})
+            if missing:
+                ctx.count("orders_missing_from_detail", len(missing))
+                ctx.log.warning("orders_missing_from_detail", order_sn=missing, warning=body.get("warning"))
+            yield Page("order_detail", raw, {"missing": missing})
+            batch_packages = [_fresh(package_meta(order, package), open_packages)
+                              for order in details for package in order.get("package_list") or []]
+            yield from _poll(ctx, api, polls, batch_packages, again_packages)
+
+    yield from fetch_orders(retried)
+    done = set(retried)
     previous: set[str] = set()  # an order updated on a slice boundary is listed by both slices
     for time_from, time_to in slices:
         order_sns: dict[str, None] = {}
         for n, (raw, body) in enumerate(api.order_list_pages(time_from, time_to, page_size), start=1):
             yield Page("order_list", raw, {"time_from": time_from, "time_to": time_to, "page": n})
             for item in (body.get("response") or {}).get("order_list") or []:
-                if str(item["order_sn"]) not in previous:
-                    order_sns[str(item["order_sn"])] = None
-        numbers = list(order_sns)
-        for i in range(0, len(numbers), DETAIL_BATCH_MAX):
-            batch = numbers[i:i + DETAIL_BATCH_MAX]
-            raw, body = api.order_detail(batch)
-            orders = (body.get("response") or {}).get("order_list") or []
-            missing = sorted(set(batch) - {str(o.get("order_sn")) for o in orders})
-            if missing:
-                ctx.count("orders_missing_from_detail", len(missing))
-                ctx.log.warning("orders_missing_from_detail", order_sn=missing, warning=body.get("warning"))
-            yield Page("order_detail", raw, {"missing": missing})
-            batch_packages = [_fresh(package_meta(order, package), open_packages)
-                              for order in orders for package in order.get("package_list") or []]
-            yield from _poll(ctx, api, batch_packages, poll_concurrency)
+                if (sn := str(item["order_sn"])) not in previous and sn not in done:
+                    order_sns[sn] = None
+        yield from fetch_orders(list(order_sns))
         previous = set(order_sns)
     ctx.set_cursor(CURSOR, until)
     ctx.log.info("open_packages_to_poll", count=len(open_packages))
-    yield from _poll(ctx, api, list(open_packages.values()), poll_concurrency)
+    yield from _poll(ctx, api, polls, list(open_packages.values()), again_packages)
+    polls.finish()
+    ctx.set_cursor(ORDERS_RETRY_CURSOR, again_orders)
+    ctx.set_cursor(RETRY_CURSOR, [m for m in again_packages if m["package_number"] not in with_rows])
 
 
 def _open_packages(ctx: ExtractContext) -> dict[str, dict[str, Any]]:
@@ -160,8 +192,11 @@ def _fresh(meta: dict[str, Any], open_packages: dict[str, dict[str, Any]]) -> di
     return meta
 
 
-def _poll(ctx: ExtractContext, api: ShopeeApi, metas: list[dict[str, Any]], concurrency: int) -> Iterator[Page]:
-    def fetch(meta: dict[str, Any]) -> Page | None:
+def _poll(ctx: ExtractContext, api: ShopeeApi, polls: Polls, metas: list[dict[str, Any]],
+          again: list[dict[str, Any]]) -> Iterator[Page]:
+    """One tracking page per package, in ``metas`` order; packages to ask again next run are added to ``again``."""
+
+    def fetch(meta: dict[str, Any]) -> Page | Skip | None:
         order_sn, package_number = meta["order_sn"], meta["package_number"]
         try:
             if not meta["tracking_number"]:
@@ -179,8 +214,7 @@ def _poll(ctx: ExtractContext, api: ShopeeApi, metas: list[dict[str, Any]], conc
             ctx.count("not_found")
             ctx.log.warning("package_not_found", order_sn=order_sn, package_number=package_number, error=str(exc))
             return None
+        except TransientError as exc:
+            return Skip("tracking_poll_failed", exc, {"order_sn": order_sn, "package_number": package_number})
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for page in pool.map(fetch, metas):
-            if page is not None:
-                yield page
+    yield from (page for page in polls.run(metas, fetch, again) if page is not None)

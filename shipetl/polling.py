@@ -1,0 +1,122 @@
+"""Per-record requests (one parcel's tracking, one order's detail) that may fail for now without failing the run.
+
+A record whose request still fails after core's retries (``TransientError``: 429, 5xx, timeouts, cut bodies)
+costs that record, not the night: the plugin's fetch returns a :class:`Skip` for it, and :class:`Polls` counts
+it, logs it with the fields naming it, and hands it back so the plugin can ask for it again next run. When most
+requests fail the API is down, and loading a sliver would hide that: the source fails with one line (rule in
+:func:`looks_down`). Errors the plugin does not turn into a ``Skip`` (``AuthError``, ``TerminalError``) fail
+the source at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import TransientError
+
+if TYPE_CHECKING:
+    from .provider import ExtractContext
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Failed requests are judged once this many have finished (a run with fewer is judged on all of them).
+JUDGE_AFTER = 20
+
+
+def looks_down(failed: int, finished: int, *, all_in: bool = False) -> bool:
+    """Whether the API looks down: more than half of the finished requests failed after their retries, judged
+    once ``JUDGE_AFTER`` have finished, or on however many there were once the run's last one has (``all_in``).
+
+    A lone failure among thousands is a record to ask again; half of them failing is an outage, and a run that
+    loaded the other half would look like a quiet night. Twenty is enough that bad luck alone does not trip it
+    (with core's six attempts a request fails for good about once in a million at 10% faults), and small enough
+    that a dead API fails the source after a few seconds instead of after every record.
+    """
+    return (all_in or finished >= JUDGE_AFTER) and failed * 2 > finished
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A record left for the next run, as a plugin's fetch returns it.
+
+    ``counter`` is what it is counted and logged as, ``record`` the log fields naming it. ``outage=False`` marks a
+    failure on the far side of the API (a carrier's), which is counted but never makes the API look down.
+    """
+
+    counter: str
+    error: Exception
+    record: Mapping[str, Any]
+    outage: bool = True
+
+
+class Polls:
+    """The per-record requests of one account's run to one API; ``api`` names it in the outage error."""
+
+    def __init__(self, ctx: ExtractContext, api: str, concurrency: int) -> None:
+        self.ctx, self.api, self.concurrency = ctx, api, concurrency
+        self.failed = self.finished = 0
+        self._last_error = ""
+
+    def run(self, items: Iterable[T], fetch: Callable[[T], R | Skip], again: list[T] | None = None) -> Iterator[R]:
+        """``fetch(item)`` for every item, ``concurrency`` at a time, each result yielded in ``items`` order.
+
+        An item whose fetch returns a :class:`Skip` goes to :meth:`skip`, and to ``again`` when the caller keeps
+        such items for the next run. An error a fetch raises propagates at once; requests not started by then (or
+        when the caller stops reading) are never sent. At most twice ``concurrency`` requests run ahead of the
+        caller, so memory stays bounded however many items there are, and an outage stops the run early.
+        """
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        waiting = iter(items)
+        ahead: deque = deque((item, pool.submit(fetch, item)) for item in islice(waiting, 2 * self.concurrency))
+        try:
+            while ahead:
+                item, future = ahead.popleft()
+                for following in islice(waiting, 1):
+                    ahead.append((following, pool.submit(fetch, following)))
+                outcome = future.result()
+                if isinstance(outcome, Skip):
+                    if again is not None:
+                        again.append(item)
+                    self.skip(outcome)
+                    continue
+                self.succeeded()
+                yield outcome
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def succeeded(self) -> None:
+        """Note a request that got its answer (a miss such as not-found counts as an answer)."""
+        self.finished += 1
+
+    def skip(self, skip: Skip, records: int = 1) -> None:
+        """Note a failed request: count its ``records`` as ``skip.counter`` and log one warning.
+
+        :raises TransientError: the API looks down (:func:`looks_down`).
+        """
+        error = (str(skip.error).splitlines() or [type(skip.error).__name__])[0]
+        self.finished += 1
+        self.ctx.count(skip.counter, records)
+        self.ctx.log.warning(skip.counter, **skip.record, error=error, action="skipped; asked again next run")
+        if skip.outage:
+            self.failed += 1
+            self._last_error = error
+            self._judge(all_in=False)
+
+    def finish(self) -> None:
+        """Judge the run on all its requests, once the last has finished (a small run is judged only here).
+
+        :raises TransientError: the API looks down.
+        """
+        self._judge(all_in=True)
+
+    def _judge(self, *, all_in: bool) -> None:
+        if looks_down(self.failed, self.finished, all_in=all_in):
+            raise TransientError(
+                f"{self.api} looks down: {self.failed} of the first {self.finished} polls still failed after "
+                f"retries, so nothing is loaded this run; last: {self._last_error}")

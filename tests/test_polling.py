@@ -1,0 +1,130 @@
+"""shipetl.polling: per-record requests that fail for now are skipped and counted, unless most of them fail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from shipetl import AuthError, Polls, Skip, TransientError
+from shipetl.polling import looks_down
+
+
+class Ctx:
+    """The two parts of an ExtractContext Polls uses."""
+
+    def __init__(self) -> None:
+        self.counters: Counter = Counter()
+        self.log = structlog.get_logger()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+
+def failing(down: set[int], *, outage: bool = True):
+    """A fetch that answers ``n * 10``, or a Skip for the items in ``down``."""
+
+    def fetch(n: int) -> int | Skip:
+        if n in down:
+            return Skip("tracking_poll_failed", TransientError(f"item {n}: HTTP 503\nsecond line"), {"item": n},
+                        outage=outage)
+        return n * 10
+
+    return fetch
+
+
+def test_half_failing_is_tolerated_more_than_half_is_not() -> None:
+    assert not looks_down(failed=10, finished=20)
+    assert looks_down(failed=11, finished=20)
+    assert not looks_down(failed=19, finished=19)  # not judged before 20...
+    assert looks_down(failed=2, finished=3, all_in=True)  # ...unless the run has no more
+    assert not looks_down(failed=1, finished=3, all_in=True)
+    assert not looks_down(failed=1, finished=2000)
+    assert not looks_down(failed=0, finished=0, all_in=True)
+
+
+def test_skipped_items_are_counted_logged_once_and_handed_back_in_order() -> None:
+    ctx, again = Ctx(), []
+    polls = Polls(ctx, "Unit API", concurrency=4)
+    with capture_logs() as logs:
+        results = list(polls.run(range(30), failing({3, 17}), again))
+        polls.finish()
+    assert results == [n * 10 for n in range(30) if n not in (3, 17)]
+    assert again == [3, 17] and ctx.counters == Counter({"tracking_poll_failed": 2})
+    assert [(e["event"], e["log_level"], e["item"], e["error"]) for e in logs] == [
+        ("tracking_poll_failed", "warning", 3, "item 3: HTTP 503"),
+        ("tracking_poll_failed", "warning", 17, "item 17: HTTP 503")]
+
+
+def test_most_failing_raises_one_line_naming_the_api_and_sends_no_more_requests() -> None:
+    started = Counter()
+    lock = threading.Lock()
+
+    def fetch(n: int) -> Skip:
+        with lock:
+            started[n] += 1
+        time.sleep(0.005)  # a request takes a while: the pool cannot race through all 500 first
+        error = TransientError("POST /sync still failing after 6 attempts: HTTP 500")
+        return Skip("order_poll_failed", error, {"n": n})
+
+    ctx = Ctx()
+    polls = Polls(ctx, "Unit API", concurrency=2)
+    with pytest.raises(TransientError) as caught:
+        list(polls.run(range(500), fetch))
+    assert str(caught.value) == ("Unit API looks down: 20 of the first 20 polls still failed after retries, so nothing "
+                                 "is loaded this run; last: POST /sync still failing after 6 attempts: HTTP 500")
+    assert ctx.counters["order_poll_failed"] == 20 and len(started) < 100
+
+
+def test_a_small_run_is_judged_on_all_its_requests_once_finished() -> None:
+    polls = Polls(Ctx(), "Unit API", concurrency=2)
+    assert list(polls.run([1, 2, 3], failing({1, 2}))) == [30]
+    with pytest.raises(TransientError, match="2 of the first 3 polls"):
+        polls.finish()
+
+
+def test_far_side_failures_are_counted_but_never_make_the_api_look_down() -> None:
+    ctx, again = Ctx(), []
+    polls = Polls(ctx, "Unit API", concurrency=4)
+    assert list(polls.run(range(40), failing(set(range(40)), outage=False), again)) == []
+    polls.finish()
+    assert again == list(range(40)) and ctx.counters["tracking_poll_failed"] == 40
+
+
+def test_one_request_for_a_batch_counts_every_record_it_skips() -> None:
+    ctx = Ctx()
+    polls = Polls(ctx, "Unit API", concurrency=1)
+    polls.skip(Skip("order_poll_failed", TransientError("HTTP 500"), {"order_sn": ["A", "B", "C"]}), records=3)
+    polls.succeeded()
+    polls.finish()  # one failed request of two: not down
+    assert ctx.counters["order_poll_failed"] == 3 and (polls.failed, polls.finished) == (1, 2)
+
+
+def test_an_error_a_fetch_raises_propagates_at_once() -> None:
+    def fetch(n: int) -> int:
+        if n == 5:
+            raise AuthError("credentials refused")
+        return n
+
+    polls = Polls(Ctx(), "Unit API", concurrency=1)
+    got = []
+    with pytest.raises(AuthError):
+        got.extend(polls.run(range(1000), fetch))
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_requests_run_at_most_twice_the_concurrency_ahead_of_the_reader() -> None:
+    started: list[int] = []
+
+    def fetch(n: int) -> int:
+        started.append(n)
+        return n
+
+    results = Polls(Ctx(), "Acme", concurrency=2).run(iter(range(10_000)), fetch)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    assert len(started) <= 3 + 2 * 2  # not all 10,000 fetched and held before the reader asks
+    results.close()
