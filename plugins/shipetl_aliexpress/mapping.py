@@ -16,6 +16,11 @@ Keys and identities:
   number appears. Identical nodes of different parcels of one order are told apart by a rank among
   those parcels (added to the hash only from the second one on).
 * ``gmt_create`` is naive local text, read in the source's ``timezone`` (default ``America/Los_Angeles``).
+* ``carrier_code`` is the parcel's ``carrier_name`` (seed 002: "carrier name", e.g. "AliExpress standard
+  shipping"), lower-cased with every run of characters other than letters and digits turned into one ``_``
+  (``aliexpress_standard_shipping``), the form of every carrier code in the warehouse. It is a logistics
+  service rather than a company (providers.md 2.8), which is all the tracking reply says; ``service`` keeps
+  the name as sent. A parcel without a name has no carrier code.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def as_list(expr: str, wrapper: str) -> str:
 def _text(expr: str) -> str:
     """A JSON scalar as text, '' as NULL (AliExpress sends "" for absent values)."""
     return f"nullif(trim({expr}), '')"
+
+
+def carrier_code_sql(name_sql: str) -> str:
+    """SQL for the carrier code of a ``carrier_name``: its lower-case words joined by ``_``; blank -> NULL."""
+    return f"nullif(trim(regexp_replace(lower(trim({name_sql})), '[^\\p{{L}}\\p{{N}}]+', '_', 'g'), '_'), '')"
 
 
 # --- orders ----------------------------------------------------------------------------------
@@ -114,6 +124,7 @@ WITH ok AS (
     FROM parcels
 ), scans AS (
     SELECT order_id, shipment_id, mail_no, ppos, fallback, p->>'carrier_name' AS carrier_name,
+           {carrier_code_sql("p->>'carrier_name'")} AS carrier_code,
            unnest(nodes) AS node, generate_subscripts(nodes, 1) AS npos
     FROM keyed
 ), nodes AS (
@@ -133,6 +144,7 @@ SELECT
                   coalesce(name, ''), coalesce(descr, ''), CASE WHEN twin > 1 THEN CAST(twin AS VARCHAR) END)) AS event_id,
     shipment_id,
     mail_no AS tracking_number,
+    carrier_code,
     ts AS occurred_at,
     name AS status_raw,
     status,
@@ -151,6 +163,7 @@ SELECT
     k.shipment_id,
     k.mail_no AS tracking_number,
     k.order_id,
+    {carrier_code_sql("k.p->>'carrier_name'")} AS carrier_code,
     k.p->>'carrier_name' AS service,
     -- The order's logistics_status speaks for a parcel only while the parcel has no scan.
     CASE WHEN n.shipment_id IS NOT NULL THEN n.status
@@ -171,7 +184,8 @@ FROM keyed AS k LEFT JOIN newest AS n USING (shipment_id)
 )
 SELECT * FROM current
 UNION ALL BY NAME
-SELECT r.shipment_id, r.order_id, c.service, coalesce(c.status, 'unknown') AS status, c.status_raw, true AS is_final,
+SELECT r.shipment_id, r.order_id, c.carrier_code, c.service, coalesce(c.status, 'unknown') AS status, c.status_raw,
+       true AS is_final,
        json_object('superseded_by', c.shipment_id, 'parcel_position', CAST(split_part(r.shipment_id, '-P', 2) AS INTEGER))
            AS extras
 FROM retired AS r

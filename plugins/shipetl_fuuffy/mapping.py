@@ -7,6 +7,14 @@ kind takes both). The SQL that knows statuses is generated from the tables in :m
 
 * an event's status comes from its courier's code table (``status_of(carrier_code, code)``), except an
   SF "signed for" (80) left in a self-service locker, which is ``available_for_pickup``;
+* a scan whose code is in no table (Kerry's, Hongkong Post's) takes, when it is the reply's newest scan,
+  Fuuffy's own status of the parcel: the tracking ``order_status`` text ("Current tracking status", seed
+  001) read by keyword, the way ShipEngine's newest scan takes the reply's top-level status (providers.md
+  3.5; GUESS). Not when that text says the parcel is not with the courier yet (pending, info_received):
+  beside a scan, such text lags behind (seed 001 itself pairs opCode 50 "collected" with 列印及安排取件).
+  Older scans of such codes stay ``unknown`` and are counted as unmapped. An SF code the table maps to
+  ``unknown`` on purpose (meaning unconfirmed, e.g. 607) stays ``unknown``: the parcel's text says
+  nothing about that scan;
 * a parcel's status is that of its newest status-setting scan (informational 8000 and ``unknown`` codes
   skipped; same second: later in the SF code sequence wins), else the Chinese ``order_status`` text by
   keyword (longest match), else what the order's status code implies.
@@ -20,6 +28,7 @@ from .statuses import (
     COURIER_CARRIER_CODES,
     ORDER_NAMESPACE,
     ORDER_TEXT_KEYWORDS,
+    REPLY_TEXT_BEHIND_SCANS,
     SF_EXPRESS,
     SF_INFORMATIONAL,
     SF_LOCKER_MARKERS,
@@ -73,6 +82,10 @@ _INFORMATIONAL = ", ".join(sql_literal(c) for c in SF_INFORMATIONAL)
 _IS_LOCKER = f"(carrier_code = {sql_literal(SF_EXPRESS)} AND trim(e.code) = '80' AND ({_LOCKER}))"
 _EVENT_STATUS = f"CASE WHEN {_IS_LOCKER} THEN {sql_literal(SF_LOCKER_STATUS)} ELSE status_of(carrier_code, trim(e.code)) END"
 _EVENT_FINAL = f"CASE WHEN {_IS_LOCKER} THEN false ELSE final_of(carrier_code, trim(e.code)) END"
+# A scan no code table places takes the reply's own status text when it is the newest scan, unless that text
+# lags behind the scans (see the module docstring).
+_BEHIND = ", ".join(sql_literal(st) for st in REPLY_TEXT_BEHIND_SCANS)
+_TAKES_REPLY_STATUS = f"newest AND reply_pick.status NOT IN ({_BEHIND})"
 
 # One row per reply with a tracking number, then one row per scan (the CTEs both mappings share).
 _SCANS = f"""
@@ -87,11 +100,21 @@ WITH replies AS (
     WHERE nullif(trim(d ->> '$.tracking_number'), '') IS NOT NULL
 ), scans AS (
     SELECT tracking_number, carrier_code, d, unnest(msgs) AS e FROM parcels
-), typed AS (
-    SELECT *, {_EVENT_STATUS} AS status, {_EVENT_FINAL} AS final,
+), coded AS (
+    SELECT *, {_EVENT_STATUS} AS code_status, {_EVENT_FINAL} AS code_final,
            TRY_CAST(replace(trim(e.date), 'T', ' ') AS TIMESTAMP) AS wall,
-           {_sequence('trim(e.code)')} AS seq
+           {_sequence('trim(e.code)')} AS seq,
+           {_keyword_pick("d ->> '$.order_status'")} AS reply_pick
     FROM scans
+), ranked AS (
+    -- The reply's newest scan: by wall time, a same-second tie by code sequence (ties beyond it all count).
+    SELECT *, rank() OVER (PARTITION BY tracking_number ORDER BY wall DESC NULLS LAST, seq DESC) = 1 AS newest
+    FROM coded
+), typed AS (
+    SELECT *,
+           CASE WHEN code_status IS NULL AND {_TAKES_REPLY_STATUS} THEN reply_pick.status ELSE code_status END AS status,
+           CASE WHEN code_status IS NULL AND {_TAKES_REPLY_STATUS} THEN reply_pick.final ELSE code_final END AS final
+    FROM ranked
 )"""
 
 EVENTS_SQL = f"""{_SCANS}

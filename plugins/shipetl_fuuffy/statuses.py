@@ -65,6 +65,11 @@ ORDER_TEXT_KEYWORDS: dict[str, tuple[str, bool]] = {
     "异常": ("exception", False), "取消": ("exception", True),
 }
 
+# Statuses of the tracking order_status text that do not speak for a scan: a courier scan beside them shows
+# the text lagging behind (seed 001: opCode 50 "collected" beside 列印及安排取件). Any other status the text
+# gives is taken by the reply's newest scan when no code table places that scan (mapping.py).
+REPLY_TEXT_BEHIND_SCANS = ("pending", "info_received")
+
 # ``shipping_provider`` / ``courier_name`` as Fuuffy spells them (case-insensitive) -> carrier code.
 # A name not listed becomes its lower-case words joined by ``_``.
 COURIER_CARRIER_CODES: dict[str, str] = {

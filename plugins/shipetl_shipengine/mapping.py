@@ -3,11 +3,21 @@
 Time rule (providers.md 6.1): an event's instant is ``occurred_at`` unless ``carrier_occurred_at`` carries
 an explicit non-Z offset, which then wins (USPS replies double-convert ``occurred_at``).
 ``carrier_occurred_at`` is kept as text in ``occurred_at_local``: its ``Z`` is not proof of UTC.
-Event status: the event's own status detail or status code when present, else the carrier's table for
-its ``carrier_status_code``, else the newest event takes the reply's top-level status and older ones
-stay ``unknown``. "Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and
-counts the event's raw code as unmapped (``tracking_events:<code>`` in the run summary, ``status_unmapped``
-in the log), so codes no table knows are visible instead of silently folded in.
+Event status, first that applies (providers.md 3.5, 6.1):
+
+1. the event's own ``status_detail_code`` (ShipEngine's, documented), unless it is ``CARRIER_STATUS_NOT_MAPPED``;
+2. the carrier's table for its ``carrier_status_code`` (else ``event_code``), where ShipEngine's own per-event
+   ``status_code`` is absent or says no more than in transit or unknown (AC, IT, UN: "refined by detail",
+   and a carrier code the table knows is such a refinement, GUESS). A NY, AT, DE, SP or EX of the event's
+   own stands: a carrier table refines ShipEngine's status, it never contradicts it;
+3. the event's own ``status_code`` (``UN`` / ``CARRIER_STATUS_NOT_MAPPED``: ShipEngine itself says
+   ``unknown``, and that is a mapping, not counted);
+4. an event with no status of its own (the seed's shape): the newest event of the reply takes the reply's
+   top-level status, older ones stay ``unknown`` (GUESS of 3.5).
+
+"Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and counts the event's raw
+code as unmapped (``tracking_events:<code>`` in the run summary, ``status_unmapped`` in the log), so codes no
+table knows are visible instead of silently folded in.
 
 Personal data (providers.md 3.6: an event's ``signer`` and ``company_name``) goes through ``pii(...)`` into
 extras; ``extras.signed`` (true, else null) says whether someone signed whatever the mode. The provider sets
@@ -15,7 +25,9 @@ extras; ``extras.signed`` (true, else null) says whether someone signed whatever
 dropped rather than being refused.
 """
 
-from shipetl import TableMapping
+from shipetl import TableMapping, sql_literal
+
+from .statuses import REFINABLE_BY_CARRIER
 
 _EVENT = (
     "STRUCT(occurred_at VARCHAR, carrier_occurred_at VARCHAR, description VARCHAR, city_locality VARCHAR, "
@@ -41,6 +53,10 @@ _EXPLICIT_OFFSET = r"'[+-][0-9]{2}:?[0-9]{2}$'"
 _SIGNED = "CASE WHEN nullif(trim(e.signer), '') IS NOT NULL THEN true END"
 
 
+# ShipEngine statuses (of a bare per-event status_code) that a carrier's table may refine.
+_REFINABLE = ", ".join(sql_literal(status) for status in REFINABLE_BY_CARRIER)
+
+
 def _instant(expr: str) -> str:
     return f"CASE WHEN regexp_matches({expr}, {_HAS_OFFSET}) THEN {expr} END"
 
@@ -60,6 +76,15 @@ WITH scans AS (
 ), ranked AS (
     -- The newest scan of each reply, by time, never by position (replies are not reliably ordered).
     SELECT *, utc = max(utc) OVER (PARTITION BY tracking_number) AS newest FROM instants
+), placed AS (
+    -- ShipEngine's own per-event status ("" and null alike: absent), and the carrier table's for the scan's
+    -- code (carrier_status_code can arrive as a JSON number, 3 for "03": the event code is the fallback key).
+    SELECT *,
+           status_of('shipengine.detail', nullif(trim(e.status_detail_code), '')) AS own_detail,
+           status_of('shipengine', nullif(trim(e.status_code), '')) AS own_code,
+           nullif(trim(e.status_detail_code), '') IS NOT NULL OR nullif(trim(e.status_code), '') IS NOT NULL AS has_own,
+           coalesce(status_of(carrier_code, e.carrier_status_code), status_of(carrier_code, e.event_code)) AS by_carrier
+    FROM ranked
 )
 SELECT
     tracking_number AS shipment_id,
@@ -68,12 +93,14 @@ SELECT
     instant AS occurred_at,
     e.carrier_occurred_at AS occurred_at_local,
     coalesce(nullif(e.event_code, ''), e.carrier_status_code) AS status_raw,
-    CASE WHEN nullif(e.status_detail_code, '') IS NOT NULL OR nullif(e.status_code, '') IS NOT NULL
-         THEN coalesce(status_of('shipengine.detail', e.status_detail_code), status_of('shipengine', e.status_code))
-         -- carrier_status_code can arrive as a JSON number (3 for "03"): the event code is the fallback key
-         ELSE coalesce(status_of(carrier_code, e.carrier_status_code), status_of(carrier_code, e.event_code),
-                       CASE WHEN newest THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END)
-    END AS status,
+    coalesce(
+        nullif(own_detail, 'unknown'),
+        CASE WHEN own_code IS NULL OR own_code IN ({_REFINABLE}) THEN by_carrier END,
+        own_code,
+        own_detail,
+        CASE WHEN newest AND NOT has_own
+             THEN coalesce(status_of('shipengine.detail', top_detail), status_of('shipengine', top_code)) END
+    ) AS status,
     e.description,
     e.city_locality AS city,
     e.state_province AS state,
@@ -85,7 +112,7 @@ SELECT
                 'carrier_status_code', e.carrier_status_code, 'signed', {_SIGNED},
                 'signer', pii(nullif(trim(e.signer), '')), 'company_name', pii(nullif(trim(e.company_name), '')),
                 'occurred_at_reported', e.occurred_at) AS extras
-FROM ranked
+FROM placed
 """
 
 SHIPMENTS_SQL = f"""

@@ -13,6 +13,10 @@ STATUS_CODES = {
     "SP": ("available_for_pickup", False),
     "EX": ("exception", False),
 }
+# What a bare per-event status_code (no status_detail_code) says that a carrier's own code table may refine
+# (mapping.py, event status step 2): AC and IT are "in transit, refined by detail" (providers.md 3.5) and UN
+# is no answer at all. NY, AT, DE, SP and EX name an outcome, which a carrier table never overrules.
+REFINABLE_BY_CARRIER = ("in_transit", "unknown")
 
 _DETAILS = {
     "info_received": "SHIPMENT_CREATED AWAITING_PICKUP_DROP_OFF ELEC_ADVICE_RECD_BY_CARRIER NOT_YET_RECEIVED_BY_CARRIER",

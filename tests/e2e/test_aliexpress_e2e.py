@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import duckdb
 import httpx
@@ -13,6 +14,7 @@ import zstandard
 
 from shipetl import config
 from shipetl.runner import run_pipeline
+from faulted import fault_requests
 from shipetl_aliexpress.sandbox import APP_KEY, APP_SECRET, AUTH_CODE, build_world
 
 pytestmark = pytest.mark.e2e
@@ -108,3 +110,47 @@ def test_cli_run_keeps_secrets_out_of_logs_warehouse_and_raw_zone(sandbox, make_
             assert secret not in text, f"a secret leaked into the {where}"
         assert not UPPER_HEX_64.search(text), f"a request sign leaked into the {where}"
     assert '"http_request"' in done.stderr  # debug logs did show every request, signs and sessions masked
+
+
+def test_every_parcel_and_scan_has_its_carrier_code_and_the_marts_no_blank_carrier(sandbox, make_pipeline, registry,
+                                                                                  tmp_path):
+    world = build_world(42)
+    pipeline = config.load(make_pipeline(source_yaml(sandbox, write_ids(tmp_path, [o.order_id for o in world.orders]))))
+    source = run_pipeline(pipeline, registry=registry).sources[0]
+    assert source.status == "ok", source.error
+
+    # carrier_name (seed 002), lower-cased, words joined by "_": what each parcel's carrier_code must be.
+    truth = {(p.mail_no or f"{o.order_id}-P{pos}"): "_".join(p.carrier_name.lower().split())
+             for o in world.orders if o.has_tracking for pos, p in enumerate(o.parcels, start=1)}
+    assert dict(rows(tmp_path, "SELECT shipment_id, carrier_code FROM shipments_latest")) == truth
+    scans = rows(tmp_path, "SELECT shipment_id, carrier_code FROM tracking_events")
+    assert scans and all(code == truth[sid] for sid, code in scans)
+
+    names = {"_".join(n.lower().split()) for n in {p.carrier_name for o in world.orders for p in o.parcels}}
+    for mart in ("shipment_timeline", "delivery_performance", "stuck_shipments"):
+        carriers = {c for (c,) in rows(tmp_path, f"SELECT DISTINCT carrier_code FROM {mart}")}
+        assert carriers == names, mart
+
+
+def test_an_order_whose_tracking_keeps_failing_is_skipped_counted_and_loaded_next_run(sandbox, make_pipeline, registry,
+                                                                                      tmp_path, monkeypatch):
+    world = build_world(42)
+    ids = [o.order_id for o in world.orders[:40]]
+    victim = next(o for o in world.orders[:40] if o.has_tracking and o.parcels).order_id
+    fault_requests(monkeypatch, lambda r: dict(parse_qsl(r.content.decode())).get("ae_order_id") == victim)
+    pipeline = config.load(make_pipeline(source_yaml(sandbox, write_ids(tmp_path, ids))))
+
+    first = run_pipeline(pipeline, registry=registry).sources[0]
+    assert first.status == "ok", first.error
+    assert first.counters["tracking_poll_failed"] == 1
+    loaded = {order_id for (order_id,) in rows(tmp_path, "SELECT order_id FROM orders")}
+    assert loaded == set(ids) - {victim}  # its snapshot waits for its parcels
+
+    monkeypatch.undo()  # the sandbox answers again: the next run fetches it, as its id is still configured
+    second = run_pipeline(pipeline, registry=registry).sources[0]
+    assert second.status == "ok", second.error
+    assert "tracking_poll_failed" not in second.counters
+    shipments = sorted(rows(tmp_path, "SELECT shipment_id, tracking_number, order_id, status, is_final, "
+                                      "estimated_delivery_at, last_event_at, delivered_at FROM shipments_latest"))
+    assert shipments == sorted(tuple(s.values()) for s in world.expected_shipments() if s["order_id"] in ids)
+    assert victim in {order_id for (order_id,) in rows(tmp_path, "SELECT order_id FROM orders")}

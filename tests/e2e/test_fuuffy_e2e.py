@@ -15,6 +15,7 @@ import zstandard
 
 from shipetl import config, runner
 from shipetl.sandbox import SandboxSettings, running_sandbox
+from faulted import fault_requests
 from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS, build_world
 from sources import shipengine_source
 
@@ -182,3 +183,66 @@ def test_rate_limit_headers_hold_requests_until_the_window_resets(custom_sandbox
     assert stats["exhausted"] >= 2  # the sandbox said "0 left" more than once...
     assert stats["throttled"] == 0  # ...and the client waited for the reset instead of hitting 429
     assert loaded_events(tmp_path) == expected_events()
+
+
+# --- Scans of couriers no code table knows: the newest takes Fuuffy's own status, the rest are counted ---------
+
+def test_unmapped_courier_codes_are_counted_per_code_and_delivered_parcels_have_delivered_at(sandbox, make_pipeline,
+                                                                                             run_cli, tmp_path):
+    result = run_cli("run", str(make_pipeline(source_yaml(sandbox))))
+    assert result.returncode == 0, result.stderr[-3000:]
+    world = build_world(42)
+    events = world.expected_events()
+
+    # Ground truth of the summary's unmapped counts: Kerry / Hongkong Post scans left unknown (not their
+    # parcel's newest, or beside text that lags behind), per code. SF's 607 is unknown on purpose, not counted.
+    counts: dict[str, int] = {}
+    for e in events:
+        if e["status"] == "unknown" and e["code"] != "607":
+            counts[f"tracking_events:{e['code']}"] = counts.get(f"tracking_events:{e['code']}", 0) + 1
+    details = orjson.loads(rows(tmp_path, "SELECT details FROM runs WHERE source = 'fz'")[0][0])
+    assert details["unmapped"] == counts
+    assert "tracking_events:DL" not in counts  # a Kerry / Hongkong Post "delivered" is always its parcel's newest scan
+    logged = {orjson.loads(line)["status_raw"] for line in result.stderr.splitlines() if '"status_unmapped"' in line}
+    assert {f"tracking_events:{code}" for code in logged} == set(counts)
+
+    # shipment_timeline: every delivered parcel has delivered_at, its first delivered scan (Kerry and
+    # Hongkong Post included: 30 of them had none while their scans were all unknown).
+    delivered_scan: dict[str, datetime] = {}
+    for e in events:
+        if e["status"] == "delivered":
+            delivered_scan[e["tracking_number"]] = min(e["utc"], delivered_scan.get(e["tracking_number"], e["utc"]))
+    timeline = {tn: (status, at, carrier) for tn, status, at, carrier in rows(
+        tmp_path, "SELECT tracking_number, current_status, delivered_at, carrier_code FROM shipment_timeline")}
+    delivered = {tn: at for tn, (status, at, _) in timeline.items() if status == "delivered"}
+    assert delivered == delivered_scan
+    assert {carrier for tn, (_, _, carrier) in timeline.items() if tn in delivered} >= {"kerry_express", "hongkong_post"}
+    # Out for delivery now: the newest scan says so, whichever courier relays it.
+    moving = rows(tmp_path, "SELECT carrier_code, count(*), count(first_out_for_delivery_at) FROM shipment_timeline "
+                            "WHERE current_status = 'out_for_delivery' GROUP BY 1")
+    assert {carrier for carrier, _, _ in moving} > {"sf_express"}
+    assert all(parcels == with_time for _, parcels, with_time in moving)
+
+
+def test_a_parcel_whose_replies_keep_coming_cut_short_is_skipped_counted_and_loaded_next_run(sandbox, make_pipeline,
+                                                                                             tmp_path, monkeypatch):
+    # The trial user's night: one tracking number's replies cut short ("HTTP 200: undecodable JSON body") past the
+    # retries used to fail the whole source and throw away everything extracted.
+    expected = expected_events()
+    victim = sorted({e[0] for e in expected})[0]
+    fault_requests(monkeypatch, lambda r: r.url.params.get("tracking_number") == victim, fault="truncate")
+    pipeline = config.load(make_pipeline(source_yaml(sandbox, options="poll_concurrency: 8, max_retries: 1")))
+
+    (first,) = runner.run_pipeline(pipeline).sources
+    assert first.status == "ok", first.error
+    assert first.counters["tracking_poll_failed"] == 1
+    assert loaded_events(tmp_path) == {e for e in expected if e[0] != victim}
+    (retry,) = rows(tmp_path, "SELECT value FROM source_state WHERE source = 'fz' AND key = 'tracking_retry'")[0]
+    assert [t["tracking_number"] for t in orjson.loads(retry)] == [victim]  # no row yet: the cursor keeps it
+
+    monkeypatch.undo()
+    (second,) = runner.run_pipeline(pipeline).sources
+    assert second.status == "ok", second.error
+    assert "tracking_poll_failed" not in second.counters and loaded_events(tmp_path) == expected
+    (retry,) = rows(tmp_path, "SELECT value FROM source_state WHERE source = 'fz' AND key = 'tracking_retry'")[0]
+    assert orjson.loads(retry) == []

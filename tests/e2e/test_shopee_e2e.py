@@ -19,6 +19,7 @@ import zstandard
 
 from shipetl import config, runner
 from shipetl_shopee.client import base_string, sign
+from faulted import fault_requests
 from shipetl_shopee.sandbox import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE, build_world
 from sources import shopee_source
 
@@ -308,3 +309,32 @@ def test_auth_of_an_account_the_source_lacks_lists_its_accounts(sandbox, make_pi
     assert result.returncode == 2
     assert result.stderr.strip() == (f"error: {pipeline}: auth: source shopee has no account shop-1; "
                                      f"its accounts: shop-{SHOP_A}")
+
+
+def test_a_package_whose_tracking_keeps_failing_is_skipped_counted_and_loaded_next_run(sandbox, make_pipeline,
+                                                                                       tmp_path, monkeypatch):
+    world = build_world(42)
+    victim = next(o for o in world.by_shop[SHOP_A] if len(o.packages) == 1 and o.packages[0].scans)
+    package = victim.packages[0].package_number
+    fault_requests(monkeypatch, lambda r: r.url.path.endswith(TRACKING_INFO)
+                   and r.url.params.get("order_sn") == victim.order_sn)
+    pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,)))
+    shipment_keys = ("shipment_id", "tracking_number", "status", "is_final", "last_event_at")
+    expected = {tuple(r[k] for k in shipment_keys) for r in world.expected_shipments(SHOP_A)}
+
+    (first,) = run_in_process(pipeline).sources
+    assert first.status == "ok", first.error
+    assert first.counters["tracking_poll_failed"] == 1
+    loaded = set(rows(tmp_path, f"SELECT {', '.join(shipment_keys)} FROM shipments_latest"))
+    assert loaded == {r for r in expected if r[0] != package}
+    (retry,) = rows(tmp_path, "SELECT value FROM source_state WHERE key = 'tracking_retry'")[0]
+    assert [m["package_number"] for m in json.loads(retry)] == [package]  # the cursor moved past its order
+
+    monkeypatch.undo()
+    (second,) = run_in_process(pipeline).sources
+    assert second.status == "ok", second.error
+    assert "tracking_poll_failed" not in second.counters
+    assert set(rows(tmp_path, f"SELECT {', '.join(shipment_keys)} FROM shipments_latest")) == expected
+    event_keys = ("shipment_id", "occurred_at", "status_raw")
+    assert set(rows(tmp_path, f"SELECT {', '.join(event_keys)} FROM tracking_events")) == {
+        tuple(e[k] for k in event_keys) for e in world.expected_events(SHOP_A)}

@@ -15,6 +15,7 @@ import duckdb
 import httpx
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from shipetl import AuthError, ConfigError, NotFoundError, Page, TerminalError, TokenPair, TokenStore, TransientError, http_client
 from shipetl import transform
@@ -380,7 +381,9 @@ def test_unmatched_nodes_are_unknown_and_counted_when_the_fallback_is_off(tmp_pa
 def test_keyword_table_classifies_node_text(desc: str, name: str, status: str, final: bool) -> None:
     sql = (f"SELECT {statuses.node_status_sql('d', 'n', chr(39) + 'in_transit' + chr(39))}, "
            f"{statuses.node_final_sql('d', 'n')} FROM (SELECT ? AS d, ? AS n)")
-    assert duckdb.execute(sql, [desc, name]).fetchone() == (status, final)
+    # Own connection, fully fetched: a half-read result on duckdb's default connection breaks later tests' duckdb.sql().
+    with duckdb.connect() as con:
+        assert con.execute(sql, [desc, name]).fetchall() == [(status, final)]
 
 
 # --- against the loopback sandbox ----------------------------------------------------------------
@@ -438,3 +441,123 @@ def test_sandbox_world_has_the_awkward_cases() -> None:
     texts = [n.desc for o in world.orders for p in o.parcels for n in p.nodes]
     assert any(t.isascii() for t in texts) and any(not t.isascii() for t in texts)
     assert ae_client.TRACKING_GET == sandbox.TRACKING_GET and ae_client.ORDER_GET == sandbox.ORDER_GET
+
+
+def test_carrier_code_is_the_parcels_carrier_name_normalized(tmp_path: Path, registry) -> None:
+    # Seed 002's carrier_name ("AliExpress standard shipping") is the only carrier field of a tracking reply;
+    # carrier_code was NULL for every parcel and scan, so the marts showed one blank-carrier bucket.
+    meta = json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"]
+    rows = mapped(tmp_path, registry, "tracking", fixture("tracking_awkward_shapes.json"), meta)
+    names = {s["shipment_id"]: s["service"] for s in rows["shipments"]}
+    codes = {s["shipment_id"]: s["carrier_code"] for s in rows["shipments"]}
+    assert set(codes.values()) == {"aliexpress_standard_shipping", "cainiao_super_economy_global",
+                                   "yunexpress_global_direct_line"}
+    assert all(codes[k] == names[k].lower().replace(" ", "_") for k in codes)
+    assert rows["tracking_events"] and all(e["carrier_code"] == codes[e["shipment_id"]] for e in rows["tracking_events"])
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("AliExpress standard shipping", "aliexpress_standard_shipping"),
+    ("  J&T Express - Global ", "j_t_express_global"),
+    ("菜鸟 无忧物流", "菜鸟_无忧物流"),
+    ("", None),
+    (None, None),
+])
+def test_carrier_code_of_a_name(name, code) -> None:
+    from shipetl_aliexpress.mapping import carrier_code_sql
+
+    with duckdb.connect() as con:
+        assert con.execute(f"SELECT {carrier_code_sql('n')} FROM (SELECT ?::VARCHAR AS n)", [name]).fetchall() == [(code,)]
+
+
+def test_a_retired_placeholder_keeps_its_parcels_carrier_code(tmp_path: Path, registry) -> None:
+    meta = {**json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"], "placeholders": ["8190000000000002-P1"]}
+    numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
+    shipments = {s["shipment_id"]: s for s in mapped(tmp_path, registry, "tracking", numbered, meta)["shipments"]}
+    assert shipments["8190000000000002-P1"]["carrier_code"] == shipments["LP00999999999999"]["carrier_code"] is not None
+
+
+# --- one order failing for now is not the whole night ----------------------------------------------------
+
+def ae_ids(n: int) -> list[str]:
+    return [str(8190000000000100 + i) for i in range(n)]
+
+
+REPLIES = {
+    "500": lambda: httpx.Response(500, text="Internal Server Error"),
+    "cut": lambda: httpx.Response(200, content=fixture("tracking_seed_sample.json")[:40],
+                                  headers={"content-type": "application/json"}),
+    "refused": lambda: httpx.Response(200, content=fixture("error_incomplete_signature.json")),
+}
+
+
+class FakeSync:
+    """A fake AliExpress: every order and its tracking answer from the fixtures, except the calls in ``down``
+    (``(api, order id)`` -> a name in ``REPLIES``), or every call with ``all_down``."""
+
+    def __init__(self, down: dict[tuple[str, str], str] | None = None, all_down: bool = False) -> None:
+        self.down, self.all_down = down or {}, all_down
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/rest"):
+            return httpx.Response(200, content=fixture("token_create.json"))
+        form = form_of(request)
+        if form["method"] == ae_client.ORDER_GET:
+            call = ("order", str(orjson.loads(form["single_order_query"])["order_id"]))
+        else:
+            call = ("tracking", form["ae_order_id"])
+        self.calls[call] += 1
+        if self.all_down or call in self.down:
+            return REPLIES[self.down.get(call, "500")]()
+        name = "order_get.json" if call[0] == "order" else "tracking_seed_sample.json"
+        return httpx.Response(200, content=fixture(name))
+
+
+def extract_ids(tmp_path: Path, fake: FakeSync, ids: list[str]) -> tuple[FakeContext, list[Page]]:
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(fake))
+    return ctx, list(extract.pages(ctx, options(order_ids=ids, poll_concurrency=4)))
+
+
+def fetched(pages: list[Page]) -> list[tuple[str, str]]:
+    return [(p.stream, p.meta["order_id"]) for p in pages]
+
+
+@pytest.mark.parametrize(("api", "reply"), [("order", "500"), ("tracking", "500"), ("tracking", "cut")])
+def test_an_order_failing_after_retries_is_skipped_counted_and_asked_again_next_run(tmp_path: Path, api: str,
+                                                                                    reply: str) -> None:
+    ids = ae_ids(30)
+    fake = FakeSync({(api, ids[7]): reply})
+    with capture_logs() as logs:
+        ctx, pages = extract_ids(tmp_path, fake, ids)
+    # Neither page of the order: a snapshot loaded FINISH alone would end its polling before its parcels came.
+    assert fetched(pages) == [(s, i) for i in ids if i != ids[7] for s in ("orders", "tracking")]
+    assert fake.calls[(api, ids[7])] == 6  # core's retries were used first (max_retries=5)
+    assert ctx.counters == Counter({f"{api}_poll_failed": 1})
+    warned = [e for e in logs if e["event"] == f"{api}_poll_failed"]
+    assert len(warned) == 1 and warned[0]["order_id"] == ids[7] and warned[0]["log_level"] == "warning"
+    assert "still failing after 6 attempts" in warned[0]["error"] and SECRET not in str(warned)
+
+    # The next run reads the same ids, finds the order not stored as finished, and fetches it.
+    again, pages = extract_ids(tmp_path, FakeSync(), ids)
+    assert {("orders", ids[7]), ("tracking", ids[7])} <= set(fetched(pages)) and not again.counters
+
+
+def test_most_orders_failing_fails_the_source_with_one_line(tmp_path: Path) -> None:
+    fake = FakeSync(all_down=True)
+    with pytest.raises(TransientError) as caught:
+        extract_ids(tmp_path, fake, ae_ids(200))
+    message = str(caught.value)
+    assert message.startswith("AliExpress looks down: 20 of the first 20 polls still failed after retries")
+    assert "\n" not in message and SECRET not in message
+    assert len(fake.calls) < 60  # stopped early, not after every order's retries
+
+
+def test_an_auth_error_still_fails_the_source_at_once(tmp_path: Path) -> None:
+    ids = ae_ids(100)
+    fake = FakeSync({("order", ids[0]): "500", ("order", ids[5]): "refused"})
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(fake))
+    with pytest.raises(AuthError, match="credentials.app_secret"):
+        list(extract.pages(ctx, options(order_ids=ids, poll_concurrency=2)))
+    assert ctx.counters == Counter({"order_poll_failed": 1})  # the transient failure before it was skipped
+    assert fake.calls[("order", ids[5])] == 1 and len(fake.calls) < 40

@@ -17,9 +17,11 @@ import httpx
 import orjson
 import pytest
 import structlog
+import structlog.testing
 
 import shipetl_fuuffy
 from shipetl import AuthError, NotFoundError, SkipRecord, TerminalError, TokenStore, TransientError, http_client
+from shipetl.context import RunBookkeeping
 from shipetl.ratelimit import RateLimit
 from shipetl.testing import ErrorFixture, ProviderContract
 from shipetl_fuuffy import client as fclient
@@ -288,3 +290,199 @@ def test_chinese_order_status_text_longest_keyword_wins(registry, text, status):
     con = transform.connect(status_tables=registry.statuses)
     got = con.execute(f"SELECT ({mapping._keyword_pick('t')}).status FROM (SELECT ? AS t)", [text]).fetchall()
     assert got == [(status,)]
+
+
+# --- scans of couriers no code table knows (Kerry, Hongkong Post) ---------------------------------------------
+
+def kerry_reply(order_status: str, scans: list[tuple[str, str, str]], courier: str = "Kerry Express") -> dict[str, Any]:
+    """A tracking reply of a courier Fuuffy relays without a code table: (code, Hong Kong time, message) scans."""
+    body = orjson.loads((FIXTURES / "tracking_seed_001.json").read_bytes())
+    body["data"].update({"tracking_number": "KE0000000001HK", "order_status": order_status, "shipping_provider": courier,
+                         "courier_name": courier,
+                         "tracking_msg_list": [{"code": c, "location": "觀塘", "date": d, "message": m} for c, d, m in scans]})
+    return body
+
+
+def map_tracking(tmp_path: Path, registry, bodies: list[dict[str, Any]]):
+    """Replies through the raw zone and core's transform: staged rows per table, and the transform result."""
+    from shipetl import Page, transform
+    from shipetl.rawzone import RawZoneWriter
+
+    started = datetime(2025, 12, 20, tzinfo=UTC)
+    with RawZoneWriter(tmp_path / "raw", "fuuffy", "fz", "run-1", started) as raw:
+        for body in bodies:
+            raw.write(Page("tracking", orjson.dumps(body), {"order_id": body["data"]["order_id"],
+                                                            "order_status": "DELIVERED",
+                                                            "shipping_provider": body["data"]["shipping_provider"]}))
+        files = raw.close()
+    con = transform.connect(status_tables=registry.statuses)
+    result = transform.transform(con, FuuffyProvider.streams, files, provider="fuuffy", account_id="fz", run_id="run-1",
+                                 extracted_at=started, timezone="Asia/Hong_Kong")
+    tables = {}
+    for table in ("shipments", "tracking_events"):
+        rel = con.sql(f"SELECT * FROM {transform.staged_table(table)}")
+        tables[table] = [dict(zip(rel.columns, row)) for row in rel.fetchall()]
+    return tables, result
+
+
+KERRY_DELIVERED = [("PU", "2025-12-08 10:00:00", "Shipment picked up 已收件"),
+                   ("OD", "2025-12-09 09:30:00", "Out for delivery 派送中"),
+                   ("DL", "2025-12-09 14:05:00", "Delivered 已簽收")]
+
+
+def test_newest_scan_of_an_unmapped_courier_takes_fuuffys_own_status_text(tmp_path, registry):
+    # Reversed: the reply's order says nothing (providers.md 4.6); newest is by time.
+    tables, result = map_tracking(tmp_path, registry, [kerry_reply("已簽收", KERRY_DELIVERED[::-1])])
+    status = {e["status_raw"]: e["status"] for e in tables["tracking_events"]}
+    assert status == {"PU": "unknown", "OD": "unknown", "DL": "delivered"}
+    # Only the codes nothing placed are counted: no table knows PU and OD, and they are not the newest.
+    assert result.unmapped == Counter({("tracking_events", "PU"): 1, ("tracking_events", "OD"): 1})
+    (parcel,) = tables["shipments"]
+    assert (parcel["carrier_code"], parcel["status"], parcel["is_final"]) == ("kerry_express", "delivered", True)
+    # The delivered scan gives the parcel its delivered_at (it was NULL: no scan was 'delivered').
+    assert parcel["delivered_at"] == datetime(2025, 12, 9, 6, 5, tzinfo=UTC)
+
+
+def test_out_for_delivery_text_places_the_newest_scan_of_a_parcel_still_moving(tmp_path, registry):
+    tables, result = map_tracking(tmp_path, registry, [kerry_reply("派送中", KERRY_DELIVERED[:2], "Hongkong Post")])
+    assert {e["status_raw"]: e["status"] for e in tables["tracking_events"]} == {"PU": "unknown", "OD": "out_for_delivery"}
+    assert result.unmapped == Counter({("tracking_events", "PU"): 1})
+    assert tables["shipments"][0]["status"] == "out_for_delivery"
+
+
+def test_text_that_lags_behind_a_scan_does_not_place_it(tmp_path, registry):
+    # Seed 001 pairs a "collected" scan with 列印及安排取件 (label printed): info_received, or pending, text
+    # says nothing true about a courier scan, which stays unknown (and counted); the parcel keeps the text.
+    tables, result = map_tracking(tmp_path, registry, [kerry_reply("列印及安排取件", KERRY_DELIVERED[:1])])
+    assert [e["status"] for e in tables["tracking_events"]] == ["unknown"]
+    assert result.unmapped == Counter({("tracking_events", "PU"): 1})
+    assert tables["shipments"][0]["status"] == "info_received"
+
+
+def test_scans_sharing_the_newest_second_both_take_the_text_and_an_unconfirmed_sf_code_stays_unknown(tmp_path, registry):
+    tied = kerry_reply("派送中", [("AD", "2025-12-09 09:30:00", "Arrived at delivery centre"),
+                                   ("OD", "2025-12-09 09:30:00", "Out for delivery 派送中")])
+    sf = orjson.loads((FIXTURES / "tracking_seed_001.json").read_bytes())
+    sf["data"].update({"tracking_number": "SF0000000000001", "order_status": "運送中"})
+    sf["data"]["tracking_msg_list"].append({"code": "607", "location": "深圳市", "date": "2025-12-10 08:00:00",
+                                            "message": "快件已到达海关监管区"})
+    tables, result = map_tracking(tmp_path, registry, [tied, sf])
+    status = {e["status_raw"]: e["status"] for e in tables["tracking_events"]}
+    assert status == {"AD": "out_for_delivery", "OD": "out_for_delivery", "50": "in_transit", "607": "unknown"}
+    assert not result.unmapped  # 607 is mapped to unknown on purpose: kept raw, not counted
+
+
+# --- one tracking request failing for now is not the whole night ---------------------------------------
+
+class RunCtx(RunBookkeeping):
+    """An ExtractContext for a whole extract over a MockTransport, with cursors and open shipments of a prior run."""
+
+    def __init__(self, tmp_path, handler, cursors=None, open_shipments=None) -> None:
+        self.source_name = self.account_id = "fz"
+        self.since, self.until, self.timezone = None, datetime(2025, 12, 20, tzinfo=UTC), None
+        self.tokens = TokenStore(tmp_path / "tokens")
+        self.log = structlog.get_logger()
+        self.counters: Counter = Counter()
+        self._cursors, self.new_cursors, self._open = dict(cursors or {}), {}, open_shipments or []
+        self._handler = handler
+
+    def window(self, key: str) -> tuple[datetime, datetime]:
+        return self.until - timedelta(days=1), self.until
+
+    def http(self, **overrides: Any):
+        return http_client(base_url="http://fuuffy.test", source="fz", transport=httpx.MockTransport(self._handler),
+                           sleep=lambda _s: None, **overrides)
+
+    def secret(self, name: str) -> str:
+        return {"client_id": "client-1", "client_secret": "right-secret"}[name]
+
+
+def parcels(n: int) -> list[str]:
+    return [f"SF9000000{i:06d}" for i in range(n)]
+
+
+CUT = b'{"data": {"tracking_num'
+
+
+class FakeTracking:
+    """Fuuffy listing one in-transit order per number of ``listed``; tracking of the numbers in ``down`` (or of all,
+    with ``all_down``) answers ``cut`` (HTTP 200, body cut short), ``500999`` (the courier's side) or ``401``."""
+
+    def __init__(self, listed: list[str], down: dict[str, str] | None = None, all_down: str | None = None) -> None:
+        self.listed, self.down, self.all_down = listed, down or {}, all_down
+        self.asked: Counter = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/auth/token":
+            return httpx.Response(200, json={"data": {"access_token": "tok", "expires_in": 3600}})
+        if request.url.path == "/v1/order/list":
+            orders = [{"order_id": str(9000 + i), "order_status": "IN_TRANSIT", "tracking_numbers": [n]}
+                      for i, n in enumerate(self.listed)]
+            return httpx.Response(200, json={"data": {"order_list": orders}, "pagination": {"total_pages": 1}})
+        number = request.url.params["tracking_number"]
+        self.asked[number] += 1
+        failure = self.down.get(number, self.all_down)
+        if failure == "cut":
+            return httpx.Response(200, content=CUT, headers={"content-type": "application/json"})
+        if failure:
+            return reply(401, "error_401000.json") if failure == "401" else reply(500, "error_500999.json")
+        return httpx.Response(200, json={"data": {"tracking_number": number, "tracking_msg_list": []}})
+
+
+def extracted(ctx: RunCtx) -> list[str]:
+    """The tracking numbers polled, in order."""
+    pages = list(FuuffyProvider("fz", FuuffyOptions(poll_concurrency=4)).extract(ctx))
+    return [orjson.loads(p.body)["data"]["tracking_number"] for p in pages if p.stream == "tracking"]
+
+
+def test_a_parcel_failing_after_retries_is_skipped_counted_and_polled_next_run(tmp_path):
+    numbers = parcels(30)
+    fake = FakeTracking(numbers, down={numbers[4]: "cut"})
+    ctx = RunCtx(tmp_path, fake)
+    with structlog.testing.capture_logs() as logs:
+        assert extracted(ctx) == [n for n in numbers if n != numbers[4]]
+    assert fake.asked[numbers[4]] == 4  # core's retries first (max_retries 3)
+    assert ctx.counters == Counter({"tracking_poll_failed": 1})
+    (warned,) = [e for e in logs if e["event"] == "tracking_poll_failed"]
+    assert warned["tracking_number"] == numbers[4] and "undecodable JSON body" in warned["error"]
+    assert [t["tracking_number"] for t in ctx.new_cursors["tracking_retry"]] == [numbers[4]]
+
+    # Next run: its order is past the list's window, but the cursor remembers the parcel; once fetched it is dropped.
+    again = RunCtx(tmp_path, FakeTracking([]), cursors=ctx.new_cursors)
+    assert extracted(again) == [numbers[4]]
+    assert again.new_cursors["tracking_retry"] == [] and not again.counters
+
+
+def test_an_open_parcel_failing_is_left_to_the_warehouse_not_the_retry_cursor(tmp_path):
+    stored = {"tracking_number": "SF8000000000001", "order_id": "77", "service": None, "extras": None}
+    ctx = RunCtx(tmp_path, FakeTracking(parcels(3), down={"SF8000000000001": "cut"}), open_shipments=[stored])
+    assert len(extracted(ctx)) == 3 and ctx.counters["tracking_poll_failed"] == 1
+    assert ctx.new_cursors["tracking_retry"] == []
+
+
+def test_a_courier_failure_is_asked_again_and_never_fails_the_source(tmp_path):
+    numbers = parcels(25)
+    ctx = RunCtx(tmp_path, FakeTracking(numbers, all_down="500999"))
+    assert extracted(ctx) == []
+    assert ctx.counters == Counter({"courier_failures": 25}) and len(ctx.new_cursors["tracking_retry"]) == 25
+
+
+def test_most_parcels_failing_fails_the_source_with_one_line(tmp_path):
+    fake = FakeTracking(parcels(200), all_down="cut")
+    ctx = RunCtx(tmp_path, fake)
+    with pytest.raises(TransientError) as caught:
+        extracted(ctx)
+    message = str(caught.value)
+    assert message.startswith("Fuuffy tracking looks down: 20 of the first 20 polls") and "\n" not in message
+    assert "right-secret" not in message and len(fake.asked) < 60
+    assert "tracking_retry" not in ctx.new_cursors
+
+
+def test_a_refused_token_still_fails_the_source_at_once(tmp_path):
+    numbers = parcels(100)
+    fake = FakeTracking(numbers, down={numbers[0]: "cut", numbers[5]: "401"})
+    ctx = RunCtx(tmp_path, fake)
+    with pytest.raises(AuthError, match="refused too"):
+        extracted(ctx)
+    assert fake.asked[numbers[5]] == 2  # once per token, never retried as transient
+    assert ctx.counters == Counter({"tracking_poll_failed": 1})  # the transient failure before it was skipped

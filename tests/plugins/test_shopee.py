@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,10 +17,13 @@ import duckdb
 import httpx
 import orjson
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 import shipetl_shopee
 from shipetl import (AuthError, NotFoundError, Page, SkipRecord, TerminalError, TokenPair, TokenStore, TransientError,
                      http_client)
+from shipetl.context import RunBookkeeping
 from shipetl.plugins import registry_from_modules
 from shipetl.rawzone import RawZoneWriter
 from shipetl.testing import ContractContext, ErrorFixture, FixtureTransport, ProviderContract
@@ -33,6 +37,7 @@ from shipetl_shopee.client import (
     classify,
     sign,
 )
+from shipetl_shopee import extract
 from shipetl_shopee.extract import carrier_code, reversed_carrier_code, windows
 from shipetl_shopee.provider import ShopeeOptions, ShopeeProvider, parse_redirect
 from shipetl_shopee.tokens import PROVIDER, ShopTokens, code_for_shop
@@ -434,3 +439,138 @@ def test_return_legs_are_never_polled_themselves_but_keep_their_forward_package_
     polled = {p.meta["package_number"]: p.meta for p in pages}
     assert polled["B"]["tracking_number"] == "TN-B" and polled["B"]["order_sn"] == "SN-B" and polled["B"]["split"]
     assert polled["B"]["reversed_carrier_code"] == "j_t_express_return_th"
+
+
+# --- one package or batch failing for now is not the whole night ------------------------------------------------
+
+class RunCtx(RunBookkeeping):
+    """An ExtractContext for ``extract.pages`` of one shop, with the cursors and open shipments of a prior run."""
+
+    def __init__(self, cursors=None, open_shipments=None) -> None:
+        self.account_id, self.until = f"shop-{SHOP_ID}", datetime(2025, 12, 20, tzinfo=UTC)
+        self.log = structlog.get_logger()
+        self.counters: Counter = Counter()
+        self._cursors, self.new_cursors, self._open = dict(cursors or {}), {}, open_shipments or []
+
+    def window(self, key: str) -> tuple[datetime, datetime]:
+        return self.until - timedelta(days=1), self.until
+
+    def query(self, sql, params=None) -> list[tuple]:
+        return []
+
+
+def order_sns(n: int) -> list[str]:
+    return [f"251219UNIT{i:04d}" for i in range(n)]
+
+
+class FakeShop:
+    """A shop listing ``listed``, one package per order (``P-<order_sn>``). Calls in ``down`` answer a failure:
+    ``("detail", sn)`` fails the detail batch holding ``sn``, ``("tracking", sn)`` the order's tracking number;
+    ``500`` is an HTTP 500, ``denied`` Shopee's ``error_permission``. ``all_down`` fails every tracking call."""
+
+    def __init__(self, listed: list[str], down: dict[tuple[str, str], str] | None = None, all_down: bool = False):
+        self.listed, self.down, self.all_down = listed, down or {}, all_down
+        self.asked: Counter = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path, params = request.url.path.rsplit("/", 1)[1], request.url.params
+        if path == "get_order_list":
+            return httpx.Response(200, json={"error": "", "response": {
+                "order_list": [{"order_sn": sn} for sn in self.listed], "more": False}})
+        if path == "get_order_detail":
+            batch = params["order_sn_list"].split(",")
+            failure = next((self.down[("detail", sn)] for sn in batch if ("detail", sn) in self.down), None)
+            self.asked[("detail", batch[0])] += 1
+            package = {"shipping_carrier": "SPX", "logistics_status": "LOGISTICS_READY"}
+            return self._failed(failure) if failure else httpx.Response(200, json={"error": "", "response": {
+                "order_list": [{"order_sn": sn, "package_list": [{**package, "package_number": f"P-{sn}"}]}
+                               for sn in batch]}})
+        sn = params["order_sn"]
+        call = ("tracking" if path == "get_tracking_number" else "info", sn)
+        self.asked[call] += 1
+        failure = "500" if self.all_down else self.down.get(call)
+        if failure:
+            return self._failed(failure)
+        if path == "get_tracking_number":
+            return httpx.Response(200, json={"error": "", "response": {"tracking_number": f"TN-{sn}"}})
+        return httpx.Response(200, json={"error": "", "response": {
+            "order_sn": sn, "package_number": params.get("package_number"), "logistics_status": "LOGISTICS_READY",
+            "tracking_info": []}})
+
+    @staticmethod
+    def _failed(kind: str) -> httpx.Response:
+        if kind == "denied":
+            return httpx.Response(403, json={"error": "error_permission", "message": "no", "request_id": "r"})
+        return httpx.Response(500, text="Internal Server Error")
+
+
+def shop_pages(tmp_path: Path, fake: FakeShop, ctx: RunCtx) -> list[Page]:
+    api, _ = _api(fake, tmp_path, _pair())
+    return list(extract.pages(ctx, api, 100, 4))
+
+
+def tracked(pages: list[Page]) -> list[str]:
+    return [p.meta["order_sn"] for p in pages if p.stream == "tracking"]
+
+
+def test_a_package_failing_after_retries_is_skipped_counted_and_polled_next_run(tmp_path):
+    sns = order_sns(30)
+    fake = FakeShop(sns, {("tracking", sns[7]): "500"})
+    ctx = RunCtx()
+    with capture_logs() as logs:
+        assert tracked(shop_pages(tmp_path, fake, ctx)) == [sn for sn in sns if sn != sns[7]]
+    assert fake.asked[("tracking", sns[7])] == 6  # core's retries first (max_retries 5)
+    assert ctx.counters == Counter({"tracking_poll_failed": 1})
+    (warned,) = [e for e in logs if e["event"] == "tracking_poll_failed"]
+    assert (warned["order_sn"], warned["package_number"]) == (sns[7], f"P-{sns[7]}") and "HTTP 500" in warned["error"]
+    assert [m["package_number"] for m in ctx.new_cursors[extract.RETRY_CURSOR]] == [f"P-{sns[7]}"]
+    assert ctx.new_cursors[extract.CURSOR] == ctx.until.isoformat()  # the window is done: the cursor moves on
+
+    # Next run: the order is not listed again (not updated since), but the cursor remembers its package.
+    again = RunCtx(cursors=ctx.new_cursors)
+    pages = shop_pages(tmp_path, FakeShop([]), again)
+    assert tracked(pages) == [sns[7]] and pages[-1].meta["tracking_number"] == f"TN-{sns[7]}"
+    assert again.new_cursors[extract.RETRY_CURSOR] == [] and not again.counters
+
+
+def test_an_open_package_failing_is_left_to_the_warehouse_not_the_retry_cursor(tmp_path):
+    row = {"shipment_id": "P-OPEN", "order_id": "OPEN", "tracking_number": "TN-OPEN", "extras": None}
+    ctx = RunCtx(open_shipments=[row])
+    pages = shop_pages(tmp_path, FakeShop(order_sns(3), {("info", "OPEN"): "500"}), ctx)
+    assert len(tracked(pages)) == 3 and ctx.counters == Counter({"tracking_poll_failed": 1})
+    assert ctx.new_cursors[extract.RETRY_CURSOR] == []
+
+
+def test_a_failing_order_detail_batch_is_skipped_counted_and_fetched_next_run(tmp_path):
+    sns = order_sns(60)  # two batches: 50 and 10
+    ctx = RunCtx()
+    pages = shop_pages(tmp_path, FakeShop(sns, {("detail", sns[55]): "500"}), ctx)
+    assert [p.stream for p in pages].count("order_detail") == 1 and tracked(pages) == sns[:50]
+    assert ctx.counters == Counter({"order_poll_failed": 10})
+    assert ctx.new_cursors[extract.ORDERS_RETRY_CURSOR] == sns[50:]
+
+    again = RunCtx(cursors=ctx.new_cursors)
+    pages = shop_pages(tmp_path, FakeShop([]), again)
+    assert [p.stream for p in pages].count("order_detail") == 1 and tracked(pages) == sns[50:]
+    assert again.new_cursors[extract.ORDERS_RETRY_CURSOR] == [] and not again.counters
+
+
+def test_most_packages_failing_fails_the_shop_with_one_line(tmp_path):
+    fake = FakeShop(order_sns(200), all_down=True)
+    ctx = RunCtx()
+    with pytest.raises(TransientError) as caught:
+        shop_pages(tmp_path, fake, ctx)
+    message = str(caught.value)
+    assert re.match(r"Shopee looks down: \d+ of the first 20 polls still failed", message)
+    assert "\n" not in message and KEY not in message
+    assert len([c for c in fake.asked if c[0] == "tracking"]) < 60
+    assert extract.RETRY_CURSOR not in ctx.new_cursors
+
+
+def test_a_permission_error_still_fails_the_shop_at_once(tmp_path):
+    sns = order_sns(100)
+    fake = FakeShop(sns, {("tracking", sns[0]): "500", ("tracking", sns[5]): "denied"})
+    ctx = RunCtx()
+    with pytest.raises(AuthError, match="permission refused"):
+        shop_pages(tmp_path, fake, ctx)
+    assert fake.asked[("tracking", sns[5])] == 1 and ctx.counters == Counter({"tracking_poll_failed": 1})

@@ -57,8 +57,9 @@ SF_STEPS: dict[str, tuple[str, str, str]] = {
     "note": ("8000", "快件已签收，如有疑问请致电客服", "delivered"),
     "returned": ("631", "快件已退回寄件人", "returned"),
 }
-# Kerry and Hongkong Post relay their own codes, which no table maps: their scans stay ``unknown`` and
-# the parcel's status comes from the Chinese order_status text.
+# Kerry and Hongkong Post relay their own codes, which no table maps: their scans stay ``unknown``, except
+# the reply's newest scan, which takes the status of the Chinese order_status text (Fuuffy's "current
+# tracking status") unless that text says pending or info_received; the parcel's status comes from that text.
 OTHER_STEPS: dict[str, tuple[str, str, str]] = {
     "collected": ("PU", "Shipment picked up 已收件", "unknown"),
     "arrived": ("AR", "Arrived at hub {p}", "unknown"),
@@ -68,6 +69,7 @@ OTHER_STEPS: dict[str, tuple[str, str, str]] = {
     "out_for_delivery": ("OD", "Out for delivery 派送中", "unknown"),
     "delivered": ("DL", "Delivered 已簽收", "unknown"),
 }
+OTHER_CODES = frozenset(code for code, _, _ in OTHER_STEPS.values())
 # Scenario -> (weight, steps, order code at the end, tracking order_status text at the end).
 SCENARIOS: dict[str, tuple[int, tuple[str, ...], str, str]] = {
     "draft": (3, (), "DRAFT", "草稿"),
@@ -87,6 +89,8 @@ SCENARIOS: dict[str, tuple[int, tuple[str, ...], str, str]] = {
 NO_PARCEL = ("draft", "pending", "cancelled")
 NOT_OTHER = ("locker", "failed", "returned")  # storylines only SF tells apart
 # What each order_status text the sandbox sends means (the truth for couriers whose codes nobody maps).
+# Text statuses that never speak for a scan: beside a courier scan they lag behind it (seed 001).
+TEXT_BEHIND_SCANS = ("pending", "info_received")
 TEXT_STATUS = {"草稿": "pending", "待處理": "pending", "已取消": "exception", "列印及安排取件": "info_received",
                "運送中": "in_transit", "派送中": "out_for_delivery", "已簽收": "delivered", "待取件": "available_for_pickup",
                "派送異常": "out_for_delivery", "已退回": "returned"}
@@ -254,11 +258,27 @@ class World:
         return out
 
     def expected_events(self, clock: datetime | None = None) -> list[dict[str, Any]]:
-        """Every scan visible at ``clock``: tracking_number, carrier_code, utc, local (as sent), code, message, status."""
+        """Every scan visible at ``clock``: tracking_number, carrier_code, utc, local (as sent), code, message, status.
+
+        A Kerry / Hongkong Post scan (a code no table maps) is ``unknown``, unless it is its parcel's newest
+        visible scan: then it has the status of the order_status text sent beside it (not a pending or
+        info_received one). SF's unconfirmed 607 stays ``unknown`` wherever it is."""
         clock = clock or self.clock
-        return [{"tracking_number": p.tracking_number, "carrier_code": o.carrier_code, "utc": s.utc,
-                 "local": hk_text(s.utc), "code": s.code, "message": s.message, "status": s.status}
-                for o in self.visible_orders(clock) if clock >= o.labelled for p in o.parcels for s in p.visible(clock)]
+        out = []
+        for o in self.visible_orders(clock):
+            if clock < o.labelled:
+                continue
+            reply_status = TEXT_STATUS[o.stage(clock)[1]]
+            for p in o.parcels:
+                seen = p.visible(clock)
+                newest = max((s.utc for s in seen), default=None)
+                for s in seen:
+                    status = s.status
+                    if s.code in OTHER_CODES and s.utc == newest and reply_status not in TEXT_BEHIND_SCANS:
+                        status = reply_status
+                    out.append({"tracking_number": p.tracking_number, "carrier_code": o.carrier_code, "utc": s.utc,
+                                "local": hk_text(s.utc), "code": s.code, "message": s.message, "status": status})
+        return out
 
 
 # --- Building the world ----------------------------------------------------------------------------
