@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 from datetime import date, datetime
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -64,15 +63,13 @@ def prune(root: Path, provider: str, account_id: str, before: date) -> int:
     return removed
 
 
-@contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """Give an OSError raised while writing ``path`` (a full disk, from the compressor) that file's name."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc``, raised while writing ``path``, with that file's name if it has none (the compressor's full disk)."""
+    if exc.filename:
+        return exc
+    named = OSError(exc.errno, exc.strerror, str(path))
+    named.__cause__ = exc
+    return named
 
 
 class RawZoneWriter:
@@ -91,9 +88,11 @@ class RawZoneWriter:
         """Mask secrets in the page and append it to its stream's current file."""
         line = redact_bytes(page_line(page))  # masking may re-serialize: still one page a line
         fh, writer, size = self._open.get(page.stream) or self._start(page.stream)
-        with _naming(self._files[page.stream][-1]):
+        try:  # a try, not a context manager: this runs once per page
             writer.write(line)
             writer.write(b"\n")
+        except OSError as exc:
+            raise _named(exc, self._files[page.stream][-1])
         size += len(line) + 1
         self._open[page.stream] = (fh, writer, size)
         self.pages += 1
@@ -111,8 +110,10 @@ class RawZoneWriter:
 
     def _finish(self, stream: str) -> None:
         fh, writer, _ = self._open.pop(stream)
-        with _naming(self._files[stream][-1]):
+        try:
             writer.close()  # also closes fh
+        except OSError as exc:
+            raise _named(exc, self._files[stream][-1])
         if self._on_close:
             self._on_close(stream, self._files[stream][-1])
 
