@@ -3,7 +3,7 @@
 Shape (every mapping rejects unknown keys)::
 
     warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw,
-                memory_limit: 512MB, commit_timeout: 60}     # optional; relative paths are from the cwd
+                memory_limit: 512MB, commit_timeout: 60}     # optional; see WarehouseConfig for paths
     run: {max_parallel_sources: 2, expire_after_days: 30}  # optional
     analytics: {stuck_after_days: 5}                       # optional; the marts' settings
     destination: duckdb              # optional; a destination plugin's name
@@ -32,7 +32,7 @@ import shlex
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, available_timezones
@@ -156,13 +156,18 @@ class _Model(BaseModel):
 
 
 class WarehouseConfig(_Model):
-    """Where the warehouse lives; relative paths are taken from the current working directory."""
+    """Where the warehouse lives.
+
+    A relative path is taken from the pipeline file's folder, not from wherever the command runs (cron
+    starts in the home folder); ``~`` is the home folder. ``lake``, ``raw`` and ``tokens`` default to
+    folders beside the warehouse file.
+    """
 
     path: str = "data/warehouse.duckdb"
-    lake: str = "data/lake"
-    raw: str = "data/raw"
-    tokens: str = "data/tokens"
-    """Token pairs of providers with OAuth-style tokens (Shopee, AliExpress), one 0600 file per account."""
+    lake: str = ""
+    raw: str = ""
+    tokens: str = ""
+    """Token pairs of providers with OAuth-style tokens (Shopee, AliExpress, Fuuffy), one 0600 file per account."""
     raw_keep_days: int | None = Field(None, ge=1)
     """Days a source account's raw pages are kept after a successful run (none: for ever)."""
     memory_limit: str = "512MB"
@@ -175,6 +180,21 @@ class WarehouseConfig(_Model):
         if not _MEMORY.match(value):
             raise ValueError(f"expected a size like '1GB' or '512MB', got {value!r}")
         return value.strip()
+
+    def from_folder(self, folder: Path) -> WarehouseConfig:
+        """These settings with every path taken from ``folder`` (the pipeline file's) and the defaults filled in."""
+        path = from_folder(folder, self.path)
+        beside = Path(path).parent
+        return self.model_copy(update={
+            "path": path,
+            **{name: from_folder(folder, given) if given else str(beside / name)
+               for name, given in (("lake", self.lake), ("raw", self.raw), ("tokens", self.tokens))},
+        })
+
+
+def from_folder(folder: Path, path: str | os.PathLike[str]) -> str:
+    """``path`` as given in a pipeline file in ``folder``: ``~`` expanded, a relative path joined to ``folder``."""
+    return os.path.normpath(Path(folder) / Path(path).expanduser())
 
 
 class RunConfig(_Model):
@@ -359,6 +379,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 
     config._path = file
     config._lines = lines
+    config.warehouse = config.warehouse.from_folder(file.parent)
     problems = []
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
@@ -398,7 +419,14 @@ def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type
             format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets))
     if problems:
         raise ConfigError("\n".join(problems))
-    return options
+    return _paths_from_folder(options, pipeline.path.parent)
+
+
+def _paths_from_folder(options: BaseModel, folder: Path) -> BaseModel:
+    """``options`` with each option typed as a path taken from ``folder``, as the warehouse paths are."""
+    moved = {name: Path(from_folder(folder, value)) for name in type(options).model_fields
+             if isinstance(value := getattr(options, name), PurePath)}
+    return options.model_copy(update=moved) if moved else options
 
 
 # Credentials core itself reads, whatever the provider: the key of ``pii: hash``.

@@ -68,8 +68,8 @@ def test_good_file_loads(tmp_path, secrets) -> None:
     path = write(tmp_path, GOOD)
     cfg = load(path, env={"SHIPENGINE_API_KEY": SECRET})
     assert cfg.path == path
-    assert cfg.warehouse.path == "data/wh.duckdb"
-    assert cfg.warehouse.lake == "data/lake"
+    assert cfg.warehouse.path == str(path.parent / "data" / "wh.duckdb")  # from the file's folder
+    assert cfg.warehouse.lake == str(path.parent / "data" / "lake")  # beside the warehouse file
     assert cfg.warehouse.memory_limit == "2GB"
     assert cfg.warehouse.commit_timeout == 60
     assert cfg.run.max_parallel_sources == 4
@@ -96,8 +96,11 @@ def test_good_file_loads(tmp_path, secrets) -> None:
 
 
 def test_minimal_file_gets_defaults(tmp_path) -> None:
-    cfg = load(write(tmp_path, "sources:\n  - provider: fuuffy\n"), env={})
-    assert cfg.warehouse == config.WarehouseConfig()
+    path = write(tmp_path, "sources:\n  - provider: fuuffy\n")
+    cfg = load(path, env={})
+    data = path.parent / "data"
+    assert cfg.warehouse == config.WarehouseConfig(path=str(data / "warehouse.duckdb"), lake=str(data / "lake"),
+                                                   raw=str(data / "raw"), tokens=str(data / "tokens"))
     assert cfg.run.max_parallel_sources == 2
     assert cfg.sources[0].name == "fuuffy" and cfg.sources[0].credentials == {}
 
@@ -117,9 +120,9 @@ def test_env_expansion(tmp_path) -> None:
         """,
     )
     cfg = load(path, env={"HOST": "localhost", "EMPTY": ""})
-    assert cfg.warehouse.path == "data/wh.duckdb"
-    assert cfg.warehouse.lake == "${NOT_A_VAR}/lake"
-    assert cfg.warehouse.raw == "fallback/raw"
+    assert cfg.warehouse.path == str(path.parent / "data/wh.duckdb")
+    assert cfg.warehouse.lake == str(path.parent / "${NOT_A_VAR}/lake")
+    assert cfg.warehouse.raw == str(path.parent / "fallback/raw")
     assert cfg.sources[0].base_url == "http://localhost:8080"
     assert cfg.sources[0].options == {"note": "a localhost b", "n": 3}
 
@@ -148,6 +151,50 @@ def test_relative_path_is_shown_as_given(tmp_path, monkeypatch) -> None:
     cfg = load("pipelines/daily.yaml", env={})
     with pytest.raises(ConfigError, match=r"^pipelines/daily\.yaml:14: sources\[0\]\.credentials\.api_key: "):
         validate_options(cfg, cfg.sources[0], ShipEngineOptions)
+
+
+def test_relative_paths_are_taken_from_the_pipeline_file_not_the_working_directory(tmp_path, monkeypatch) -> None:
+    """A cron job starts in $HOME: the same file must still name the same warehouse, lake and option files."""
+    write(tmp_path, """\
+        warehouse:
+          path: ../data/wh.duckdb
+          raw: /srv/raw
+        sources:
+          - provider: shipengine
+        """)
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load(tmp_path / "pipelines" / "daily.yaml", env={})
+    assert cfg.warehouse.path == str(tmp_path / "data" / "wh.duckdb")
+    assert cfg.warehouse.lake == str(tmp_path / "data" / "lake")
+    assert cfg.warehouse.tokens == str(tmp_path / "data" / "tokens")
+    assert cfg.warehouse.raw == "/srv/raw"  # absolute stays as given
+    monkeypatch.chdir(tmp_path)
+    relative = load("pipelines/daily.yaml", env={})
+    assert relative.warehouse.path == "data/wh.duckdb"  # the same file, named from another folder
+    assert Path(relative.warehouse.path).resolve() == Path(cfg.warehouse.path).resolve()
+
+
+def test_home_folder_in_a_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    cfg = load(write(tmp_path, "warehouse: {path: ~/shipetl/wh.duckdb}\nsources:\n  - provider: shipengine\n"), env={})
+    assert cfg.warehouse.path == str(tmp_path / "me" / "shipetl" / "wh.duckdb")
+    assert cfg.warehouse.raw == str(tmp_path / "me" / "shipetl" / "raw")
+
+
+def test_option_typed_as_a_path_is_taken_from_the_pipeline_file(tmp_path, monkeypatch) -> None:
+    class FileOptions(BaseModel):
+        ids_file: Path | None = None
+        also: Path = Path("/etc/ids.txt")
+        note: str = "not/a/path"
+
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    options: {ids_file: ids.txt, note: a/b}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load(path, env={})
+    options = validate_options(cfg, cfg.sources[0], FileOptions)
+    assert options.ids_file == path.parent / "ids.txt"
+    assert options.also == Path("/etc/ids.txt") and options.note == "a/b"
 
 
 def test_misspelt_key_suggests_and_has_line(tmp_path) -> None:

@@ -23,7 +23,7 @@ class AliExpressOptions(BaseModel):
     account_id: str | None = Field(None, description="Name of the seller account in the warehouse (default: the source name)")
     app_key: str | None = Field(None, description="The app's key (public, sent in every request); credentials.app_key also works")
     order_ids: list[str] = Field(default_factory=list, description="AliExpress order ids to follow")
-    order_ids_file: Path | None = Field(None, description="File of order ids: one a line, or a CSV (see order_ids_column); relative to the working directory")
+    order_ids_file: Path | None = Field(None, description="File of order ids: one a line, or a CSV (see order_ids_column); a relative path is taken from the pipeline file's folder")
     order_ids_column: str | None = Field(None, description="Read order_ids_file as CSV with a header and take this column")
     order_ids_sql: str | None = Field(None, description="Read-only query over the warehouse whose first column is order ids")
     language: str = Field("en_US", description="language of tracking texts (the API requires one)")
