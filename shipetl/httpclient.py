@@ -75,6 +75,18 @@ def _redacted_target(url: httpx.URL) -> str:
     return redact_text(url.raw_path.decode("ascii", errors="replace"))
 
 
+# An error line names the request by its path and the start of its query; the http_request log has it whole.
+_SHOWN_QUERY_CHARS = 80
+
+
+def _shown(target: str) -> str:
+    """``target`` (path and query) for a one-line error: a long query (signed, or fifty order ids) is cut."""
+    path, sep, query = target.partition("?")
+    if len(query) <= _SHOWN_QUERY_CHARS:
+        return target
+    return f"{path}{sep}{query[:_SHOWN_QUERY_CHARS]}…"
+
+
 def _excerpt(response: httpx.Response) -> str:
     # Redact before cutting, so a secret straddling the cut is still recognised whole.
     text = redact_text(response.text[:4000])
@@ -186,7 +198,7 @@ class HttpClient:
                 )
                 self._sleep(delay)
         raise TransientError(
-            f"{self.source}: {method} {target} still failing after {attempts} attempts: {last.failure}",
+            f"{self.source}: {method} {_shown(target)} still failing after {attempts} attempts: {last.failure}",
             source=self.source,
             retry_after=last.retry_after,
         ) from (last.__cause__ or last)
@@ -246,7 +258,7 @@ class HttpClient:
         status = response.status_code
         if status < 400:
             return
-        where = f"{method} {target}"
+        where = f"{method} {_shown(target)}"
         if status in (401, 403):
             raise AuthError(
                 f"source {self.source}: credentials refused (HTTP {status}) on {where}; "

@@ -127,6 +127,18 @@ def test_exhaustion_raises_transient_error_naming_source_and_redacted_path():
     assert len(script.requests) == 3 and len(sleeps) == 2
 
 
+def test_error_line_cuts_a_long_query_and_keeps_the_path():
+    """A signed request with fifty order ids must not make the run summary's failure line unreadable."""
+    script = Script(*[httpx.Response(503) for _ in range(2)])
+    order_ids = ",".join(f"2511{n:08d}" for n in range(50))
+    with pytest.raises(TransientError) as info:
+        make(script, [], max_retries=1).get("/api/v2/order/get_order_detail", params={"order_sn_list": order_ids, "page_size": 50})
+    message = str(info.value)
+    assert message.startswith(f"{SOURCE}: GET /api/v2/order/get_order_detail?order_sn_list=251100000000%2C251100000001")
+    assert "…" in message and "page_size" not in message and len(message) < 200
+    assert message.endswith("still failing after 2 attempts: HTTP 503")
+
+
 def test_401_raises_auth_error_without_the_secret():
     sleeps = []
     body = {"message": f"key {API_KEY} is invalid", "api_key": "whatever"}
