@@ -240,6 +240,8 @@ class SourceConfig(_Model):
     _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
     _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
+    _locate: Any = PrivateAttr(default=None)  # key ("options.app_key") -> "file:line: sources[i].options.app_key"
+    _emptied: dict[str, list[str]] = PrivateAttr(default_factory=dict)  # credential -> ${VAR}s set to nothing
 
     @property
     def unset_variables(self) -> tuple[str, ...]:
@@ -293,6 +295,8 @@ class SourceConfig(_Model):
 
     def problem(self, key: str, message: str) -> ConfigError:
         """A ConfigError about ``key`` of this source (``options.app_key``), naming the file, line and key path."""
+        if self._locate is not None:
+            return ConfigError(f"{self._locate(key)}: {message}")
         return ConfigError(f"{self._where or f'source {self.name!r}'}.{key}: {message}")
 
     def secret(self, name: str) -> str:
@@ -303,8 +307,10 @@ class SourceConfig(_Model):
             why = " to hash personal data (pii: hash; or set pii: drop)" if name == "pii_key" else ""
             raise self.problem(f"credentials.{name}", f"missing; source {self.name!r} needs it{why} (credentials given: {have})")
         raw = value.get_secret_value()
-        if not raw:
-            raise self.problem(f"credentials.{name}", "is empty")
+        if not raw.strip():
+            names = self._emptied.get(name)
+            why = f" ({', '.join(f'${{{n}}}' for n in names)} {'is' if len(names) == 1 else 'are'} set but empty)" if names else ""
+            raise self.problem(f"credentials.{name}", f"is empty{why}")
         return raw
 
 
@@ -368,7 +374,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
-    data, problems = expand(data, os.environ if env is None else env, shown, lines)
+    data, problems, emptied = expand(data, os.environ if env is None else env, shown, lines)
     unset = _defer_source_problems(data, problems)
     secrets = _register_credentials(data)
 
@@ -384,6 +390,9 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
         src._where = locate(shown, lines, ("sources", i))
+        src._locate = lambda key, i=i: locate(shown, lines, ("sources", i, *key.split(".")))
+        src._emptied = {path[3]: names for path, names in emptied.items()
+                        if path[:3] == ("sources", i, "credentials") and len(path) == 4}
         src._unset = tuple(unset.get(i, ()))
         src._file = shown
         if src.name in seen:

@@ -88,15 +88,19 @@ class ExpandProblem(NamedTuple):
 
 
 def expand(data: Any, env: Mapping[str, str], shown: str,
-           lines: dict[KeyPath, int]) -> tuple[Any, list[ExpandProblem]]:
-    """``data`` with every ``${VAR}`` expanded, and every unset or malformed reference.
+           lines: dict[KeyPath, int]) -> tuple[Any, list[ExpandProblem], dict[KeyPath, list[str]]]:
+    """``data`` with every ``${VAR}`` expanded, every unset or malformed reference, and the variables
+    behind each value that came out empty (set, but to nothing), by key path.
 
     A value with a problem has each bad reference replaced by an empty string; the caller decides
     whether the problems fail the whole file or only the part they are in.
     """
     problems: list[ExpandProblem] = []
+    emptied: dict[KeyPath, list[str]] = {}
 
     def one(text: str, path: KeyPath) -> str:
+        used: list[str] = []
+
         def sub(m: re.Match[str]) -> str:
             whole = m.group(0)
             if whole == "$${":
@@ -114,9 +118,13 @@ def expand(data: Any, env: Mapping[str, str], shown: str,
                 problems.append(ExpandProblem(path, f"{locate(shown, lines, path)}: ${{{name}}} is unset; export it "
                                               f"or give a default with ${{{name}:-...}}", unset=True))
                 return ""
+            used.append(name)
             return value
 
-        return _VAR.sub(sub, text)
+        expanded = _VAR.sub(sub, text)
+        if used and not expanded.strip():
+            emptied[path] = used
+        return expanded
 
     def walk(value: Any, path: KeyPath) -> Any:
         if isinstance(value, str):
@@ -127,7 +135,7 @@ def expand(data: Any, env: Mapping[str, str], shown: str,
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         return value
 
-    return walk(data, ()), problems
+    return walk(data, ()), problems, emptied
 
 
 # ------------------------------------------------------------------------------------ key paths

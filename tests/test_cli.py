@@ -114,7 +114,7 @@ def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_install
             provider: shipengin
             credentials: {api_key: k-123456}
         """)
-    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "- name: main" in text)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "provider: shipengin" in text)
     result = invoke("validate", str(path))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {path}:{line}: sources[0].provider: no provider plugin named 'shipengin' "

@@ -319,10 +319,16 @@ def test_secrets_masked_and_never_in_errors(tmp_path, secrets) -> None:
 def test_secret_lookup_errors(tmp_path) -> None:
     path = write(tmp_path, GOOD)
     src = load(path, env={"SHIPENGINE_API_KEY": ""}).sources[0]
-    with pytest.raises(ConfigError, match=r"daily\.yaml:7: sources\[0\]\.credentials\.api_key: is empty"):
+    # The key's own line, and the variable that left it empty (a cron environment without the export).
+    with pytest.raises(ConfigError, match=r"daily\.yaml:14: sources\[0\]\.credentials\.api_key: is empty "
+                                          r"\(\$\{SHIPENGINE_API_KEY\} is set but empty\)$"):
         src.secret("api_key")
-    with pytest.raises(ConfigError, match=r"daily\.yaml:7: sources\[0\]\.credentials\.api_secret: missing"):
+    # A missing key: the line of the mapping it belongs in.
+    with pytest.raises(ConfigError, match=r"daily\.yaml:13: sources\[0\]\.credentials\.api_secret: missing"):
         src.secret("api_secret")
+    blank = load(write(tmp_path, "sources:\n  - provider: shipengine\n    credentials: {api_key: '  '}\n"), env={})
+    with pytest.raises(ConfigError, match=r"daily\.yaml:3: sources\[0\]\.credentials\.api_key: is empty$"):
+        blank.sources[0].secret("api_key")
 
 
 class ShipEngineOptions(BaseModel):
