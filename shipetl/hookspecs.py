@@ -44,6 +44,8 @@ class Destination(Protocol):
 
         ``staged.con`` is the DuckDB connection whose temp views (``transform.staged_table(name)``,
         one per name in ``staged.staged``) hold the rows. Returns rows loaded per table; fills ``run.loaded``.
+        ``run.unmapped`` arrives with the staged rows' unmapped codes; a destination that deduplicates may
+        narrow it to the rows it loaded (``transform.staged_unmapped(name)`` has their keys).
         """
 
     def record_failure(self, run: SourceRun) -> None:

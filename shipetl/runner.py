@@ -62,8 +62,7 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
     run.extracted = {t: c.mapped for t, c in result.tables.items()}
     run.rejected = {t: c.rejected for t, c in result.tables.items() if c.rejected}
     for (table, code), n in result.unmapped.items():
-        log.warning("status_unmapped", table=table, status_raw=code, rows=n)
-        run.unmapped[f"{table}:{code}"] = n
+        run.unmapped[f"{table}:{code}"] = n  # the destination keeps those of the rows it loads
     for name, n in result.unknown_countries.items():
         log.warning("country_unknown", value=name, rows=n)
     run.counters = dict(ctx.counters + result.counters)
@@ -183,6 +182,9 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)
+            for key, n in run.unmapped.items():
+                table, _, code = key.partition(":")
+                log.warning("status_unmapped", table=table, status_raw=code, rows=n)
             _prune_raw(pipeline, run, log)
         finally:
             transformer.close()

@@ -321,11 +321,16 @@ class Transformer:
     def finish(self) -> TransformResult:
         """Close the workers' cursors and point a ``staged_<table>`` view at each table's parts."""
         self.close()
+        unmapped = {table for table, _ in self.result.unmapped}
         for table, parts in self.result.parts.items():
             files = ", ".join(sql_literal(str(p)) for p in parts)
             select = "*" if table == "rejects" else ", ".join(f'"{c}"' for c in TABLES[table].column_names)
             where = "" if table == "rejects" else " WHERE __reason IS NULL"
             self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT {select} FROM read_parquet([{files}]){where}")
+            if table in unmapped:
+                keys = ", ".join(TABLES[table].key)
+                self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_unmapped_{table} AS SELECT {keys}, __status_raw "
+                                        f"FROM read_parquet([{files}]) WHERE __reason IS NULL AND __unmapped")
         return self.result
 
 
@@ -356,6 +361,12 @@ def transform(
 def staged_table(table: str) -> str:
     """Name of the temp view over one canonical table's staged rows of this run, until they are committed."""
     return f"temp.main.staged_{table}"
+
+
+def staged_unmapped(table: str) -> str:
+    """Name of the temp view of the key and raw status code of each staged row of ``table`` whose code no
+    status table knows (only for a table with such rows)."""
+    return f"temp.main.staged_unmapped_{table}"
 
 
 def _next_part(result: TransformResult, table: str) -> Path:
@@ -390,7 +401,7 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: _Wrapper
     con.execute(f"COPY ({wrapper.sql(run_id, account_id, extracted_at)}) TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
     rows = f"read_parquet({sql_literal(str(part))})"
     total, rejected = con.execute(f"SELECT count(*), count(__reason) FROM {rows}").fetchone()
-    unmapped = con.execute(f"SELECT __status_raw, count(*) FROM {rows} WHERE __unmapped GROUP BY 1").fetchall()
+    unmapped = con.execute(f"SELECT __status_raw, count(*) FROM {rows} WHERE __unmapped AND __reason IS NULL GROUP BY 1").fetchall()
     countries = con.execute(f"SELECT __country_raw, count(*) FROM {rows} WHERE __country_raw IS NOT NULL GROUP BY 1").fetchall()
     counters = con.execute(
         f"SELECT name, count(*) FROM (SELECT unnest(string_split(__counters, chr(30))) AS name FROM {rows} "

@@ -23,7 +23,7 @@ from .log import get_logger
 from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
 from .sqltext import sql_literal
-from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table
+from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table, staged_unmapped
 
 _LOCK = threading.RLock()
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
@@ -177,6 +177,25 @@ def _insert(con, table: Table, select: str) -> int:
     return con.execute(f"INSERT INTO {table.name} ({cols}) {select}").fetchone()[0]
 
 
+def _count_unmapped_loaded(con, staged: TransformResult, run: runs.SourceRun, loaded: dict[str, int]) -> None:
+    """Keep in ``run.unmapped`` only the unmapped codes of rows this commit inserted.
+
+    A parcel polled again brings its old scans back; they are deduplicated, and were counted by the run
+    that loaded them. Where every staged row went in, the transform's counts stand as they are.
+    """
+    for name in sorted({table for table, _ in staged.unmapped}):
+        counts = staged.tables[name]
+        if loaded.get(name, 0) == counts.mapped - counts.rejected:
+            continue
+        keys = ", ".join(TABLES[name].key)
+        inserted = (f"SELECT {keys} FROM {name} WHERE run_id = {sql_literal(run.run_id)} "
+                    f"AND provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)}")
+        rows = con.execute(f"SELECT __status_raw, count(DISTINCT ({keys})) FROM {staged_unmapped(name)} "
+                           f"SEMI JOIN ({inserted}) USING ({keys}) GROUP BY 1").fetchall()
+        run.unmapped = {k: n for k, n in run.unmapped.items() if not k.startswith(f"{name}:")}
+        run.unmapped.update({f"{name}:{code}": n for code, n in rows})
+
+
 def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
     """New ``expired`` snapshots of this account's open shipments with no news since ``cutoff``.
 
@@ -226,6 +245,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             for name in (*DATA_TABLES, "rejects"):
                 if name in staged.staged:
                     loaded[name] = _insert_new_rows(con, TABLES[name])
+            _count_unmapped_loaded(con, staged, run, loaded)
             expired = _expire_silent_shipments(con, run, expire_before) if expire_before is not None else 0
             if expired:
                 run.counters["expired"] = expired

@@ -141,11 +141,35 @@ def test_counts_and_counters_reach_the_run(pipeline, registry) -> None:
     good = by_name(runner.run_pipeline(cfg, registry=registry))["good"]
     assert good.pages == 2
     assert good.extracted == {"shipments": 4} and good.rejected == {"shipments": 1}
-    assert good.unmapped == {"shipments:??": 1, "shipments:QQ": 1}
+    assert good.unmapped == {"shipments:QQ": 1}  # 3Z's ?? is not: the row is rejected, not loaded as unknown
     assert good.counters["not_found"] == 2 and good.counters["pages_asked"] == 1
     (details,) = query(cfg, "SELECT details FROM runs WHERE source = 'good'")[0]
     assert orjson.loads(details)["counters"]["not_found"] == 2
     assert query(cfg, "SELECT reason FROM rejects") == [("created_at: 'not a time' is not a valid ISO 8601 time with offset",)]
+
+
+class RepollProvider(GoodProvider):
+    """Each run sends the parcels of every earlier run again, and one new parcel with an unknown code."""
+
+    name = "repollco"
+    runs = 0
+
+    def extract(self, ctx) -> Iterator[Page]:
+        type(self).runs += 1
+        yield Page("parcels", {"items": [{"tn": f"{n}Z", "code": f"Q{n}", "at": "2025-05-01T00:00:00Z"}
+                                         for n in range(1, type(self).runs + 1)]})
+
+
+def test_unmapped_counts_only_the_rows_loaded(pipeline, registry) -> None:
+    """A parcel polled again is deduplicated; its unknown code was counted by the run that loaded it."""
+    registry.add_provider("fakes", RepollProvider)
+    cfg = pipeline("- {name: repoll, provider: repollco, pii: keep}\n")
+    first = runner.run_pipeline(cfg, registry=registry).sources[0]
+    assert first.unmapped == {"shipments:Q1": 1}
+    second = runner.run_pipeline(cfg, registry=registry).sources[0]
+    assert second.extracted == {"shipments": 2} and second.loaded == {"shipments": 1}
+    assert second.unmapped == {"shipments:Q2": 1}
+    assert query(cfg, "SELECT unmapped FROM runs ORDER BY started_at") == [(1,), (1,)]
 
 
 def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:
