@@ -237,7 +237,6 @@ class SourceConfig(_Model):
     """Buyer and recipient personal data: keyed hash (key: credentials.pii_key), dropped, or kept as sent."""
     options: dict[str, Any] = Field(default_factory=dict)
 
-    _where: str = PrivateAttr(default="")  # "file:line: sources[i]" for error messages
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
     _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
     _locate: Any = PrivateAttr(default=None)  # key ("options.app_key") -> "file:line: sources[i].options.app_key"
@@ -295,9 +294,8 @@ class SourceConfig(_Model):
 
     def problem(self, key: str, message: str) -> ConfigError:
         """A ConfigError about ``key`` of this source (``options.app_key``), naming the file, line and key path."""
-        if self._locate is not None:
-            return ConfigError(f"{self._locate(key)}: {message}")
-        return ConfigError(f"{self._where or f'source {self.name!r}'}.{key}: {message}")
+        where = self._locate(key) if self._locate is not None else f"source {self.name!r}: {key}"
+        return ConfigError(f"{where}: {message}")
 
     def secret(self, name: str) -> str:
         """The raw value of credential ``name``; ConfigError naming the key when missing or empty."""
@@ -389,7 +387,6 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     problems = []
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
-        src._where = locate(shown, lines, ("sources", i))
         src._locate = lambda key, i=i: locate(shown, lines, ("sources", i, *key.split(".")))
         src._emptied = {path[3]: names for path, names in emptied.items()
                         if path[:3] == ("sources", i, "credentials") and len(path) == 4}
