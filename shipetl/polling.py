@@ -3,8 +3,8 @@
 A record whose request still fails after core's retries (``TransientError``: 429, 5xx, timeouts, cut bodies)
 costs that record, not the night: the plugin's fetch returns a :class:`Skip` for it, and :class:`Polls` counts
 it, logs it with the fields naming it, and hands it back so the plugin can ask for it again next run. When most
-requests fail the API is down, and loading a sliver would hide that: the source fails with one line (rule in
-:func:`looks_down`). Errors the plugin does not turn into a ``Skip`` (``AuthError``, ``TerminalError``) fail
+requests fail, or the last ``JUDGE_AFTER`` fail in a row, the API is down, and loading a sliver would hide
+that: the source fails with one line (rule in :func:`looks_down`). Errors the plugin does not turn into a ``Skip`` (``AuthError``, ``TerminalError``) fail
 the source at once.
 """
 
@@ -25,19 +25,25 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Failed requests are judged once this many have finished (a run with fewer is judged on all of them).
+# Failed requests are judged once this many have finished (a run with fewer is judged on all of them); this
+# many failing in a row is an outage however many succeeded before (an API that died halfway through).
 JUDGE_AFTER = 20
 
 
-def looks_down(failed: int, finished: int, *, all_in: bool = False) -> bool:
+def looks_down(failed: int, finished: int, *, all_in: bool = False, in_a_row: int = 0) -> bool:
     """Whether the API looks down: more than half of the finished requests failed after their retries, judged
-    once ``JUDGE_AFTER`` have finished, or on however many there were once the run's last one has (``all_in``).
+    once ``JUDGE_AFTER`` have finished, or on however many there were once the run's last one has (``all_in``);
+    or the last ``JUDGE_AFTER`` failed one after another (``in_a_row``), however many succeeded before.
 
     A lone failure among thousands is a record to ask again; half of them failing is an outage, and a run that
     loaded the other half would look like a quiet night. Twenty is enough that bad luck alone does not trip it
     (with core's six attempts a request fails for good about once in a million at 10% faults), and small enough
     that a dead API fails the source after a few seconds instead of after every record.
     """
+    return _mostly_failed(failed, finished, all_in) or in_a_row >= JUDGE_AFTER
+
+
+def _mostly_failed(failed: int, finished: int, all_in: bool) -> bool:
     return (all_in or finished >= JUDGE_AFTER) and failed * 2 > finished
 
 
@@ -60,7 +66,7 @@ class Polls:
 
     def __init__(self, ctx: ExtractContext, api: str, concurrency: int) -> None:
         self.ctx, self.api, self.concurrency = ctx, api, concurrency
-        self.failed = self.finished = 0
+        self.failed = self.finished = self.in_a_row = 0
         self._last_error = ""
 
     def run(self, items: Iterable[T], fetch: Callable[[T], R | Skip], again: list[T] | None = None) -> Iterator[R]:
@@ -93,6 +99,7 @@ class Polls:
     def succeeded(self) -> None:
         """Note a request that got its answer (a miss such as not-found counts as an answer)."""
         self.finished += 1
+        self.in_a_row = 0
 
     def skip(self, skip: Skip, records: int = 1) -> None:
         """Note a failed request: count its ``records`` as ``skip.counter`` and log one warning.
@@ -105,6 +112,7 @@ class Polls:
         self.ctx.log.warning(skip.counter, **skip.record, error=error, action="skipped; asked again next run")
         if skip.outage:
             self.failed += 1
+            self.in_a_row += 1
             self._last_error = error
             self._judge(all_in=False)
 
@@ -116,7 +124,8 @@ class Polls:
         self._judge(all_in=True)
 
     def _judge(self, *, all_in: bool) -> None:
-        if looks_down(self.failed, self.finished, all_in=all_in):
-            raise TransientError(
-                f"{self.api} looks down: {self.failed} of the first {self.finished} polls still failed after "
-                f"retries, so nothing is loaded this run; last: {self._last_error}")
+        if looks_down(self.failed, self.finished, all_in=all_in, in_a_row=self.in_a_row):
+            which = (f"{self.failed} of the first {self.finished} polls" if _mostly_failed(self.failed, self.finished, all_in)
+                     else f"the last {self.in_a_row} polls in a row")
+            raise TransientError(f"{self.api} looks down: {which} still failed after retries, so nothing is "
+                                 f"loaded this run; last: {self._last_error}")

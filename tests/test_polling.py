@@ -45,6 +45,18 @@ def test_half_failing_is_tolerated_more_than_half_is_not() -> None:
     assert not looks_down(failed=1, finished=3, all_in=True)
     assert not looks_down(failed=1, finished=2000)
     assert not looks_down(failed=0, finished=0, all_in=True)
+    assert looks_down(failed=20, finished=2000, in_a_row=20)  # an API that died halfway through the run
+    assert not looks_down(failed=19, finished=2000, in_a_row=19)
+
+
+def test_an_api_dying_halfway_through_fails_after_twenty_failures_in_a_row() -> None:
+    """Most polls answered, then the host stopped answering: not a few records to ask again, an outage."""
+    ctx = Ctx()
+    polls = Polls(ctx, "Unit API", concurrency=2)
+    with pytest.raises(TransientError) as caught:
+        list(polls.run(range(2000), failing(set(range(600, 2000)) | {100, 300})))
+    assert str(caught.value).startswith("Unit API looks down: the last 20 polls in a row still failed after retries")
+    assert polls.finished == 620 and ctx.counters["tracking_poll_failed"] == 22
 
 
 def test_skipped_items_are_counted_logged_once_and_handed_back_in_order() -> None:
