@@ -52,3 +52,7 @@ class NotFoundError(TerminalError):
 
 class WarehouseBusyError(ShipetlError):
     """The warehouse file is locked by another process (a writer, or readers while we commit)."""
+
+
+class RunInProgressError(ShipetlError):
+    """Another ``shipetl run`` of the same warehouse is under way; this one fetched nothing."""

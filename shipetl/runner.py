@@ -7,10 +7,13 @@ their commits take turns on the warehouse.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,7 +23,7 @@ from . import config as config_mod
 from . import transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
-from .errors import PluginError, ShipetlError
+from .errors import PluginError, RunInProgressError, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
 from .log import get_logger
 from .plugins import load_registry
@@ -138,6 +141,7 @@ def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
 def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
     run.status, run.finished_at = "failed", datetime.now(timezone.utc)
     run.error = error_line(exc, run.provider)
+    run.unmapped = {}  # counted among the rows loaded, and a failed source loads none
     if isinstance(exc, ShipetlError):
         log.error("source_failed", error=run.error, error_type=type(exc).__name__)
     else:
@@ -274,16 +278,62 @@ def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:
     return destination
 
 
+def run_lock_file(pipeline: PipelineConfig) -> Path:
+    """The file a run holds locked for as long as it lasts, beside the warehouse file."""
+    path = Path(pipeline.warehouse.path)
+    return path.with_name(path.name + ".run.lock")
+
+
+@contextmanager
+def _only_run(pipeline: PipelineConfig) -> Iterator[None]:
+    """Hold the warehouse's run lock; RunInProgressError if another run holds it.
+
+    Two overlapping runs (a slow night meeting the next cron start) would fetch everything twice, against
+    the same rate limits, for nothing: the second adds no row. The lock is the operating system's, so a
+    killed run leaves nothing behind to clean up.
+    """
+    lock = run_lock_file(pipeline)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise RunInProgressError(
+                f"{pipeline.warehouse.path}: another `shipetl run` of this warehouse is under way ({holder}); this "
+                "one fetched nothing. If a nightly run lasts into the next, schedule them further apart") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, until: datetime | None = None,
                  only: Sequence[str] = (), registry: Registry | None = None,
                  progress: Callable[[str, int], None] | None = None) -> RunResult:
-    """Run every enabled source of ``pipeline`` (or those in ``only``) and return what each did."""
+    """Run every enabled source of ``pipeline`` (or those in ``only``) and return what each did.
+
+    :raises RunInProgressError: another run of the same warehouse is under way.
+    """
     registry = registry or load_registry()
-    run_id = new_run_id()
-    result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
     destination = _destination(pipeline, registry)
     if problems := storage.problems(pipeline):
         raise config_mod.ConfigError("\n".join(problems))
+    with _only_run(pipeline):
+        return _run_pipeline(pipeline, destination, since=since, until=until, only=only, registry=registry,
+                             progress=progress)
+
+
+def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: datetime | None,
+                  until: datetime | None, only: Sequence[str], registry: Registry,
+                  progress: Callable[[str, int], None] | None) -> RunResult:
+    run_id = new_run_id()
+    result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
     now = datetime.now(timezone.utc)
     # Nobody can fetch the future: an --until past now would let a cursor jump over days not yet fetched.
     until = min(as_utc(until), now) if until else now

@@ -13,7 +13,7 @@ import zstandard
 
 from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
 from shipetl.destination import DuckDBDestination
-from shipetl.errors import AuthError, ConfigError
+from shipetl.errors import AuthError, ConfigError, RunInProgressError
 from shipetl.rawzone import RawZoneWriter
 from shipetl.registry import PluginInfo, Registry
 
@@ -479,3 +479,24 @@ def test_a_run_removes_the_spill_folders_killed_runs_left(pipeline, registry, tm
     os.utime(killed, (two_days_ago, two_days_ago))
     assert runner.run_pipeline(pipeline(GOOD_AND_BAD), registry=registry, only=["good"]).ok
     assert not killed.exists() and recent.exists()  # a folder of a run that may still be going stays
+
+
+def test_a_second_run_of_the_same_warehouse_stops_before_fetching(pipeline, registry) -> None:
+    """A slow night meeting the next cron start: the second run fetches nothing and says who holds the lock."""
+    import fcntl
+
+    cfg = pipeline(GOOD_AND_BAD)
+    lock = runner.run_lock_file(cfg)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+", encoding="utf-8") as held:
+        held.write("pid 4242, started 2025-05-10 02:00:00 UTC\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunInProgressError, match=r"another `shipetl run` of this warehouse is under way "
+                                                       r"\(pid 4242, started 2025-05-10 02:00:00 UTC\)"):
+            runner.run_pipeline(cfg, registry=registry)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert not __import__("pathlib").Path(cfg.warehouse.path).exists()  # nothing fetched, nothing recorded
+    result = runner.run_pipeline(cfg, registry=registry)  # the lock released: the next run goes ahead
+    assert {s.source for s in result.sources} == {"good", "bad"}
+    assert f"pid {__import__('os').getpid()}" in lock.read_text()
