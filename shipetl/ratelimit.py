@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -55,12 +56,40 @@ class TokenBucket:
             self._sleep(wait)
 
 
+class SlidingWindow:
+    """At most ``limit`` acquisitions in any ``window`` seconds, each as early as that allows.
+
+    For an hour's budget (Fuuffy: 1,000 an hour): a token bucket would space requests 3.6 s apart all
+    night, while the API only asks that no hour holds more than 1,000; the shorter limits pace the rest.
+    """
+
+    def __init__(self, limit: float, window: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        self.limit = max(1, int(limit))
+        self.window = window * self.limit / limit  # 0.5 an hour: one every two hours
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()  # when the last ``limit`` acquisitions go (or went) out
+
+    def acquire(self) -> None:
+        """Take one, blocking until fewer than ``limit`` went out in the window before it."""
+        with self._lock:
+            now = self._clock()
+            at = now if len(self._times) < self.limit else max(now, self._times[0] + self.window)
+            self._times.append(at)
+            if len(self._times) > self.limit:
+                self._times.popleft()
+        if at > now:
+            self._sleep(at - now)
+
+
 class RateLimiter:
     """Several token buckets plus a cap on requests in flight, and a pause every thread honours."""
 
     def __init__(
         self,
-        buckets: list[TokenBucket],
+        buckets: list[TokenBucket | SlidingWindow],
         max_in_flight: int,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
@@ -111,8 +140,9 @@ class RateLimiter:
 class RateLimit:
     """A provider account's limits; each rate given becomes one bucket and all of them apply at once.
 
-    ``burst`` is how many requests may go out back to back (default 1: evenly spaced), applied to
-    every bucket. Fuuffy, for instance, needs ``RateLimit(per_minute=100, per_hour=1000)``.
+    ``burst`` is how many requests may go out back to back (default 1: evenly spaced), applied to the
+    per-second and per-minute buckets. ``per_hour`` is a sliding window (at most that many in any hour),
+    not a bucket. Fuuffy, for instance, needs ``RateLimit(per_minute=100, per_hour=1000)``.
     """
 
     per_second: float | None = None
@@ -129,11 +159,13 @@ class RateLimit:
         :raises ValueError: when a rate is not positive or burst / max_in_flight is below 1.
         """
         burst = 1 if self.burst is None else self.burst
-        buckets = [
+        buckets: list[TokenBucket | SlidingWindow] = [
             TokenBucket(rate / window, burst, clock=clock, sleep=sleep)
-            for rate, window in ((self.per_second, 1.0), (self.per_minute, 60.0), (self.per_hour, 3600.0))
+            for rate, window in ((self.per_second, 1.0), (self.per_minute, 60.0))
             if rate is not None
         ]
+        if self.per_hour is not None:
+            buckets.append(SlidingWindow(self.per_hour, 3600.0, clock=clock, sleep=sleep))
         return RateLimiter(buckets, self.max_in_flight, clock=clock, sleep=sleep, wall=wall)
 
 

@@ -43,8 +43,33 @@ def test_two_buckets_combine_the_slower_one_wins_over_time():
     for _ in range(20):
         with limiter.slot():
             pass
-    # After the burst of 5, the hourly bucket (one per 3.6 s) paces the rest.
-    assert t.now - 1000.0 == pytest.approx(15 * 3.6)
+    # After the burst of 5, the minute's bucket (one per 0.6 s) paces the rest: the hour's 1,000 are far off.
+    assert t.now - 1000.0 == pytest.approx(15 * 0.6)
+
+
+def test_an_hours_budget_goes_as_fast_as_the_shorter_limits_allow_then_waits_for_the_window():
+    """1,000 an hour is not one every 3.6 s: a run of 360 requests must not take 21 minutes."""
+    t = FakeTime()
+    limiter = RateLimit(per_hour=1000).build(clock=t.clock, sleep=t.sleep)
+    for _ in range(1000):
+        with limiter.slot():
+            pass
+    assert t.sleeps == []
+    with limiter.slot():  # the 1,001st waits until the first is an hour old
+        pass
+    assert t.now - 1000.0 == pytest.approx(3600)
+    with limiter.slot():
+        pass
+    assert t.now - 1000.0 == pytest.approx(3600)  # the second went out at the same instant as the first
+
+
+def test_a_fractional_hourly_rate_keeps_its_average():
+    t = FakeTime()
+    limiter = RateLimit(per_hour=0.5).build(clock=t.clock, sleep=t.sleep)
+    for _ in range(3):
+        with limiter.slot():
+            pass
+    assert t.now - 1000.0 == pytest.approx(2 * 7200)
 
 
 def test_per_minute_alone_spaces_requests():
