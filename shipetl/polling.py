@@ -4,8 +4,8 @@ A record whose request still fails after core's retries (``TransientError``: 429
 costs that record, not the night: the plugin's fetch returns a :class:`Skip` for it, and :class:`Polls` counts
 it, logs it with the fields naming it, and hands it back so the plugin can ask for it again next run. When most
 requests fail, or the last ``JUDGE_AFTER`` fail in a row, the API is down, and loading a sliver would hide
-that: the source fails with one line (rule in :func:`looks_down`). Errors the plugin does not turn into a ``Skip`` (``AuthError``, ``TerminalError``) fail
-the source at once.
+that: the source fails with one line (rule in :func:`looks_down`). Errors the plugin does not turn into a
+``Skip`` (``AuthError``, ``TerminalError``) fail the source at once.
 """
 
 from __future__ import annotations

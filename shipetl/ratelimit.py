@@ -85,7 +85,8 @@ class SlidingWindow:
 
 
 class RateLimiter:
-    """Several token buckets plus a cap on requests in flight, and a pause every thread honours."""
+    """Several token buckets (or an hour's sliding window) plus a cap on requests in flight, and a pause every
+    thread honours."""
 
     def __init__(
         self,
