@@ -57,6 +57,14 @@ def _confine(con, pipeline: PipelineConfig) -> None:
     con.execute("SET enable_external_access = false")
 
 
+def _outside_hint(exc: Exception, pipeline: PipelineConfig) -> str:
+    """For a file the session may not open, where it may (a relative path is the command's working directory's)."""
+    if "file system operations are disabled" not in str(exc):
+        return ""
+    lake, raw = (Path(p).resolve() for p in (pipeline.warehouse.lake, pipeline.warehouse.raw))
+    return f"; shipetl sql reads files only under the lake ({lake}/) and the raw zone ({raw}/): give such a path in full"
+
+
 # Statements that write files, load code or open other databases; a SELECT, EXPLAIN, PRAGMA, SET or a
 # temporary view or macro is fine (the warehouse itself is open read-only).
 _REFUSED = {"COPY": "COPY", "EXPORT": "EXPORT DATABASE", "COPY_DATABASE": "COPY FROM DATABASE", "ATTACH": "ATTACH",
@@ -163,7 +171,7 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
                 sys.stdout.buffer.flush()
             return count
         except duckdb.Error as exc:
-            raise ShipetlError(f"query failed: {str(exc).splitlines()[0]}") from None
+            raise ShipetlError(f"query failed: {str(exc).splitlines()[0]}{_outside_hint(exc, pipeline)}") from None
         except pa.ArrowNotImplementedError as exc:
             raise ShipetlError(f"cannot write this result as {fmt}: {exc}; try --format json or parquet") from None
         except OSError as exc:

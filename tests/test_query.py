@@ -142,6 +142,7 @@ def test_reads_the_lake_but_no_other_file(run_cli, pipeline, tmp_path):
     assert list(csv.reader(io.StringIO(lake_query.stdout))) == [["n"], ["2"]]
     proc = run_cli("sql", str(pipeline), f"SELECT * FROM read_csv('{outside}')")
     assert proc.returncode == 2 and "file system operations are disabled" in proc.stderr
+    assert f"reads files only under the lake ({tmp_path}/lake/) and the raw zone ({tmp_path}/raw/)" in proc.stderr
     # Re-enabling access from inside the query is refused by DuckDB itself.
     proc = run_cli("sql", str(pipeline), "SET enable_external_access = true")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
