@@ -61,12 +61,16 @@ def _instant(expr: str) -> str:
     return f"CASE WHEN regexp_matches({expr}, {_HAS_OFFSET}) THEN {expr} END"
 
 
+# A scan ``e``'s instant as text, by the time rule above; both mappings read it the same way.
+_EVENT_INSTANT = (f"CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at "
+                  "ELSE e.occurred_at END")
+
+
 EVENTS_SQL = f"""
 WITH replies AS (
     SELECT body.tracking_number AS tracking_number, body.carrier_code AS carrier_code,
            body.status_code AS top_code, body.status_detail_code AS top_detail, body.events AS events,
-           list_transform(body.events, lambda e: CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET})
-                                                      THEN e.carrier_occurred_at ELSE e.occurred_at END) AS instants
+           list_transform(body.events, lambda e: {_EVENT_INSTANT}) AS instants
     FROM pages WHERE body.tracking_number IS NOT NULL
 ), timed AS (
     SELECT *, list_transform(instants, lambda i: utc_from_iso(i)) AS utcs FROM replies
@@ -130,9 +134,7 @@ SELECT
     {_instant('body.ship_date')} AS shipped_at,
     {_instant('body.estimated_delivery_date')} AS estimated_delivery_at,
     {_instant('body.actual_delivery_date')} AS delivered_at,
-    list_max(list_transform(body.events, lambda e: TRY_CAST(
-        CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN e.carrier_occurred_at ELSE e.occurred_at END
-        AS TIMESTAMPTZ))) AS last_event_at,
+    list_max(list_transform(body.events, lambda e: TRY_CAST({_EVENT_INSTANT} AS TIMESTAMPTZ))) AS last_event_at,
     body.tracking_url,
     json_object('label_id', meta->>'label_id', 'label_carrier_code', meta->>'label_carrier_code',
                 'carrier_id', body.carrier_id, 'status_detail_code', body.status_detail_code,
