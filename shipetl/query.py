@@ -50,10 +50,14 @@ def session(pipeline: PipelineConfig, wait: float = DEFAULT_WAIT) -> Iterator:
         yield con
 
 
+def _readable(pipeline: PipelineConfig) -> list[str]:
+    """The folders a ``shipetl sql`` session may open files under, in full: the lake, then the raw zone."""
+    return [str(Path(p).resolve()) + "/" for p in (pipeline.warehouse.lake, pipeline.warehouse.raw)]
+
+
 def _confine(con, pipeline: PipelineConfig) -> None:
     """Let the session open files only under the lake and the raw zone; for good (DuckDB refuses to undo it)."""
-    readable = [str(Path(p).resolve()) + "/" for p in (pipeline.warehouse.lake, pipeline.warehouse.raw)]
-    con.execute("SET allowed_directories = ?", [readable])
+    con.execute("SET allowed_directories = ?", [_readable(pipeline)])
     con.execute("SET enable_external_access = false")
 
 
@@ -61,8 +65,8 @@ def _outside_hint(exc: Exception, pipeline: PipelineConfig) -> str:
     """For a file the session may not open, where it may (a relative path is the command's working directory's)."""
     if "file system operations are disabled" not in str(exc):
         return ""
-    lake, raw = (Path(p).resolve() for p in (pipeline.warehouse.lake, pipeline.warehouse.raw))
-    return f"; shipetl sql reads files only under the lake ({lake}/) and the raw zone ({raw}/): give such a path in full"
+    lake, raw = _readable(pipeline)
+    return f"; shipetl sql reads files only under the lake ({lake}) and the raw zone ({raw}): give such a path in full"
 
 
 # Statements that write files, load code or open other databases; a SELECT, EXPLAIN, PRAGMA, SET or a
