@@ -18,6 +18,13 @@ class FakeTime:
         self.now += seconds
 
 
+def slots(limiter: RateLimiter, n: int) -> None:
+    """Take ``n`` slots of ``limiter`` one after another."""
+    for _ in range(n):
+        with limiter.slot():
+            pass
+
+
 def test_ten_acquires_at_five_per_second_burst_one_take_about_two_seconds():
     t = FakeTime()
     bucket = TokenBucket(5, 1, clock=t.clock, sleep=t.sleep)
@@ -40,9 +47,7 @@ def test_two_buckets_combine_the_slower_one_wins_over_time():
     t = FakeTime()
     limiter = RateLimit(per_minute=100, per_hour=1000, burst=5).build(clock=t.clock, sleep=t.sleep)
     assert len(limiter.buckets) == 2
-    for _ in range(20):
-        with limiter.slot():
-            pass
+    slots(limiter, 20)
     # After the burst of 5, the minute's bucket (one per 0.6 s) paces the rest: the hour's 1,000 are far off.
     assert t.now - 1000.0 == pytest.approx(15 * 0.6)
 
@@ -51,33 +56,23 @@ def test_an_hours_budget_goes_as_fast_as_the_shorter_limits_allow_then_waits_for
     """1,000 an hour is not one every 3.6 s: a run of 360 requests must not take 21 minutes."""
     t = FakeTime()
     limiter = RateLimit(per_hour=1000).build(clock=t.clock, sleep=t.sleep)
-    for _ in range(1000):
-        with limiter.slot():
-            pass
+    slots(limiter, 1000)
     assert t.sleeps == []
-    with limiter.slot():  # the 1,001st waits until the first is an hour old
-        pass
+    slots(limiter, 1)  # the 1,001st waits until the first is an hour old
     assert t.now - 1000.0 == pytest.approx(3600)
-    with limiter.slot():
-        pass
+    slots(limiter, 1)
     assert t.now - 1000.0 == pytest.approx(3600)  # the second went out at the same instant as the first
 
 
 def test_a_fractional_hourly_rate_keeps_its_average():
     t = FakeTime()
-    limiter = RateLimit(per_hour=0.5).build(clock=t.clock, sleep=t.sleep)
-    for _ in range(3):
-        with limiter.slot():
-            pass
+    slots(RateLimit(per_hour=0.5).build(clock=t.clock, sleep=t.sleep), 3)
     assert t.now - 1000.0 == pytest.approx(2 * 7200)
 
 
 def test_per_minute_alone_spaces_requests():
     t = FakeTime()
-    limiter = RateLimit(per_minute=100).build(clock=t.clock, sleep=t.sleep)
-    for _ in range(3):
-        with limiter.slot():
-            pass
+    slots(RateLimit(per_minute=100).build(clock=t.clock, sleep=t.sleep), 3)
     assert t.now - 1000.0 == pytest.approx(1.2)
 
 
