@@ -138,6 +138,20 @@ def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
         log.info("raw_pruned", days=removed, keep_days=keep)
 
 
+UNMAPPED_HINT = ("loaded as status unknown; a status map plugin maps such codes "
+                 "(plugins/README.md, 'Status maps without a provider')")
+
+
+def _log_unmapped(run: SourceRun, log) -> None:
+    """One warning per table naming every status code no table knows among the rows loaded, most rows first."""
+    by_table: dict[str, dict[str, int]] = {}
+    for key, n in sorted(run.unmapped.items(), key=lambda item: (-item[1], item[0])):
+        table, _, code = key.partition(":")
+        by_table.setdefault(table, {})[code] = n
+    for table, codes in by_table.items():
+        log.warning("status_unmapped", table=table, rows=sum(codes.values()), codes=codes, hint=UNMAPPED_HINT)
+
+
 def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None:
     run.status, run.finished_at = "failed", datetime.now(timezone.utc)
     run.error = error_line(exc, run.provider)
@@ -186,9 +200,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)
-            for key, n in run.unmapped.items():
-                table, _, code = key.partition(":")
-                log.warning("status_unmapped", table=table, status_raw=code, rows=n)
+            _log_unmapped(run, log)
             _prune_raw(pipeline, run, log)
         finally:
             transformer.close()

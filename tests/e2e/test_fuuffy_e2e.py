@@ -203,8 +203,10 @@ def test_unmapped_courier_codes_are_counted_per_code_and_delivered_parcels_have_
     details = orjson.loads(rows(tmp_path, "SELECT details FROM runs WHERE source = 'fz'")[0][0])
     assert details["unmapped"] == counts
     assert "tracking_events:DL" not in counts  # a Kerry / Hongkong Post "delivered" is always its parcel's newest scan
-    logged = {orjson.loads(line)["status_raw"] for line in result.stderr.splitlines() if '"status_unmapped"' in line}
-    assert {f"tracking_events:{code}" for code in logged} == set(counts)
+    (line,) = [orjson.loads(line) for line in result.stderr.splitlines() if '"status_unmapped"' in line]  # one per table
+    assert line["table"] == "tracking_events" and line["rows"] == sum(counts.values())
+    assert {f"tracking_events:{code}": n for code, n in line["codes"].items()} == counts
+    assert list(line["codes"].values()) == sorted(line["codes"].values(), reverse=True)  # most rows first
 
     # shipment_timeline: every delivered parcel has delivered_at, its first delivered scan (Kerry and
     # Hongkong Post included: 30 of them had none while their scans were all unknown).

@@ -228,8 +228,10 @@ def test_unmapped_carrier_codes_are_counted_per_code_and_logged(sandbox, make_pi
     assert unmapped["tracking_events:AR"] > 0 and unmapped["tracking_events:DP"] > 0
     assert unmapped == undecided_codes()
     assert warehouse_rows(tmp_path, "SELECT unmapped FROM runs WHERE source = 'se'")[0][0] == sum(unmapped.values())
-    logged = {json.loads(line)["status_raw"] for line in result.stderr.splitlines() if '"status_unmapped"' in line}
-    assert {f"tracking_events:{code}" for code in logged} == set(unmapped)
+    (line,) = [json.loads(line) for line in result.stderr.splitlines() if '"status_unmapped"' in line]  # one per table
+    assert line["table"] == "tracking_events" and line["rows"] == sum(unmapped.values())
+    assert {f"tracking_events:{code}": n for code, n in line["codes"].items()} == unmapped
+    assert list(line["codes"].values()) == sorted(line["codes"].values(), reverse=True)  # most rows first
 
 
 # --- The person who signed follows pii: ---------------------------------------------------------------------
