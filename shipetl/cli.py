@@ -33,8 +33,19 @@ def _stdout_closed() -> None:
         pass
 
 
+def _report_error(command: str | None, exc: Exception) -> None:
+    """shipetl's own error on stderr: ``error: ...`` on a console, one ``command_failed`` event among JSON logs."""
+    from . import log
+
+    if log.current_format() == "json":
+        log.get_logger().error("command_failed", command=command, error=str(exc))
+    else:
+        click.echo(f"error: {exc}", err=True)
+
+
 class _Cli(click.Group):
-    """Turns shipetl's own errors into one line on stderr and exit code 2, never a traceback.
+    """Turns shipetl's own errors into one line on stderr (a JSON event with JSON logs) and exit code 2,
+    never a traceback.
 
     A closed standard output (the reader of a pipe exited) ends the command quietly with exit code 0.
     """
@@ -45,7 +56,7 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except ShipetlError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _report_error(ctx.invoked_subcommand, exc)
             sys.exit(2)
         except BrokenPipeError:
             _stdout_closed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,21 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
                               env=full_env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def command_error() -> Callable[[str], str]:
+    """Reads the error of a command that failed with JSON logs: stderr must hold exactly one line, the
+    ``command_failed`` event; returns its ``error`` text."""
+
+    def error_of(stderr: str) -> str:
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        event = json.loads(lines[0])
+        assert event["event"] == "command_failed" and event["level"] == "error", event
+        return event["error"]
+
+    return error_of
 
 
 @pytest.fixture(autouse=True)

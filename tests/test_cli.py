@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -52,23 +53,22 @@ def test_validate_good_file_masks_secrets(tmp_path) -> None:
     assert result.stderr.strip() == f"{path}: ok (1 source(s))"
 
 
-def test_validate_misspelt_key_names_file_line_and_key(tmp_path) -> None:
+def test_validate_misspelt_key_names_file_line_and_key(tmp_path, command_error) -> None:
     path = write(tmp_path, GOOD.replace("lookback: 2d", "lookbak: 2d"))
     result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": SECRET})
     assert result.exit_code == 2
     assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {path}:9: sources[0].lookbak: unknown key")
-    assert "'lookback'" in lines[0]
+    error = command_error(result.stderr)
+    assert error.startswith(f"{path}:9: sources[0].lookbak: unknown key")
+    assert "'lookback'" in error
     assert "Traceback" not in result.output and SECRET not in result.output
 
 
-def test_validate_unset_variable(tmp_path) -> None:
+def test_validate_unset_variable(tmp_path, command_error) -> None:
     path = write(tmp_path, GOOD)
     result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": None})
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: {path}:11: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
+    assert command_error(result.stderr) == (f"{path}:11: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
                                      "export it or give a default with ${SHIPENGINE_API_KEY:-...}")
 
 
@@ -107,7 +107,7 @@ def test_run_with_unknown_provider_exits_1_and_names_it(tmp_path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_installed_one(tmp_path) -> None:
+def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_installed_one(tmp_path, command_error) -> None:
     path = write(tmp_path, """\
         sources:
           - name: main
@@ -117,7 +117,7 @@ def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_install
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "provider: shipengin" in text)
     result = invoke("validate", str(path))
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: {path}:{line}: sources[0].provider: no provider plugin named 'shipengin' "
+    assert command_error(result.stderr).startswith(f"{path}:{line}: sources[0].provider: no provider plugin named 'shipengin' "
                                     "is installed; did you mean 'shipengine'? (installed: ")
 
 
@@ -140,3 +140,14 @@ def test_python_dash_m_entry_point(args, tmp_path) -> None:
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert ("shipetl, version" in proc.stdout) if args == ["--version"] else proc.stdout.startswith("rejects: ")
+
+
+def test_errors_are_json_events_among_json_logs_and_plain_lines_on_a_console(tmp_path, command_error) -> None:
+    path = write(tmp_path, GOOD.replace("lookback: 2d", "lookbak: 2d"))
+    expected = f"{path}:9: sources[0].lookbak: unknown key; did you mean 'lookback'?"
+    as_json = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": SECRET})
+    assert command_error(as_json.stderr) == expected
+    assert json.loads(as_json.stderr)["command"] == "validate"
+    on_console = CliRunner().invoke(cli, ["--log-format", "console", "validate", str(path)], env={"SHIPENGINE_API_KEY": SECRET})
+    assert on_console.exit_code == as_json.exit_code == 2
+    assert on_console.stderr == f"error: {expected}\n"

@@ -175,7 +175,7 @@ def test_validate_reports_every_sources_problems_not_just_the_first(tmp_path) ->
     assert "sources[1].credentials.api_key: ${NOT_SET_ANYWHERE_B} is unset" in result.output
 
 
-def test_validate_refuses_what_run_would_refuse_before_its_first_request(tmp_path) -> None:
+def test_validate_refuses_what_run_would_refuse_before_its_first_request(tmp_path, command_error) -> None:
     path = tmp_path / "needs.yaml"
     path.write_text("sources:\n"
                     "  - {name: se, provider: shipengine}\n"
@@ -186,7 +186,7 @@ def test_validate_refuses_what_run_would_refuse_before_its_first_request(tmp_pat
                     "  - {name: later, provider: shipengine, enabled: false, credentials: {api_key: '${UNSET_LATER}'}}\n")
     result = CliRunner().invoke(cli, ["validate", str(path)], env={"EMPTY_KEY_FOR_TEST": None, "UNSET_LATER": None})
     assert result.exit_code == 2
-    lines = result.output.removeprefix("error: ").strip().splitlines()
+    lines = command_error(result.stderr).splitlines()
     assert lines == [
         f"{path}:2: sources[0].credentials.api_key: missing; source 'se' needs it (credentials given: none)",
         f"{path}:3: sources[1].credentials.api_key: is empty",
@@ -207,10 +207,10 @@ def test_validate_leaves_a_disabled_source_for_later_and_says_so(tmp_path) -> No
     assert f"{path}: ok (2 source(s); disabled, not checked: later)" in result.output
 
 
-def test_validate_names_a_warehouse_folder_that_is_a_file(tmp_path) -> None:
+def test_validate_names_a_warehouse_folder_that_is_a_file(tmp_path, command_error) -> None:
     (tmp_path / "raw").write_text("a file where the raw zone should go")
     path = tmp_path / "p.yaml"
     path.write_text(f"warehouse: {{raw: {tmp_path}/raw/zone}}\nsources:\n  - {{name: se, provider: shipengine, credentials: {{api_key: k}}}}\n")
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {path}: warehouse.raw: {tmp_path}/raw is a file, not a folder"
+    assert command_error(result.stderr) == f"{path}: warehouse.raw: {tmp_path}/raw is a file, not a folder"

@@ -104,10 +104,8 @@ def test_generated_tests_pass_and_catch_a_broken_plugin(tmp_path):
 @pytest.mark.parametrize("name, owner", [("shipengine", "the provider of plugin shipengine"),
                                          ("shopee", "the provider of plugin shopee"),
                                          ("duckdb", "plugin duckdb")])
-def test_a_name_an_installed_plugin_uses_is_refused(run_cli, tmp_path, name, owner):
+def test_a_name_an_installed_plugin_uses_is_refused(run_cli, tmp_path, name, owner, command_error):
     result = run_cli("new-plugin", name, "--dir", str(tmp_path))
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: plugin name {name!r} is taken by {owner} (package shipetl ")
+    assert command_error(result.stderr).startswith(f"plugin name {name!r} is taken by {owner} (package shipetl ")
     assert not any(tmp_path.iterdir())

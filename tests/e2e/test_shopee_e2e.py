@@ -303,11 +303,11 @@ def test_auth_takes_the_old_argument_order_with_a_note(sandbox, make_pipeline, t
     assert f"the pipeline file comes first: shipetl auth {pipeline} shopee" in err
 
 
-def test_auth_of_an_account_the_source_lacks_lists_its_accounts(sandbox, make_pipeline, run_cli):
+def test_auth_of_an_account_the_source_lacks_lists_its_accounts(sandbox, make_pipeline, run_cli, command_error):
     pipeline = make_pipeline(source_yaml(sandbox, shops=(SHOP_A,), auth_code=False))
     result = run_cli("auth", str(pipeline), "shopee/shop-1")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: {pipeline}: auth: source shopee has no account shop-1; "
+    assert command_error(result.stderr) == (f"{pipeline}: auth: source shopee has no account shop-1; "
                                      f"its accounts: shop-{SHOP_A}")
 
 
