@@ -402,11 +402,14 @@ class ProviderContract:
                               since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
                               **state)
         provider = provider_cls(provider_cls.name, options)
-        pages = []
-        for account in provider.accounts():
-            ctx.account_id = account
-            pages.extend(provider.extract(ctx))
-        return pages, ctx.new_cursors
+        accounts = provider.accounts()
+        if len(accounts) != 1:
+            # One context holds one account's cursors, open shipments and rows, as `shipetl run` gives each.
+            raise ConfigError(f"{cls.__name__}.options give {provider_cls.name} {len(accounts)} accounts "
+                              f"({', '.join(map(str, accounts)) or 'none'}); the contract runs exactly one: "
+                              "list one (test another in a subclass with its own options)")
+        ctx.account_id = accounts[0]
+        return list(provider.extract(ctx)), ctx.new_cursors
 
     @classmethod
     def _transform(cls, registry, provider_cls: type[Provider], files, run_id: str, session_zone: str = "UTC",

@@ -176,3 +176,18 @@ class TestKit(KitContract):
         assert rejects.num_rows == 0 and rejects.schema.names == TABLES["rejects"].column_names
 ''')
     assert outcomes["test_rejects"] == ("passed", "")
+
+
+def test_options_that_give_several_accounts_are_refused_by_name(pytester):
+    outcomes = run_contract(pytester, '''
+class TwoShops(KitProvider):
+    def accounts(self):
+        return ["shop-1", "shop-2"]
+
+
+class TestKit(KitContract):
+    provider = TwoShops
+''')
+    outcome, text = outcomes["test_rows_have_the_canonical_schema"]
+    assert outcome == "failed", text
+    assert "TestKit.options give kitcheck 2 accounts (shop-1, shop-2); the contract runs exactly one" in text
