@@ -197,8 +197,10 @@ class HttpClient:
                     reason=retry.reason, delay_s=round(delay, 3),
                 )
                 self._sleep(delay)
+        # Where no reply came, the host says what is wrong and the query only lengthens the line.
+        shown = target.partition("?")[0] if last.reason == "transport_error" else _shown(target)
         raise TransientError(
-            f"{self.source}: {method} {_shown(target)} still failing after {attempts} attempts: {last.failure}",
+            f"{self.source}: {method} {shown} still failing after {attempts} attempts: {last.failure}",
             source=self.source,
             retry_after=last.retry_after,
         ) from (last.__cause__ or last)
@@ -218,8 +220,8 @@ class HttpClient:
                     elapsed_ms=elapsed_ms, attempt=attempt, error=type(exc).__name__,
                 )
                 where = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}" if request.url.port else "")
-                raise _Retry("transport_error", f"{type(exc).__name__} from {where} (check base_url and the network): "
-                                                f"{redact_text(str(exc))}") from exc
+                raise _Retry("transport_error", f"cannot reach {where}: {type(exc).__name__}: {redact_text(str(exc))}; "
+                                                "check base_url and the network") from exc
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         status = response.status_code
         # Every request at debug (--log-level debug); failed ones where a nightly log shows them.

@@ -139,6 +139,14 @@ def test_error_line_cuts_a_long_query_and_keeps_the_path():
     assert message.endswith("still failing after 2 attempts: HTTP 503")
 
 
+def test_a_host_that_never_answers_is_named_without_the_query():
+    script = Script(*[httpx.ConnectError("[Errno -2] Name or service not known") for _ in range(2)])
+    with pytest.raises(TransientError) as info:
+        make(script, [], max_retries=1).get("/v1/labels", params={"created_at_start": "2025-01-01T00:00:00Z", "page": 1})
+    assert str(info.value) == (f"{SOURCE}: GET /v1/labels still failing after 2 attempts: cannot reach https://api.example: "
+                               "ConnectError: [Errno -2] Name or service not known; check base_url and the network")
+
+
 def test_401_raises_auth_error_without_the_secret():
     sleeps = []
     body = {"message": f"key {API_KEY} is invalid", "api_key": "whatever"}
