@@ -48,6 +48,9 @@ class SourceRun:
     rejected: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase: ``fetch_and_map`` (extract, raw zone, transform), ``commit`` (warehouse
+    inserts and the lake's files, up to the run record), and ``lake`` (the part of ``commit`` spent on Parquet)."""
 
     @property
     def ok(self) -> bool:
@@ -65,7 +68,7 @@ class SourceRun:
     def record(self, commit_id: str | None) -> list[Any]:
         ext, load, dedup, rej = self.totals()
         details = {"extracted": self.extracted, "loaded": self.loaded, "rejected": self.rejected,
-                   "unmapped": self.unmapped, "counters": self.counters}
+                   "unmapped": self.unmapped, "counters": self.counters, "seconds": self.seconds}
         return [self.run_id, self.source, self.provider, self.account_id, self.started_at, self.finished_at,
                 self.status, self.error, self.pages, ext, load, dedup, rej, sum(self.unmapped.values()),
                 commit_id, orjson.dumps(details).decode()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +235,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     """
     loaded: dict[str, int] = {}
     commit_id = f"{run.run_id}-{safe_name(run.label)}"
+    started = time.perf_counter()
     with attached(staged.con, path, timeout) as con:
         ensure_schema(con, analytics)
         lake.claim(lake_root, path)
@@ -250,9 +251,13 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             if expired:
                 run.counters["expired"] = expired
                 loaded["shipments"] = loaded.get("shipments", 0) + expired
+            lake_started = time.perf_counter()
             _stage_lake(con, run, [name for name, n in loaded.items() if n], lake_root, commit_id)
+            run.seconds["lake"] = round(time.perf_counter() - lake_started, 3)
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
+            run.seconds["commit"] = round(time.perf_counter() - started, 3)
+            run.finished_at = datetime.now(timezone.utc)  # the record's own duration includes its commit
             runs.insert(con, run, commit_id)
             faultpoints.reached("lake_staged")
             con.execute("COMMIT")

@@ -500,3 +500,13 @@ def test_a_second_run_of_the_same_warehouse_stops_before_fetching(pipeline, regi
     result = runner.run_pipeline(cfg, registry=registry)  # the lock released: the next run goes ahead
     assert {s.source for s in result.sources} == {"good", "bad"}
     assert f"pid {__import__('os').getpid()}" in lock.read_text()
+
+
+def test_the_run_record_times_each_phase_and_lasts_until_its_commit(pipeline, registry) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    good = by_name(runner.run_pipeline(cfg, registry=registry))["good"]
+    (details, lasted), = query(cfg, "SELECT details, epoch(finished_at - started_at) FROM runs WHERE source = 'good'")
+    seconds = orjson.loads(details)["seconds"]
+    assert seconds == good.seconds and set(seconds) == {"fetch_and_map", "commit", "lake"}
+    assert 0 <= seconds["lake"] <= seconds["commit"]
+    assert lasted >= seconds["fetch_and_map"] + seconds["commit"] - 0.01  # the record's duration takes in its commit

@@ -8,9 +8,9 @@ FILE). Shopee: generates ``get_order_detail`` replies (50 orders each) with gen_
 (or takes --input FILE). Then runs the same code path a real run takes after the HTTP fetch: each reply, as
 bytes, goes through the raw zone writer (secrets masked, zstd), the columnar transform (mapping SQL, UTC
 times, statuses, event ids, PII hashing, rejects) and the warehouse commit (DuckDB insert without
-duplicates, Parquet lake). Prints one JSON line: events (or orders) per second and the peak RSS of the
-process; with --peers (ShipEngine only) also runs ``peers.py duckdb-native`` on the same file, in its own
-process, and prints the ratio.
+duplicates, Parquet lake). Prints one JSON line: events (or orders) per second, the peak RSS of the
+process, and the seconds of each phase (``fetch_and_map``, ``commit``, and ``lake`` within it); with --peers
+(ShipEngine only) also runs ``peers.py duckdb-native`` on the same file, in its own process, and prints the ratio.
 
 The Shopee replay yields only ``order_detail`` pages, so it fills ``orders`` and ``order_items``;
 shipments come from the ``tracking`` stream, which --packages adds: one tracking page per package with no
@@ -88,7 +88,8 @@ def run_once(src: Path, work: Path, memory_limit: str) -> dict:
     registry.providers["shipengine"] = ReplayProvider
     run, elapsed = _run_pipeline(work, memory_limit, "{name: bench, provider: shipengine, credentials: {api_key: bench-not-used}}",
                                  registry)
-    return {"events": run.extracted["tracking_events"], "loaded": run.loaded["tracking_events"], "total_s": elapsed}
+    return {"events": run.extracted["tracking_events"], "loaded": run.loaded["tracking_events"], "total_s": elapsed,
+            **{f"{phase}_s": seconds for phase, seconds in run.seconds.items()}}
 
 
 def run_shopee(src: Path, work: Path, memory_limit: str, pii: str = "hash", packages: bool = False) -> dict:
@@ -134,6 +135,7 @@ def run_shopee(src: Path, work: Path, memory_limit: str, pii: str = "hash", pack
         "loaded_shipments": run.loaded.get("shipments", 0),
         "pages": run.pages,
         "total_s": elapsed,
+        **{f"{phase}_s": seconds for phase, seconds in run.seconds.items()},
     }
 
 
