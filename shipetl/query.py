@@ -186,7 +186,7 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
 
 def run_history(pipeline: PipelineConfig, limit: int) -> None:
     with session(pipeline) as con:
-        _print_rows(["run_id", "source", "account", "status", "started_at", "seconds", "extracted", "loaded",
+        _print_rows(["run_id", "source", "account", "status", "started (UTC)", "seconds", "extracted", "loaded",
                      "dedup", "rejected", "unmapped", "error"], runs.history(con, limit))
     pending = warehouse.pending_runs_file(Path(pipeline.warehouse.path))
     if pending.is_file():

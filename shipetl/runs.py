@@ -125,7 +125,8 @@ def committed_ids(con) -> set[str]:
 def history(con, limit: int = 20) -> list[tuple]:
     """Latest runs first, one row per source account."""
     return con.execute(
-        "SELECT run_id, source, account_id, status, started_at, round(epoch(finished_at - started_at), 1) AS seconds, "
+        "SELECT run_id, source, account_id, status, strftime(timezone('UTC', started_at), '%Y-%m-%d %H:%M:%S') AS started_at_utc, "
+        "round(epoch(finished_at - started_at), 1) AS seconds, "
         "extracted, loaded, deduplicated, rejected, unmapped, error FROM runs ORDER BY started_at DESC, source LIMIT ?",
         [limit],
     ).fetchall()

@@ -82,6 +82,7 @@ def test_runs_limit_one_shows_one_run(pipeline) -> None:
     result = invoke("runs", str(pipeline), "--limit", "1")
     assert result.exit_code == 0, result.output
     assert "20251001T120000Z-0123456789ab" in result.stdout
+    assert T.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in result.stdout  # to the second, in UTC
 
 
 def test_runs_mentions_failure_records_still_set_aside(pipeline, tmp_path) -> None:
