@@ -87,6 +87,13 @@ def _shown(target: str) -> str:
     return f"{path}{sep}{query[:_SHOWN_QUERY_CHARS]}…"
 
 
+def _status_failure(status: int) -> str:
+    """What a retried status says, with what to do should it last past every retry."""
+    if status == 429:
+        return "HTTP 429: over the API's rate limit; lower the source's rate_limit, or let the next run ask again"
+    return f"HTTP {status}: the API's own failure; the next run asks again"
+
+
 def _excerpt(response: httpx.Response) -> str:
     # Redact before cutting, so a secret straddling the cut is still recognised whole.
     text = redact_text(response.text[:4000])
@@ -240,7 +247,7 @@ class HttpClient:
                     exc.source = self.source
                 raise
         if status == 429 or status >= 500:
-            raise _Retry(f"http_{status}", f"HTTP {status}", parse_retry_after(response.headers))
+            raise _Retry(f"http_{status}", _status_failure(status), parse_retry_after(response.headers))
         self._raise_for_status(response, request.method, target)
         return response, body
 

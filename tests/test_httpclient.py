@@ -122,7 +122,7 @@ def test_exhaustion_raises_transient_error_naming_source_and_redacted_path():
     message = str(info.value)
     assert info.value.source == SOURCE
     assert message.startswith(f"{SOURCE}: GET /v1/orders?access_token=***&page=2 still failing after 3 attempts")
-    assert message.endswith("HTTP 503")
+    assert message.endswith("HTTP 503: the API's own failure; the next run asks again")
     assert "qq-secret-99" not in message
     assert len(script.requests) == 3 and len(sleeps) == 2
 
@@ -135,8 +135,17 @@ def test_error_line_cuts_a_long_query_and_keeps_the_path():
         make(script, [], max_retries=1).get("/api/v2/order/get_order_detail", params={"order_sn_list": order_ids, "page_size": 50})
     message = str(info.value)
     assert message.startswith(f"{SOURCE}: GET /api/v2/order/get_order_detail?order_sn_list=251100000000%2C251100000001")
-    assert "…" in message and "page_size" not in message and len(message) < 200
-    assert message.endswith("still failing after 2 attempts: HTTP 503")
+    hint = ": the API's own failure; the next run asks again"
+    assert "…" in message and "page_size" not in message and len(message) < 200 + len(hint)
+    assert message.endswith(f"still failing after 2 attempts: HTTP 503{hint}")
+
+
+def test_a_rate_limit_that_lasts_says_what_to_change():
+    script = Script(*[httpx.Response(429) for _ in range(2)])
+    with pytest.raises(TransientError) as info:
+        make(script, [], max_retries=1).get("/v1/tracking")
+    assert str(info.value) == (f"{SOURCE}: GET /v1/tracking still failing after 2 attempts: HTTP 429: over the API's "
+                               "rate limit; lower the source's rate_limit, or let the next run ask again")
 
 
 def test_a_host_that_never_answers_is_named_without_the_query():
