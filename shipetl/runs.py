@@ -49,8 +49,8 @@ class SourceRun:
     unmapped: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time of each phase: ``fetch_and_map`` (extract, raw zone, transform), ``commit`` (warehouse
-    inserts and the lake's files, up to the run record), and ``lake`` (the part of ``commit`` spent on Parquet)."""
+    """Wall time of each phase: ``fetch_and_map`` (extract, raw zone, transform), ``commit`` (waiting for the
+    warehouse file, the inserts and the lake's files, up to the run record), and ``lake`` (its Parquet part)."""
 
     @property
     def ok(self) -> bool:
@@ -125,7 +125,8 @@ def committed_ids(con) -> set[str]:
 def history(con, limit: int = 20) -> list[tuple]:
     """Latest runs first, one row per source account."""
     return con.execute(
-        "SELECT run_id, source, account_id, status, strftime(timezone('UTC', started_at), '%Y-%m-%d %H:%M:%S') AS started_at_utc, "
+        "SELECT run_id, source, account_id, status, "
+        "strftime(timezone('UTC', started_at), '%Y-%m-%d %H:%M:%S') AS started_at_utc, "
         "round(epoch(finished_at - started_at), 1) AS seconds, "
         "extracted, loaded, deduplicated, rejected, unmapped, error FROM runs ORDER BY started_at DESC, source LIMIT ?",
         [limit],
