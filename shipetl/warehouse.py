@@ -26,6 +26,10 @@ from .sqltext import sql_literal
 from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table, staged_unmapped
 
 _LOCK = threading.RLock()
+# The file format the warehouse is written in: DuckDB 1.0 and every later release can read it, so analysts'
+# tools (a BI driver, a notebook, dbt) need not run the duckdb that shipetl runs. A file first written in a
+# newer format (by shipetl before this setting, or by hand) keeps its format and stays readable to shipetl.
+STORAGE_VERSION = "v1.0.0"
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another process")
 
 
@@ -99,7 +103,8 @@ def connect(path: Path, *, read_only: bool, timeout: float = 60.0):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with _LOCK:
-        con = _retry_locked(lambda: duckdb.connect(str(path), read_only=read_only), path,
+        config = {"storage_compatibility_version": STORAGE_VERSION}
+        con = _retry_locked(lambda: duckdb.connect(str(path), read_only=read_only, config=config), path,
                             "read" if read_only else "write", timeout)
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -114,7 +119,8 @@ def attached(con, path: Path, timeout: float = 60.0):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _LOCK:
-        _retry_locked(lambda: con.execute(f"ATTACH '{path}' AS wh"), path, "write", timeout)
+        con.execute(f"SET storage_compatibility_version = {sql_literal(STORAGE_VERSION)}")
+        _retry_locked(lambda: con.execute(f"ATTACH {sql_literal(str(path))} AS wh"), path, "write", timeout)
         try:
             con.execute("USE wh")
             yield con

@@ -239,6 +239,26 @@ def test_record_failure(wh) -> None:
     assert wh.query("SELECT count(*) FROM shipments") == [(0,)]
 
 
+def storage_version_number(path: Path) -> int:
+    """The format number in a DuckDB file's header (after an 8-byte checksum and the magic ``DUCK``)."""
+    header = path.read_bytes()[:20]
+    assert header[8:12] == b"DUCK"
+    return int.from_bytes(header[12:20], "little")
+
+
+# DuckDB 1.0's format is number 64; DuckDB 1.0 to 1.5 read 64 to 68, DuckDB 2 writes a newer one by default.
+@pytest.mark.parametrize("first_write", ["commit", "failure record"])
+def test_a_new_warehouse_is_written_in_a_format_duckdb_1_reads(wh, first_write) -> None:
+    if first_write == "commit":
+        wh.commit(PAGE_1)
+    else:
+        warehouse.record_failure(wh.path, runs.SourceRun("r1", "acme-main", "acme", "acct-1", T0, T0, "failed", "down"),
+                                 timeout=5)
+        wh.commit(PAGE_1)
+    assert warehouse.STORAGE_VERSION == "v1.0.0" and storage_version_number(wh.path) == 64
+    assert wh.query("SELECT count(*) FROM tracking_events") == [(2,)]
+
+
 def test_reader_on_missing_file_gets_none(tmp_path) -> None:
     path = tmp_path / "nothing" / "wh.duckdb"
     with warehouse.connect(path, read_only=True) as con:
