@@ -33,19 +33,20 @@ def _stdout_closed() -> None:
         pass
 
 
-def _report_error(command: str | None, exc: Exception) -> None:
-    """shipetl's own error on stderr: ``error: ...`` on a console, one ``command_failed`` event among JSON logs."""
+def _report_error(command: str | None, message: str) -> None:
+    """An error on stderr: ``error: ...`` on a console, one ``command_failed`` event among JSON logs."""
     from . import log
 
     if log.current_format() == "json":
-        log.get_logger().error("command_failed", command=command, error=str(exc))
+        log.get_logger().error("command_failed", command=command, error=message)
     else:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {message}", err=True)
 
 
 class _Cli(click.Group):
     """Turns shipetl's own errors into one line on stderr (a JSON event with JSON logs) and exit code 2,
-    never a traceback.
+    never a traceback. With JSON logs a usage error (a pipeline file that is not there, a bad option) is
+    such an event too; on a console click prints it with the usage line.
 
     A closed standard output (the reader of a pipe exited) ends the command quietly with exit code 0.
     """
@@ -53,11 +54,18 @@ class _Cli(click.Group):
     def invoke(self, ctx):
         from .errors import ShipetlError
 
+        from . import log
+
         try:
             return super().invoke(ctx)
         except ShipetlError as exc:
-            _report_error(ctx.invoked_subcommand, exc)
+            _report_error(ctx.invoked_subcommand, str(exc))
             sys.exit(2)
+        except click.ClickException as exc:
+            if log.current_format() != "json":
+                raise
+            _report_error(ctx.invoked_subcommand, exc.format_message())
+            sys.exit(exc.exit_code)
         except BrokenPipeError:
             _stdout_closed()
             sys.exit(0)

@@ -151,3 +151,14 @@ def test_errors_are_json_events_among_json_logs_and_plain_lines_on_a_console(tmp
     on_console = CliRunner().invoke(cli, ["--log-format", "console", "validate", str(path)], env={"SHIPENGINE_API_KEY": SECRET})
     assert on_console.exit_code == as_json.exit_code == 2
     assert on_console.stderr == f"error: {expected}\n"
+
+
+def test_a_usage_error_is_a_json_event_among_json_logs_and_clicks_usage_text_on_a_console(tmp_path, command_error) -> None:
+    missing = tmp_path / "nope.yaml"
+    as_json = invoke("run", str(missing))
+    assert as_json.exit_code == 2
+    assert command_error(as_json.stderr) == f"Invalid value for 'PIPELINE': File '{missing}' does not exist."
+    assert json.loads(as_json.stderr)["command"] == "run"
+    on_console = CliRunner().invoke(cli, ["--log-format", "console", "run", str(missing)])
+    assert on_console.exit_code == 2
+    assert on_console.stderr.startswith("Usage: ") and f"File '{missing}' does not exist." in on_console.stderr
