@@ -69,7 +69,7 @@ def test_validate_unset_variable(tmp_path, command_error) -> None:
     result = invoke("validate", str(path), env={"SHIPENGINE_API_KEY": None})
     assert result.exit_code == 2
     assert command_error(result.stderr) == (f"{path}:11: sources[0].credentials.api_key: ${{SHIPENGINE_API_KEY}} is unset; "
-                                     "export it or give a default with ${SHIPENGINE_API_KEY:-...}")
+                                            "export it or give a default with ${SHIPENGINE_API_KEY:-...}")
 
 
 def test_validate_bad_provider_option(tmp_path) -> None:
@@ -118,7 +118,7 @@ def test_validate_names_the_line_of_a_misspelt_provider_and_suggests_the_install
     result = invoke("validate", str(path))
     assert result.exit_code == 2
     assert command_error(result.stderr).startswith(f"{path}:{line}: sources[0].provider: no provider plugin named 'shipengin' "
-                                    "is installed; did you mean 'shipengine'? (installed: ")
+                                                   "is installed; did you mean 'shipengine'? (installed: ")
 
 
 def test_run_only_unknown_source_is_a_usage_error(tmp_path) -> None:

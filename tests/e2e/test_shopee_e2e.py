@@ -308,7 +308,7 @@ def test_auth_of_an_account_the_source_lacks_lists_its_accounts(sandbox, make_pi
     result = run_cli("auth", str(pipeline), "shopee/shop-1")
     assert result.returncode == 2
     assert command_error(result.stderr) == (f"{pipeline}: auth: source shopee has no account shop-1; "
-                                     f"its accounts: shop-{SHOP_A}")
+                                            f"its accounts: shop-{SHOP_A}")
 
 
 def test_a_package_whose_tracking_keeps_failing_is_skipped_counted_and_loaded_next_run(sandbox, make_pipeline,
