@@ -52,9 +52,8 @@ class _Cli(click.Group):
     """
 
     def invoke(self, ctx):
-        from .errors import ShipetlError
-
         from . import log
+        from .errors import ShipetlError
 
         try:
             return super().invoke(ctx)

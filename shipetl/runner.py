@@ -11,7 +11,6 @@ import fcntl
 import os
 import shutil
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -196,10 +195,9 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                                             extracted_at=run.started_at, timezone=ctx.timezone,
                                             staging=spill / "staged")
         try:
-            started = time.perf_counter()
-            _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress, stop)
-            result = transformer.finish()
-            run.seconds["fetch_and_map"] = round(time.perf_counter() - started, 3)
+            with run.timed("fetch_and_map"):
+                _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress, stop)
+                result = transformer.finish()
             _record_counts(run, result, ctx, log)
             run.status, run.finished_at = "ok", datetime.now(timezone.utc)
             destination.commit(result, run, ctx.new_cursors)

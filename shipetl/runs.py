@@ -5,6 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +54,13 @@ class SourceRun:
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of each phase: ``fetch_and_map`` (extract, raw zone, transform), ``commit`` (waiting for the
     warehouse file, the inserts and the lake's files, up to the run record), and ``lake`` (its Parquet part)."""
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Record in ``seconds`` how long the block took, once it has finished without an error."""
+        started = time.perf_counter()
+        yield
+        self.seconds[phase] = round(time.perf_counter() - started, 3)
 
     @property
     def ok(self) -> bool:

@@ -257,9 +257,8 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
             if expired:
                 run.counters["expired"] = expired
                 loaded["shipments"] = loaded.get("shipments", 0) + expired
-            lake_started = time.perf_counter()
-            _stage_lake(con, run, [name for name, n in loaded.items() if n], lake_root, commit_id)
-            run.seconds["lake"] = round(time.perf_counter() - lake_started, 3)
+            with run.timed("lake"):
+                _stage_lake(con, run, [name for name, n in loaded.items() if n], lake_root, commit_id)
             run.loaded = {k: v for k, v in loaded.items() if k != "rejects"}
             state.write(con, run.source, run.account_id, run.run_id, cursors)
             run.seconds["commit"] = round(time.perf_counter() - started, 3)

@@ -16,8 +16,8 @@ Event status, first that applies (providers.md 3.5, 6.1):
    top-level status, older ones stay ``unknown`` (GUESS of 3.5).
 
 "Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and counts the event's raw
-code as unmapped (``tracking_events:<code>`` in the run summary, listed in the ``status_unmapped`` log line), so codes no
-table knows are visible instead of silently folded in.
+code as unmapped (``tracking_events:<code>`` in the run summary, listed in the ``status_unmapped`` log line),
+so codes no table knows are visible instead of silently folded in.
 
 Personal data (providers.md 3.6: an event's ``signer`` and ``company_name``) goes through ``pii(...)`` into
 extras; ``extras.signed`` (true, else null) says whether someone signed whatever the mode. The provider sets
