@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -47,12 +48,17 @@ class RunBookkeeping:
     new_cursors: dict[str, Any]
     _open: list[dict[str, Any]]
     counters: Counter
+    checkpointed: dict[str, Any] | None = None
+    """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
 
     def cursor(self, key: str, default: Any = None) -> Any:
         return self.new_cursors.get(key, self._cursors.get(key, default))
 
     def set_cursor(self, key: str, value: Any) -> None:
         self.new_cursors[key] = value.isoformat() if isinstance(value, datetime) else value
+
+    def checkpoint(self) -> None:
+        self.checkpointed = copy.deepcopy(self.new_cursors)
 
     def open_shipments(self) -> list[dict[str, Any]]:
         return list(self._open)
@@ -81,6 +87,7 @@ class SourceContext(RunBookkeeping):
         self.log = log
         self._cursors = dict(cursors)
         self.new_cursors: dict[str, Any] = {}
+        self._kept: set[str] = set()  # time cursors a --since window leaves as committed (warned once each)
         self._open = open_shipments
         self.counters: Counter = Counter()
         self.tokens = tokens
@@ -124,6 +131,9 @@ class SourceContext(RunBookkeeping):
             return value  # not a time cursor after all: the provider's own business
         floor = committed or (as_utc(self._source.start) if self._source.start else None)
         if self._since_override and floor is not None and self._since_override > floor:
+            if key in self._kept:
+                return None
+            self._kept.add(key)
             self.log.warning("cursor_kept", cursor=key, since=self._since_override.isoformat(),
                              kept=committed.isoformat() if committed else None,
                              reason="the --since window starts after what is loaded; the next run fetches the gap")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import warehouse
 from .hookspecs import API_VERSION, hookimpl
+from .runs import INTERRUPTED
 
 if TYPE_CHECKING:
     from .config import PipelineConfig
@@ -32,8 +33,10 @@ class DuckDBDestination:
         self.analytics = pipeline.analytics
 
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
+        # A run stopped early polled only some open shipments: none is judged silent on what it did not ask.
+        expire_before = None if run.status == INTERRUPTED else run.started_at - self.expire_after
         return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
-                                timeout=self.settings.commit_timeout, expire_before=run.started_at - self.expire_after,
+                                timeout=self.settings.commit_timeout, expire_before=expire_before,
                                 analytics=self.analytics)
 
     def record_failure(self, run: SourceRun) -> None:

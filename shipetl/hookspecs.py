@@ -46,6 +46,8 @@ class Destination(Protocol):
         one per name in ``staged.staged``) hold the rows. Returns rows loaded per table; fills ``run.loaded``.
         ``run.unmapped`` arrives with the staged rows' unmapped codes; a destination that deduplicates may
         narrow it to the rows it loaded (``transform.staged_unmapped(name)`` has their keys).
+        ``run.status`` is ``ok``, or ``interrupted`` for a run stopped early: its rows are those fetched until
+        then, and ``cursors`` those of the provider's last checkpoint (``{}``: leave them as they are).
         """
 
     def record_failure(self, run: SourceRun) -> None:

@@ -112,6 +112,18 @@ class ExtractContext(Protocol):
     def set_cursor(self, key: str, value: Any) -> None:
         """Record a cursor; it is committed together with this run's rows, or not at all."""
 
+    def checkpoint(self) -> None:
+        """Mark a point the next run can go on from: the cursors set so far cover every page yielded so far.
+
+        A run stopped early (Ctrl-C, or the SIGTERM of a scheduler's timeout) loads every page it fetched,
+        with the cursors of its last checkpoint (before the first one: as committed), so a long backfill
+        goes on where it stopped instead of starting again. Call it where nothing yielded so far waits on a
+        later request: after a time slice whose records are all fetched, with the cursor at the slice's end
+        and the retry lists as they stand. Pages after the last checkpoint load too, so yield a record's
+        pages in an order any prefix of which is safe to load: the page that ends a record's polling (a
+        final order snapshot) after the pages it needs.
+        """
+
     def open_shipments(self) -> list[dict[str, Any]]:
         """Latest snapshot of this account's shipments that are not final (they need polling)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 from . import __version__
 from .config import PipelineConfig
 from .query import session
+from .runs import INTERRUPTED
 
 TOP_LANES = 15
 STUCK_ROWS = 100
@@ -155,9 +156,9 @@ def figures(data: ReportData) -> list[tuple[str, Any]]:
 
     sources = sorted(runs_by_source)
     outcomes = go.Figure([go.Bar(name=outcome, x=sources,
-                                 y=[sum((r["status"] == "ok") == (outcome == "ok") for r in runs_by_source[s])
-                                    for s in sources]) for outcome in ("ok", "failed")],
-                         _layout("Runs per source: succeeded and failed", barmode="stack"))
+                                 y=[sum(r["status"] == outcome for r in runs_by_source[s]) for s in sources])
+                          for outcome in ("ok", INTERRUPTED, "failed")],
+                         _layout("Runs per source: succeeded, interrupted and failed", barmode="stack"))
     charts.append(("chart-run-outcomes", outcomes))
     return charts
 

@@ -13,7 +13,7 @@ import shutil
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,7 +29,7 @@ from .log import get_logger
 from .plugins import load_registry
 from .rawzone import RawZoneWriter, prune, safe_name
 from .registry import Registry
-from .runs import SourceRun, new_run_id
+from .runs import INTERRUPTED, SourceRun, new_run_id
 from . import storage
 from .tokens import TokenStore
 
@@ -73,30 +73,38 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 
 
-INTERRUPTED = "interrupted (Ctrl-C or SIGTERM) before its commit: nothing of it was loaded; the next run fetches it again"
+def interrupted_line(checkpointed: bool) -> str:
+    """The summary's note for a source stopped early, which loads the pages it had fetched."""
+    then = ("the next run goes on from its last checkpoint" if checkpointed
+            else "no checkpoint was reached, so the next run fetches its window again")
+    return f"interrupted (Ctrl-C or SIGTERM): the pages fetched until then are loaded; {then}"
 
 
 def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
-                           transformer: transform.Transformer, progress, stop: threading.Event) -> None:
+                           transformer: transform.Transformer, progress, stop: threading.Event) -> bool:
     """Write every page to the raw zone; each raw file is mapped by a worker thread as soon as it is closed.
 
     DuckDB releases the GIL, so mapping overlaps with fetching; two workers keep both cores busy when
-    the raw zone closes files faster than one worker maps them.
+    the raw zone closes files faster than one worker maps them. Once ``stop`` is set the extraction ends
+    after the page in hand (its requests not yet answered are dropped); returns whether it was stopped.
     """
+    stopped = False
     with ThreadPoolExecutor(max_workers=TRANSFORM_WORKERS, thread_name_prefix=f"transform-{run.label}") as mapper:
         pending = []
         on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
-                           on_close=on_close) as raw:
-            for page in provider.extract(ctx):
-                if stop.is_set():
-                    raise ShipetlError(INTERRUPTED)
+                           on_close=on_close) as raw, closing(provider.extract(ctx)) as pages:
+            for page in pages:
                 raw.write(page)
                 if progress:
                     progress(run.label, raw.pages)
+                if stop.is_set():
+                    stopped = True
+                    break
             run.pages = raw.pages
         for future in pending:
             future.result()  # a mapping error fails the source here
+    return stopped
 
 
 def error_line(exc: Exception, provider: str) -> str:
@@ -176,9 +184,17 @@ def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *
                          tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query)
 
 
+def _not_started(job: AccountJob, run_id: str) -> SourceRun:
+    run = SourceRun(run_id, job.source.name, job.provider_cls.name, job.account_id, datetime.now(timezone.utc))
+    run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C or SIGTERM)"
+    return run
+
+
 def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: AccountJob, run_id: str,
                  since, until, progress, stop: threading.Event) -> SourceRun:
     """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
+    if stop.is_set():  # asked to stop before its turn came
+        return _not_started(job, run_id)
     src, provider_cls = job.source, job.provider_cls
     run = SourceRun(run_id, src.name, provider_cls.name, job.account_id, datetime.now(timezone.utc))
     log = get_logger(source=run.label, run_id=run_id)
@@ -196,11 +212,18 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                                             staging=spill / "staged")
         try:
             with run.timed("fetch_and_map"):
-                _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer, progress, stop)
+                stopped = _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer,
+                                                 progress, stop)
                 result = transformer.finish()
             _record_counts(run, result, ctx, log)
-            run.status, run.finished_at = "ok", datetime.now(timezone.utc)
-            destination.commit(result, run, ctx.new_cursors)
+            if stopped:  # what was fetched loads, with the cursors of the provider's last checkpoint
+                run.status, run.error = INTERRUPTED, interrupted_line(ctx.checkpointed is not None)
+                cursors = ctx.checkpointed or {}
+                log.warning("source_interrupted", pages=run.pages, checkpoint=ctx.checkpointed is not None)
+            else:
+                run.status, cursors = "ok", ctx.new_cursors
+            run.finished_at = datetime.now(timezone.utc)
+            destination.commit(result, run, cursors)
             _log_unmapped(run, log)
             _prune_raw(pipeline, run, log)
         finally:
@@ -328,8 +351,11 @@ def _only_run(pipeline: PipelineConfig) -> Iterator[None]:
 
 def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, until: datetime | None = None,
                  only: Sequence[str] = (), registry: Registry | None = None,
-                 progress: Callable[[str, int], None] | None = None) -> RunResult:
+                 progress: Callable[[str, int], None] | None = None, stop: threading.Event | None = None) -> RunResult:
     """Run every enabled source of ``pipeline`` (or those in ``only``) and return what each did.
+
+    Setting ``stop`` (from another thread: a scheduler's cancel, say) ends the run as Ctrl-C does: each
+    source under way loads what it fetched with the cursors of its last checkpoint, none starts anew.
 
     :raises RunInProgressError: another run of the same warehouse is under way.
     """
@@ -339,12 +365,12 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
         raise config_mod.ConfigError("\n".join(problems))
     with _only_run(pipeline):
         return _run_pipeline(pipeline, destination, since=since, until=until, only=only, registry=registry,
-                             progress=progress)
+                             progress=progress, stop=stop or threading.Event())
 
 
 def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: datetime | None,
                   until: datetime | None, only: Sequence[str], registry: Registry,
-                  progress: Callable[[str, int], None] | None) -> RunResult:
+                  progress: Callable[[str, int], None] | None, stop: threading.Event) -> RunResult:
     run_id = new_run_id()
     result = RunResult(run_id, broken_plugins={p.label: p.error for p in registry.broken()})
     now = datetime.now(timezone.utc)
@@ -358,26 +384,21 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: 
         _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
         result.sources.append(run)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
-    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
                    for job in jobs]
         try:
             # Short waits: the signal may land on a worker thread, and the main thread sees it only between waits.
-            while wait(futures, timeout=0.25).not_done:
+            while wait(futures, timeout=0.25).not_done and not stop.is_set():
                 pass
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop fetching, let a commit under way finish, start nothing new
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             stop.set()
+        if stop.is_set():  # stop fetching, load what was fetched, let a commit under way finish, start nothing new
             result.interrupted = True
             get_logger(run_id=run_id).warning("run_interrupted")
         cancelled = [future.cancel() for future in futures]  # before waiting, so no queued source starts
         for job, future, never_started in zip(jobs, futures, cancelled):
-            if never_started:
-                run = SourceRun(run_id, job.source.name, job.provider_cls.name, job.account_id, datetime.now(timezone.utc))
-                run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C or SIGTERM)"
-                result.sources.append(run)
-            else:
-                result.sources.append(future.result())
+            result.sources.append(_not_started(job, run_id) if never_started else future.result())
     shutil.rmtree(_spill_root(pipeline) / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)
     return result

@@ -33,6 +33,10 @@ def account_label(source: str, account_id: str) -> str:
     return source if account_id == source else f"{source}/{account_id}"
 
 
+INTERRUPTED = "interrupted"
+"""The status of a source stopped early (Ctrl-C, SIGTERM) that loaded what it had fetched."""
+
+
 @dataclass
 class SourceRun:
     """What happened to one account of one source in one run; the summary table is made of these."""
@@ -67,13 +71,18 @@ class SourceRun:
         return self.status == "ok"
 
     @property
+    def committed(self) -> bool:
+        """Whether its rows were loaded: all of them (``ok``), or those fetched before a stop (``interrupted``)."""
+        return self.status in ("ok", INTERRUPTED)
+
+    @property
     def label(self) -> str:
         return account_label(self.source, self.account_id)
 
     def totals(self) -> tuple[int, int, int, int]:
         """(extracted, loaded, deduplicated, rejected) over all tables; a failed source deduplicated nothing."""
         ext, load, rej = sum(self.extracted.values()), sum(self.loaded.values()), sum(self.rejected.values())
-        return ext, load, max(ext - rej - load, 0) if self.ok else 0, rej
+        return ext, load, max(ext - rej - load, 0) if self.committed else 0, rej
 
     def record(self, commit_id: str | None) -> list[Any]:
         ext, load, dedup, rej = self.totals()

@@ -38,7 +38,7 @@ def log_events(result: RunResult) -> None:
 
     The counts are the summary table's, for a cron job that reads JSON log lines rather than the table
     (the runner's ``run_finished`` event precedes these). A failed source's event has level error and
-    ``error`` saying why.
+    ``error`` saying why; one stopped early (status ``interrupted``) has level warning.
     """
     from .log import get_logger
 
@@ -49,7 +49,8 @@ def log_events(result: RunResult) -> None:
                   "extracted": ext, "loaded": load, "deduplicated": dedup, "rejected": rej,
                   "unmapped": sum(run.unmapped.values()), "counters": dict(sorted(run.counters.items())),
                   "error": run.error}
-        (logger.info if run.ok else logger.error)("source_summary", **fields)
+        level = logger.info if run.ok else logger.warning if run.committed else logger.error
+        level("source_summary", **fields)
     for name, error in result.broken_plugins.items():
         logger.warning("plugin_not_loaded", plugin=name, error=error)
 
@@ -63,11 +64,12 @@ def render(result: RunResult, console: Console | None = None) -> None:
     for run in result.sources:
         ext, load, dedup, rej = run.totals()
         notes = run.error or ", ".join(f"{k}={v}" for k, v in sorted(run.counters.items()))
-        table.add_row(run.label, "ok" if run.ok else "FAILED", str(run.pages), str(ext), str(load), str(dedup), str(rej),
-                      str(sum(run.unmapped.values())), notes, style=None if run.ok else "red")
+        table.add_row(run.label, "ok" if run.ok else run.status.upper(), str(run.pages), str(ext), str(load), str(dedup),
+                      str(rej), str(sum(run.unmapped.values())), notes,
+                      style=None if run.ok else "yellow" if run.committed else "red")
     console.print(table)
     for name, error in result.broken_plugins.items():
         console.print(f"[yellow]plugin {name} not loaded: {error}[/yellow]")
-    failed = [r for r in result.sources if not r.ok]
+    failed = [r for r in result.sources if not r.committed]
     if failed:
         console.print(f"[red]{len(failed)} of {len(result.sources)} source(s) failed[/red]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -510,3 +511,46 @@ def test_the_run_record_times_each_phase_and_lasts_until_its_commit(pipeline, re
     assert seconds == good.seconds and set(seconds) == {"fetch_and_map", "commit", "lake"}
     assert 0 <= seconds["lake"] <= seconds["commit"]
     assert lasted >= seconds["fetch_and_map"] + seconds["commit"] - 0.01  # the record's duration takes in its commit
+
+
+class StoppedProvider(GoodProvider):
+    """Checkpoints after its first page (``checkpoint``), then a stop is asked while its third page is fetched."""
+
+    name = "stopco"
+    checkpoint = True
+    stop = threading.Event()
+
+    def extract(self, ctx) -> Iterator[Page]:
+        ctx.set_cursor("updated_at", datetime(2025, 5, 1, tzinfo=UTC))
+        ctx.set_cursor("retry", ["1Z"])
+        yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT"}]})
+        if self.checkpoint:
+            ctx.checkpoint()
+        ctx.set_cursor("updated_at", datetime(2025, 5, 2, tzinfo=UTC))
+        ctx.set_cursor("retry", [])
+        yield Page("parcels", {"items": [{"tn": "2Z", "code": "IT"}]})
+        self.stop.set()  # as Ctrl-C would, while the next reply is on its way
+        yield Page("parcels", {"items": [{"tn": "3Z", "code": "DE"}]})
+        yield Page("parcels", {"items": [{"tn": "4Z", "code": "DE"}]})  # never asked for
+        ctx.checkpoint()
+
+
+@pytest.mark.parametrize("checkpoint", [True, False], ids=["checkpointed", "no-checkpoint"])
+def test_a_stopped_run_loads_what_it_fetched_with_the_cursors_of_its_last_checkpoint(
+        make_pipeline, registry, monkeypatch, checkpoint) -> None:
+    registry.add_provider("fakes", StoppedProvider)
+    monkeypatch.setattr(StoppedProvider, "checkpoint", checkpoint)
+    monkeypatch.setattr(StoppedProvider, "stop", threading.Event())
+    cfg = config.load(make_pipeline("- {name: first, provider: stopco, pii: keep}\n"
+                                    "- {name: second, provider: goodco, pii: keep}", run={"max_parallel_sources": 1}))
+    result = runner.run_pipeline(cfg, registry=registry, stop=StoppedProvider.stop)
+    assert result.interrupted and not result.ok
+    first, second = by_name(result)["first"], by_name(result)["second"]
+    assert first.status == "interrupted" and first.pages == 3 and first.loaded == {"shipments": 3}
+    assert ("goes on from its last checkpoint" if checkpoint else "fetches its window again") in first.error
+    assert second.status == "failed" and second.error.startswith("not started")
+    assert query(cfg, "SELECT shipment_id FROM shipments ORDER BY 1") == [("1Z",), ("2Z",), ("3Z",)]
+    state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'first'"))
+    assert state == ({"updated_at": '"2025-05-01T00:00:00+00:00"', "retry": '["1Z"]'} if checkpoint else {})
+    assert query(cfg, "SELECT status, loaded FROM runs WHERE source = 'first'") == [("interrupted", 3)]
+    assert first.totals() == (3, 3, 0, 0)
