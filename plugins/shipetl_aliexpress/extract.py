@@ -90,18 +90,19 @@ def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallbac
         return []
     except TransientError as exc:
         return Skip("order_poll_failed", exc, record)
-    pages = [Page("orders", order.content, {"order_id": order_id})]
+    snapshot = Page("orders", order.content, {"order_id": order_id})
     try:
         tracking = client.tracking(order_id)
     except NotFoundError:
         ctx.count("tracking_not_found")  # no parcel data yet: asked again next run
-        return pages
+        return [snapshot]
     except TransientError as exc:
         return Skip("tracking_poll_failed", exc, record)  # the order's snapshot waits with it (module doc)
     meta = {"order_id": order_id, "logistics_status": order.result.get("logistics_status"),
             "unmatched_node_status": fallback, "placeholders": placeholders}
-    pages.append(Page("tracking", tracking.content, meta))
-    return pages
+    # The snapshot last: a run stopped between the two loads the parcels alone, and the order, not stored
+    # as finished, is fetched again.
+    return [Page("tracking", tracking.content, meta), snapshot]
 
 
 def pages(ctx: ExtractContext, options) -> Iterator[Page]:
@@ -109,6 +110,7 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
     client = AliExpressClient(ctx, app_key=options.app_key, language=options.language)
     try:
         ids = ids_to_fetch(ctx, options)
+        ctx.checkpoint()  # no cursors: the warehouse itself says which orders are done, whenever a run stops
         ctx.log.info("orders_to_fetch", count=len(ids))
         if not ids:
             return

@@ -117,6 +117,9 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
             since = min(since, until - timedelta(days=options.order_lookback_days))
         start, end = filter_dates(since, until, ctx.timezone or DEFAULT_TIMEZONE)
         known = known_parcels(ctx)
+        # Every run lists its whole window again and skips the parcels already loaded as final, so a run
+        # stopped anywhere goes on where it was without moving a cursor.
+        ctx.checkpoint()
         targets: dict[str, PollTarget] = {}
         listed = 0
         for n, (raw, data) in enumerate(client.order_pages(start, end, options.page_size), start=1):

@@ -16,6 +16,7 @@ since the labels drive the cursor.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -57,32 +58,58 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def pages(ctx: ExtractContext, options) -> Iterator[Page]:
-    """Labels created in the window, then one tracking reply per new or not-yet-final shipment."""
+    """Parcels an earlier run could not poll, then the labels created in the window page by page, each page's
+    new parcels polled before the next page is asked for, then the shipments still open.
+
+    Labels come oldest first, so once a page's parcels are polled every label up to its newest is done: the
+    cursor moves there, with a checkpoint (a long backfill stopped by Ctrl-C or SIGTERM goes on from it).
+    """
     client = ShipEngineClient(ctx, options.on_behalf_of)
     try:
         since, until = ctx.window(CURSOR)
-        to_poll: dict[str, dict[str, Any]] = {}
-        for n, body in enumerate(client.labels(since, until, options.page_size), start=1):
-            yield Page("labels", body, {"page": n})
-            for label in body.get("labels") or []:
-                if label.get("tracking_number"):
-                    to_poll[label["tracking_number"]] = label_meta(label)
-        ctx.set_cursor(CURSOR, until)
         retry = [m for m in ctx.cursor(RETRY_CURSOR) or [] if isinstance(m, dict) and m.get("tracking_number")]
-        for meta in retry:
-            to_poll.setdefault(meta["tracking_number"], meta)
-        for row in ctx.open_shipments():
-            to_poll.setdefault(row["tracking_number"], stored_meta(row))
-        ctx.log.info("shipments_to_poll", count=len(to_poll), retried=len(retry))
-        known = {row["tracking_number"] for row in ctx.open_shipments()}
+        open_rows = ctx.open_shipments()
+        known = {row["tracking_number"] for row in open_rows}
+        ctx.log.info("shipments_to_poll", open=len(open_rows), retried=len(retry))
         polls = Polls(ctx, "ShipEngine tracking", options.poll_concurrency)
         again: list[dict[str, Any]] = []
-        yield from _poll(ctx, client, polls, list(to_poll.values()), again)
+        polled: set[str] = set()
+
+        def poll(metas: list[dict[str, Any]]) -> Iterator[Page]:
+            fresh = {m["tracking_number"]: m for m in metas if m["tracking_number"] not in polled}
+            polled.update(fresh)
+            yield from _poll(ctx, client, polls, list(fresh.values()), again)
+
+        def checkpoint(cursor: datetime | None) -> None:
+            if cursor is not None:
+                ctx.set_cursor(CURSOR, cursor)
+            # Only parcels with no row need remembering: an open shipment is polled again anyway.
+            ctx.set_cursor(RETRY_CURSOR, [m for m in again if m["tracking_number"] not in known])
+            ctx.checkpoint()
+
+        yield from poll(retry)
+        checkpoint(None)
+        for n, body in enumerate(client.labels(since, until, options.page_size), start=1):
+            yield Page("labels", body, {"page": n})
+            labels = [label for label in body.get("labels") or [] if label.get("tracking_number")]
+            yield from poll([label_meta(label) for label in labels])
+            checkpoint(_newest_created(body.get("labels") or []))
+        yield from poll([stored_meta(row) for row in open_rows])
         polls.finish()
-        # Only parcels with no row need remembering: an open shipment is polled again anyway.
-        ctx.set_cursor(RETRY_CURSOR, [m for m in again if m["tracking_number"] not in known])
+        checkpoint(until)
     finally:
         client.close()
+
+
+def _newest_created(labels: list[dict[str, Any]]) -> datetime | None:
+    """The latest ``created_at`` among a page's labels (ISO 8601), None when none has one that parses."""
+    times = []
+    for label in labels:
+        try:
+            times.append(datetime.fromisoformat(label["created_at"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return max((t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in times), default=None)
 
 
 def _poll(ctx: ExtractContext, client: ShipEngineClient, polls: Polls, metas: list[dict[str, Any]],

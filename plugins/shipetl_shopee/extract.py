@@ -10,7 +10,9 @@
    package's reply, so while the leg is open its forward package is polled, even when that is final
    (its row is read back from the warehouse); once the leg is final, polling stops.
 
-The cursor is the end of the last complete window; it is committed with the rows, never before.
+The cursor is the end of the last complete window; it is committed with the rows, never before. After each
+slice (its order list, details and packages all fetched) the cursors make a checkpoint: a run stopped
+early (Ctrl-C, SIGTERM) loads what it fetched and the next run goes on from the last complete slice.
 
 A request for one package (``get_tracking_number``, ``get_tracking_info``) or one batch of order details that
 still fails after core's retries (``TransientError``) costs those records, not the night (:mod:`shipetl.polling`):
@@ -150,7 +152,18 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
                               for order in details for package in order.get("package_list") or []]
             yield from _poll(ctx, api, polls, batch_packages, again_packages)
 
+    def checkpoint(cursor: datetime | None) -> None:
+        """Cursors for all fetched so far: the orders and packages to ask again, with those not reached yet."""
+        if cursor is not None:
+            ctx.set_cursor(CURSOR, cursor)
+        ctx.set_cursor(ORDERS_RETRY_CURSOR, list(again_orders))
+        # Only packages with no row need remembering: an open package is polled again anyway.
+        ctx.set_cursor(RETRY_CURSOR, [m for m in [*again_packages, *open_packages.values()]
+                                      if m["package_number"] not in with_rows])
+        ctx.checkpoint()
+
     yield from fetch_orders(retried)
+    checkpoint(None)
     done = set(retried)
     previous: set[str] = set()  # an order updated on a slice boundary is listed by both slices
     for time_from, time_to in slices:
@@ -162,12 +175,13 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
                     order_sns[sn] = None
         yield from fetch_orders(list(order_sns))
         previous = set(order_sns)
-    ctx.set_cursor(CURSOR, until)
+        checkpoint(datetime.fromtimestamp(time_to, until.tzinfo))
     ctx.log.info("open_packages_to_poll", count=len(open_packages))
-    yield from _poll(ctx, api, polls, list(open_packages.values()), again_packages)
+    packages = list(open_packages.values())
+    open_packages.clear()  # each is polled below, and asked again from again_packages if that fails
+    yield from _poll(ctx, api, polls, packages, again_packages)
     polls.finish()
-    ctx.set_cursor(ORDERS_RETRY_CURSOR, again_orders)
-    ctx.set_cursor(RETRY_CURSOR, [m for m in again_packages if m["package_number"] not in with_rows])
+    checkpoint(until)
 
 
 def _open_packages(ctx: ExtractContext) -> dict[str, dict[str, Any]]:

@@ -15,16 +15,11 @@ import zstandard
 
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world
 from shipetl_shipengine.statuses import USPS_CODES
+from ground_truth import expected_event_keys, loaded_event_keys, warehouse_rows
 from sources import SHIPENGINE_KEY as API_KEY
 from sources import shipengine_source
 
 BAD_KEY = "sandbox_wrong_key_3f9a"
-
-
-def warehouse_rows(tmp_path: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql).fetchall()
 
 
 def lake_count(tmp_path: Path, table: str) -> int:
@@ -32,16 +27,6 @@ def lake_count(tmp_path: Path, table: str) -> int:
     if not files:
         return 0
     return duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/lake/{table}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
-
-
-def expected_event_keys(clock: datetime = DEFAULT_CLOCK) -> set[tuple]:
-    return {(e["tracking_number"], e["utc"].replace(microsecond=0), e["event_code"] or None, e["description"])
-            for e in build_world(42).expected_events(clock)}
-
-
-def loaded_event_keys(tmp_path: Path) -> set[tuple]:
-    rows = warehouse_rows(tmp_path, "SELECT tracking_number, occurred_at, status_raw, description FROM tracking_events")
-    return {(tn, ts.replace(microsecond=0), code, text) for tn, ts, code, text in rows}
 
 
 def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipeline, run_cli, tmp_path):

@@ -49,6 +49,7 @@ class FakeContext:
         self._secrets = {"app_secret": SECRET, "auth_code": sandbox.AUTH_CODE} if secrets is None else secrets
         self._open = open_shipments or []
         self._rows = rows or {}
+        self.checkpoints = 0
 
     def http(self, **overrides: Any):
         return http_client(base_url=self._base_url, source="ae/seller-1", transport=self._transport,
@@ -61,6 +62,9 @@ class FakeContext:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def checkpoint(self) -> None:
+        self.checkpoints += 1
 
     def open_shipments(self) -> list[dict[str, Any]]:
         return list(self._open)
@@ -531,7 +535,7 @@ def test_an_order_failing_after_retries_is_skipped_counted_and_asked_again_next_
     with capture_logs() as logs:
         ctx, pages = extract_ids(tmp_path, fake, ids)
     # Neither page of the order: a snapshot loaded FINISH alone would end its polling before its parcels came.
-    assert fetched(pages) == [(s, i) for i in ids if i != ids[7] for s in ("orders", "tracking")]
+    assert fetched(pages) == [(s, i) for i in ids if i != ids[7] for s in ("tracking", "orders")]
     assert fake.calls[(api, ids[7])] == 6  # core's retries were used first (max_retries=5)
     assert ctx.counters == Counter({f"{api}_poll_failed": 1})
     warned = [e for e in logs if e["event"] == f"{api}_poll_failed"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,8 +244,14 @@ def numbers(n: int) -> list[str]:
     return [f"1ZUNIT{i:08d}" for i in range(n)]
 
 
+def label_time(i: int) -> datetime:
+    """When the fake's label ``i`` was created: a minute after the one before."""
+    return datetime.fromisoformat(LABEL_TIME) + timedelta(minutes=i)
+
+
 class Api:
-    """A fake ShipEngine: one page of labels for ``tracking``; polls of ``down`` numbers answer ``status``."""
+    """A fake ShipEngine: labels for ``tracking``, oldest first, in pages as asked; polls of ``down`` numbers
+    answer ``status``."""
 
     def __init__(self, tracking: list[str], down: set[str] | str = frozenset(), status: int = 503,
                  labels_status: int = 200) -> None:
@@ -256,9 +262,12 @@ class Api:
         if request.url.path == "/v1/labels":
             if self.labels_status != 200:
                 return httpx.Response(self.labels_status, json={"errors": [{"error_type": "system"}]})
+            page, size = int(request.url.params["page"]), int(request.url.params["page_size"])
             labels = [{"label_id": f"se-{i}", "carrier_code": "ups", "tracking_number": n, "service_code": "ups_ground",
-                       "created_at": LABEL_TIME, "ship_to": {"country_code": "US"}} for i, n in enumerate(self.tracking)]
-            return httpx.Response(200, json={"labels": labels, "total": len(labels), "page": 1, "pages": 1})
+                       "created_at": label_time(i).isoformat().replace("+00:00", "Z"), "ship_to": {"country_code": "US"}}
+                      for i, n in enumerate(self.tracking)]
+            return httpx.Response(200, json={"labels": labels[(page - 1) * size:page * size], "total": len(labels),
+                                             "page": page, "pages": max(1, -(-len(labels) // size))})
         number = request.url.params["tracking_number"]
         self.polls[number] += 1
         if self.down == "all" or number in self.down:
@@ -293,9 +302,30 @@ def test_a_poll_failing_after_retries_is_skipped_counted_logged_and_asked_again(
     # Next run: no new labels, the API answers again, and the parcel is polled and then forgotten.
     later = Api([])
     again = Ctx(httpx.MockTransport(later), cursors=dict(ctx.new_cursors))
-    pages = pages_of(again)
-    assert [orjson.loads(p.body)["tracking_number"] for p in pages if p.stream == "tracking"] == [tracking[7]]
-    assert pages[-1].meta["label_id"] == "se-7" and again.new_cursors[extract.RETRY_CURSOR] == []
+    (retried,) = [p for p in pages_of(again) if p.stream == "tracking"]
+    assert orjson.loads(retried.body)["tracking_number"] == tracking[7]
+    assert retried.meta["label_id"] == "se-7" and again.new_cursors[extract.RETRY_CURSOR] == []
+
+
+def test_each_page_of_labels_once_polled_is_a_checkpoint_a_stopped_run_goes_on_from() -> None:
+    tracking = numbers(250)  # three pages of labels (page_size 100)
+    ctx = Ctx(httpx.MockTransport(Api(tracking, down={tracking[30]})))
+    pages = extract.pages(ctx, ctx.options)
+    polled = []
+    for page in pages:  # stopped halfway through the second page's parcels, as Ctrl-C stops a run
+        if page.stream == "tracking":
+            polled.append(orjson.loads(page.body)["tracking_number"])
+        if len(polled) == 150:
+            break
+    pages.close()
+    assert polled[:99] == [n for n in tracking[:100] if n != tracking[30]]
+    # Every label up to the first page's newest is polled, the failed one kept for the next run.
+    assert ctx.checkpointed[extract.CURSOR] == label_time(99).isoformat()
+    assert [m["tracking_number"] for m in ctx.checkpointed[extract.RETRY_CURSOR]] == [tracking[30]]
+
+    done = Ctx(httpx.MockTransport(Api(tracking)))
+    assert len([p for p in pages_of(done) if p.stream == "tracking"]) == 250
+    assert done.checkpointed == done.new_cursors == {extract.CURSOR: done.until.isoformat(), extract.RETRY_CURSOR: []}
 
 
 def test_an_open_shipment_failing_beside_successes_is_not_put_in_the_retry_cursor() -> None:
@@ -318,7 +348,7 @@ def test_most_polls_failing_fails_the_source_with_one_line_and_stops_polling() -
     assert "\n" not in message and "looks down" in message and "20 of the first 20 polls" in message
     assert "unit-api-key" not in message
     assert sum(1 for n in tracking if api.polls[n]) < 60  # stopped early, not after every parcel's retries
-    assert extract.RETRY_CURSOR not in ctx.new_cursors
+    assert extract.CURSOR not in ctx.new_cursors and extract.CURSOR not in (ctx.checkpointed or {})
 
 
 def test_a_few_failures_among_many_are_tolerated() -> None:

@@ -468,15 +468,17 @@ class FakeShop:
     ``("detail", sn)`` fails the detail batch holding ``sn``, ``("tracking", sn)`` the order's tracking number;
     ``500`` is an HTTP 500, ``denied`` Shopee's ``error_permission``. ``all_down`` fails every tracking call."""
 
-    def __init__(self, listed: list[str], down: dict[tuple[str, str], str] | None = None, all_down: bool = False):
-        self.listed, self.down, self.all_down = listed, down or {}, all_down
+    def __init__(self, listed: list[str] | dict[int, list[str]], down: dict[tuple[str, str], str] | None = None,
+                 all_down: bool = False):
+        self.listed, self.down, self.all_down = listed, down or {}, all_down  # listed: by time_from, or in every slice
         self.asked: Counter = Counter()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path, params = request.url.path.rsplit("/", 1)[1], request.url.params
         if path == "get_order_list":
+            listed = self.listed[int(params["time_from"])] if isinstance(self.listed, dict) else self.listed
             return httpx.Response(200, json={"error": "", "response": {
-                "order_list": [{"order_sn": sn} for sn in self.listed], "more": False}})
+                "order_list": [{"order_sn": sn} for sn in listed], "more": False}})
         if path == "get_order_detail":
             batch = params["order_sn_list"].split(",")
             failure = next((self.down[("detail", sn)] for sn in batch if ("detail", sn) in self.down), None)
@@ -555,6 +557,26 @@ def test_a_failing_order_detail_batch_is_skipped_counted_and_fetched_next_run(tm
     assert again.new_cursors[extract.ORDERS_RETRY_CURSOR] == [] and not again.counters
 
 
+def test_each_slice_fetched_whole_is_a_checkpoint_a_stopped_run_goes_on_from(tmp_path):
+    ctx = RunCtx()
+    since = ctx.until - timedelta(days=20)
+    ctx.window = lambda key: (since, ctx.until)
+    (_, first_end), (second_start, _) = extract.windows(since, ctx.until)  # 15 days, then 5
+    sns = order_sns(30)
+    fake = FakeShop({int(since.timestamp()): sns[:15], second_start: sns[15:]},
+                    {("tracking", sns[3]): "500"})
+    api, _ = _api(fake, tmp_path, _pair())
+    pages = extract.pages(ctx, api, 100, 4)
+    for page in pages:  # stopped in the second slice's packages, as Ctrl-C stops a run
+        if page.stream == "tracking" and page.meta["order_sn"] == sns[20]:
+            break
+    pages.close()
+    # The first slice is done: the cursor at its end, its package that failed kept for the next run.
+    assert ctx.checkpointed[extract.CURSOR] == datetime.fromtimestamp(first_end, UTC).isoformat()
+    assert ctx.checkpointed[extract.ORDERS_RETRY_CURSOR] == []
+    assert [m["package_number"] for m in ctx.checkpointed[extract.RETRY_CURSOR]] == [f"P-{sns[3]}"]
+
+
 def test_most_packages_failing_fails_the_shop_with_one_line(tmp_path):
     fake = FakeShop(order_sns(200), all_down=True)
     ctx = RunCtx()
@@ -564,7 +586,7 @@ def test_most_packages_failing_fails_the_shop_with_one_line(tmp_path):
     assert re.match(r"Shopee looks down: \d+ of the first 20 polls still failed", message)
     assert "\n" not in message and KEY not in message
     assert len([c for c in fake.asked if c[0] == "tracking"]) < 60
-    assert extract.RETRY_CURSOR not in ctx.new_cursors
+    assert extract.CURSOR not in ctx.new_cursors and extract.CURSOR not in (ctx.checkpointed or {})
 
 
 def test_a_permission_error_still_fails_the_shop_at_once(tmp_path):
