@@ -17,6 +17,7 @@ Shape (every mapping rejects unknown keys)::
         lookback: 2d                 # 90s, 15m, 6h, 2d, 1w
         rate_limit: {per_second:, per_minute:, per_hour:, burst:, max_in_flight:}
         credentials: {api_key: "${SHIPENGINE_API_KEY}"}   # every value is a secret
+        status_map: {tracking_events: {"DP": in_transit}}  # codes no status table knows, by table
         options: {}                  # checked later against the provider's own model
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded in every string value (never in keys); as in the shell,
@@ -54,6 +55,8 @@ from . import redact
 from .config_errors import format_errors, kind_of
 from .errors import ConfigError
 from .redact import MASK
+from .schema import TABLES
+from .statuses import STATUSES
 from .yamlfile import ExpandProblem, KeyPath, expand, locate, parse_yaml
 
 __all__ = [
@@ -221,6 +224,11 @@ class RateLimitConfig(_Model):
     max_in_flight: int | None = Field(None, ge=1)
 
 
+# Tables whose rows carry a canonical status and the provider's raw code, and the canonical statuses.
+StatusTable = Literal[tuple(name for name, t in TABLES.items() if {"status", "status_raw"} <= set(t.column_names))]
+CanonicalStatus = Literal[STATUSES]
+
+
 class SourceConfig(_Model):
     """One source: a provider plus its account's credentials and options."""
 
@@ -236,6 +244,8 @@ class SourceConfig(_Model):
     pii: Literal["hash", "drop", "keep"] = "hash"
     """Buyer and recipient personal data: keyed hash (key: credentials.pii_key), dropped, or kept as sent."""
     options: dict[str, Any] = Field(default_factory=dict)
+    status_map: dict[StatusTable, dict[str, CanonicalStatus]] = Field(default_factory=dict)
+    """Raw codes the provider's status tables leave unknown, given a status by hand, per table."""
 
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
     _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
@@ -268,6 +278,20 @@ class SourceConfig(_Model):
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown IANA time zone {value!r}{hint}")
         ZoneInfo(value)
+        return value
+
+    @field_validator("status_map", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 07 as the number 7: the code as sent is lost, so it must be quoted.
+        if isinstance(value, dict):
+            for table, codes in value.items():
+                for code in codes if isinstance(codes, dict) else ():
+                    if not isinstance(code, str):
+                        raise ValueError(f"{table}: code {code!r} must be quoted text, as the code is sent "
+                                         "('07', not 07): YAML reads unquoted digits as a number")
+            return {table: {code.strip(): status for code, status in codes.items()} if isinstance(codes, dict) else codes
+                    for table, codes in value.items()}
         return value
 
     @field_validator("credentials", mode="before")

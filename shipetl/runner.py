@@ -146,8 +146,8 @@ def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
         log.info("raw_pruned", days=removed, keep_days=keep)
 
 
-UNMAPPED_HINT = ("loaded as status unknown; a status map plugin maps such codes "
-                 "(plugins/README.md, 'Status maps without a provider')")
+UNMAPPED_HINT = ("loaded as status unknown; give them a status under the source's status_map in the pipeline "
+                 "file (status_map: {<table>: {'<code>': <status>}}), or with a status map plugin")
 
 
 def _log_unmapped(run: SourceRun, log) -> None:
@@ -209,7 +209,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
                                             account_id=job.account_id, run_id=run_id,
                                             extracted_at=run.started_at, timezone=ctx.timezone,
-                                            staging=spill / "staged")
+                                            staging=spill / "staged", status_map=src.status_map)
         try:
             with run.timed("fetch_and_map"):
                 stopped = _extract_and_transform(pipeline, provider_cls(src.name, job.options), ctx, run, transformer,

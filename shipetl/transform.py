@@ -129,8 +129,10 @@ class _Wrapper:
     that came out NULL, so valid rows pay for one conversion per column.
     """
 
-    def __init__(self, table: Table, mapping: TableMapping, mapped_types: Mapping[str, str], provider: str, zone: str | None):
+    def __init__(self, table: Table, mapping: TableMapping, mapped_types: Mapping[str, str], provider: str, zone: str | None,
+                 status_map: Mapping[str, str] | None = None):
         self.table, self.mapping, self.provider = table, mapping, provider
+        self.status_map = status_map or {}
         self.types = dict(mapped_types)
         self.cols = set(mapped_types)
         self.zone_sql = sql_literal(zone) if zone else "NULL"
@@ -178,6 +180,13 @@ class _Wrapper:
         reason = f"CASE WHEN {text} IS NOT NULL THEN {sql_literal(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
         return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
+    def _by_hand(self) -> str:
+        """SQL for the status the source's ``status_map`` gives the row's raw code (NULL if none); "" without a map."""
+        if not self.status_map or not {"status", "status_raw"} <= self.cols:
+            return ""
+        items = ", ".join(f"{sql_literal(code)}: {sql_literal(status)}" for code, status in sorted(self.status_map.items()))
+        return f"MAP {{{items}}}[{_trimmed('CAST(m.status_raw AS VARCHAR)')}]"
+
     def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, dict[str, str]]:
         """The typing layer over the mapping, and the reason per column the outer layer checks (over typed columns)."""
         consts = {
@@ -191,7 +200,7 @@ class _Wrapper:
                 continue
             expr, reason = self._typed(f)
             if f.name == "status":
-                expr = f"coalesce({expr}, 'unknown')"
+                expr = f"coalesce({', '.join(filter(None, (expr, self._by_hand(), sql_literal('unknown'))))})"
             if f.name == "status" and "status" in self.cols:
                 reasons.append(f"CASE WHEN m.status IS NOT NULL AND m.status NOT IN ({', '.join(map(sql_literal, statuses.STATUSES))}) "
                                f"THEN 'status: ' || m.status || ' is not a canonical status' END")
@@ -210,6 +219,8 @@ class _Wrapper:
             inner.append(f"{_ROW_ZONE.format(source=self.zone_sql)} AS __zone")
             inner.append(f"{unknown_zone} AS __zone_unknown")
         unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
+        if self._by_hand():
+            unmapped += f" AND {self._by_hand()} IS NULL"
         countries = sorted(COUNTRY_COLUMNS & self.cols)
         unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
         inner.append(f"{unmapped} AS __unmapped")
@@ -273,8 +284,11 @@ class Transformer:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], *, provider: str, account_id: str,
-                 run_id: str, extracted_at: datetime, timezone: str | None, staging: Path | None = None) -> None:
+                 run_id: str, extracted_at: datetime, timezone: str | None, staging: Path | None = None,
+                 status_map: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """``status_map``: per table, raw codes the provider's tables leave unknown with the status to give them."""
         self.result = TransformResult(con, Path(staging) if staging else Path(tempfile.mkdtemp(prefix="shipetl-staging-")))
+        self._status_map = status_map or {}
         self._streams = {s.name: s for s in streams}
         self._wrappers: dict[str, list[_Wrapper]] = {}
         self._args = (provider, account_id, run_id, extracted_at)
@@ -306,7 +320,8 @@ class Transformer:
         )
         with self._lock:
             if stream.name not in self._wrappers:
-                self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone) for m in stream.mappings]
+                self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone, self._status_map)
+                                               for m in stream.mappings]
         for wrapper in self._wrappers[stream.name]:
             _stage(con, self.result, self._lock, wrapper, *self._args)
         con.execute("DROP TABLE pages")
@@ -345,13 +360,14 @@ def transform(
     extracted_at: datetime,
     timezone: str | None,
     staging: Path | None = None,
+    status_map: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TransformResult:
     """Map, type and validate every page of ``raw_files`` ({stream: files}); stage rows and rejects as Parquet parts.
 
     ``staging`` is where the parts go (default: a new temporary folder the caller may delete after the commit).
     """
     transformer = Transformer(con, streams, provider=provider, account_id=account_id, run_id=run_id,
-                              extracted_at=extracted_at, timezone=timezone, staging=staging)
+                              extracted_at=extracted_at, timezone=timezone, staging=staging, status_map=status_map)
     for stream in streams:
         for path in raw_files.get(stream.name, ()):
             transformer.add(stream.name, path)
@@ -378,7 +394,8 @@ def _next_part(result: TransformResult, table: str) -> Path:
     return part
 
 
-def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None) -> _Wrapper:
+def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None,
+                 status_map: Mapping[str, Mapping[str, str]]) -> _Wrapper:
     table = TABLES.get(mapping.table)
     if table is None:
         raise PluginError(f"stream {stream.name}: mapping targets unknown table {mapping.table!r}; tables: {', '.join(TABLES)}")
@@ -386,7 +403,8 @@ def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, time
         rel = con.sql(mapping.sql)
     except duckdb.Error as exc:
         raise PluginError(f"mapping {stream.name} -> {table.name} is not valid SQL for its pages: {exc}") from exc
-    return _Wrapper(table, mapping, {c: str(t) for c, t in zip(rel.columns, rel.types)}, provider, timezone)
+    return _Wrapper(table, mapping, {c: str(t) for c, t in zip(rel.columns, rel.types)}, provider, timezone,
+                    status_map.get(table.name))
 
 
 def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: _Wrapper, provider, account_id, run_id, extracted_at) -> None:

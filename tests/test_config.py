@@ -275,6 +275,12 @@ def test_duplicate_yaml_key(tmp_path) -> None:
         ("run: {}\n", "{path}: sources: required key is missing"),
         ("sources:\n  - enabled: true\n", "{path}:2: sources[0].provider: required key is missing"),
         ("sources:\n  - provider: a\n    base_url: ${BAD NAME}\n", "{path}:3: sources[0].base_url: ${{BAD NAME}} is not a valid reference"),
+        ("sources:\n  - provider: a\n    status_map: {tracking_events: {07: in_transit}}\n",
+         "{path}:3: sources[0].status_map: tracking_events: code 7 must be quoted text, as the code is sent ('07', not 07)"),
+        ("sources:\n  - provider: a\n    status_map: {tracking_event: {DP: in_transit}}\n",
+         "{path}:3: sources[0].status_map.tracking_event.[key]: input should be 'orders', 'shipments' or 'tracking_events'"),
+        ("sources:\n  - provider: a\n    status_map:\n      shipments: {DP: moving}\n",
+         "{path}:4: sources[0].status_map.shipments.DP: input should be 'pending', 'info_received', "),
     ],
 )
 def test_clear_errors(tmp_path, text, expected) -> None:

@@ -11,6 +11,7 @@ import duckdb
 import orjson
 import pytest
 import zstandard
+from structlog.testing import capture_logs
 
 from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
 from shipetl.destination import DuckDBDestination
@@ -147,6 +148,18 @@ def test_counts_and_counters_reach_the_run(pipeline, registry) -> None:
     (details,) = query(cfg, "SELECT details FROM runs WHERE source = 'good'")[0]
     assert orjson.loads(details)["counters"]["not_found"] == 2
     assert query(cfg, "SELECT reason FROM rejects") == [("created_at: 'not a time' is not a valid ISO 8601 time with offset",)]
+
+
+def test_a_sources_status_map_loads_its_codes_with_their_status_and_no_warning(pipeline, registry) -> None:
+    cfg = pipeline("- {name: mapped, provider: goodco, pii: keep, status_map: {shipments: {QQ: delivered}}}\n"
+                   "- {name: plain, provider: goodco, pii: keep}\n")
+    with capture_logs() as logs:
+        result = runner.run_pipeline(cfg, registry=registry)
+    assert result.ok and by_name(result)["mapped"].unmapped == {} and by_name(result)["plain"].unmapped == {"shipments:QQ": 1}
+    assert query(cfg, "SELECT account_id, status, is_final FROM shipments WHERE shipment_id = '4Z' ORDER BY 1") == [
+        ("mapped", "delivered", True), ("plain", "unknown", False)]
+    (warned,) = [e for e in logs if e["event"] == "status_unmapped"]
+    assert warned["source"] == "plain" and warned["codes"] == {"QQ": 1} and "status_map" in warned["hint"]
 
 
 class RepollProvider(GoodProvider):

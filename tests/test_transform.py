@@ -70,7 +70,7 @@ def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
 
 def run(tmp_path: Path, mappings: list[TableMapping] | Stream, pages: list[Any], *, zone: str | None = "Asia/Hong_Kong",
         con: duckdb.DuckDBPyConnection | None = None, run_id: str | None = None,
-        rotate_bytes: int = 64 << 20) -> transform.TransformResult:
+        rotate_bytes: int = 64 << 20, status_map: dict | None = None) -> transform.TransformResult:
     """Write ``pages`` (dicts or bytes) of one stream to a raw zone in tmp_path and transform them."""
     stream = mappings if isinstance(mappings, Stream) else Stream("parcels", "JSON", tuple(mappings))
     run_id = run_id or f"run-{next(_runs)}"
@@ -78,7 +78,7 @@ def run(tmp_path: Path, mappings: list[TableMapping] | Stream, pages: list[Any],
     con = con or shared_con()
     drop_staged(con)
     return transform.transform(con, [stream], files, provider="acme", account_id="acct-1", run_id=run_id,
-                               extracted_at=EXTRACTED, timezone=zone)
+                               extracted_at=EXTRACTED, timezone=zone, status_map=status_map)
 
 
 def rows(result: transform.TransformResult, table: str, order: str | None = None) -> list[dict[str, Any]]:
@@ -95,8 +95,9 @@ def rejects(result) -> list[str]:
     return sorted(r["reason"] for r in rows(result, "rejects"))
 
 
-def shipments(tmp_path, *items, zone="Asia/Hong_Kong", times=SHIPMENT_TIMES, sql=SHIPMENTS_SQL):
-    result = run(tmp_path, [TableMapping("shipments", sql, times)], [{"items": list(items)}], zone=zone)
+def shipments(tmp_path, *items, zone="Asia/Hong_Kong", times=SHIPMENT_TIMES, sql=SHIPMENTS_SQL, status_map=None):
+    result = run(tmp_path, [TableMapping("shipments", sql, times)], [{"items": list(items)}], zone=zone,
+                 status_map=status_map)
     return result, rows(result, "shipments", "shipment_id")
 
 
@@ -341,6 +342,16 @@ def test_unmapped_status_becomes_unknown_and_is_counted(tmp_path) -> None:
     assert [r["status"] for r in got] == ["unknown"] * 4
     assert [r["is_final"] for r in got] == [False] * 4
     assert result.unmapped == {("shipments", "ZZ"): 2, ("shipments", "YY"): 1}
+    assert rejects(result) == []
+
+
+def test_a_sources_status_map_gives_unknown_codes_a_status_and_never_overrules_a_table(tmp_path) -> None:
+    by_hand = {"shipments": {"ZZ": "delivered", "DE": "exception"}, "tracking_events": {"YY": "in_transit"}}
+    result, got = shipments(tmp_path, {"id": "A1", "code": "ZZ"}, {"id": "A2", "code": " ZZ "}, {"id": "A3", "code": "YY"},
+                            {"id": "A4", "code": "DE"}, status_map=by_hand)
+    assert [(r["status"], r["is_final"]) for r in got] == [("delivered", True), ("delivered", True), ("unknown", False),
+                                                           ("delivered", True)]
+    assert result.unmapped == {("shipments", "YY"): 1}  # another table's map is not this one's
     assert rejects(result) == []
 
 
