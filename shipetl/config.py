@@ -248,6 +248,7 @@ class SourceConfig(_Model):
     """Raw codes the provider's status tables leave unknown, given a status by hand, per table."""
 
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
+    _left_out: dict[KeyPath, str] = PrivateAttr(default_factory=dict)  # their keys, with the ${VAR}s written there
     _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
     _locate: Any = PrivateAttr(default=None)  # key ("options.app_key") -> "file:line: sources[i].options.app_key"
     _emptied: dict[str, list[str]] = PrivateAttr(default_factory=dict)  # credential -> ${VAR}s set to nothing
@@ -363,10 +364,16 @@ class PipelineConfig(_Model):
     def redacted_dict(self) -> dict[str, Any]:
         """The validated config as plain data for ``shipetl validate``; credential values are ``***``."""
         data = self.model_dump(mode="json")
-        for src in data["sources"]:
+        for src, source in zip(data["sources"], self.sources):
             src["credentials"] = {key: MASK for key in src["credentials"]}
             if src["rate_limit"]:
                 src["rate_limit"] = {k: v for k, v in src["rate_limit"].items() if v is not None}
+            for (*parents, key), written in source._left_out.items():  # as written, not a default or nothing
+                node = src
+                for parent in parents:
+                    node = node.setdefault(parent, {}) if isinstance(node, dict) else None
+                if isinstance(node, dict):
+                    node[key] = f"{written} (unset)"
         return data
 
 
@@ -396,6 +403,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
+    written = data
     data, problems, emptied = expand(data, os.environ if env is None else env, shown, lines)
     unset = _defer_source_problems(data, problems)
     secrets = _register_credentials(data)
@@ -414,7 +422,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         src._locate = lambda key, i=i: locate(shown, lines, ("sources", i, *key.split(".")))
         src._emptied = {path[3]: names for path, names in emptied.items()
                         if path[:3] == ("sources", i, "credentials") and len(path) == 4}
-        src._unset = tuple(unset.get(i, ()))
+        src._unset = tuple(problem.message for problem in unset.get(i, ()))
+        src._left_out = {problem.path[2:]: _references_at(written, problem.path) for problem in unset.get(i, ())}
         src._file = shown
         if src.name in seen:
             key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
@@ -488,23 +497,32 @@ def _unknown_credentials(pipeline: PipelineConfig, source: SourceConfig, index: 
     return out
 
 
-def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) -> dict[int, list[str]]:
+def _references_at(data: Any, path: KeyPath) -> str:
+    """The ``${VAR}`` references in the text at ``path`` of the file's data before expansion (only those:
+    the rest of a credential's text could be secret)."""
+    for key in path:
+        data = data[key]
+    return " ".join(re.findall(r"\$\{[^}]*\}", str(data)))
+
+
+def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) -> dict[int, list[ExpandProblem]]:
     """Make each unset ``${VAR}`` inside ``sources[i]`` that source's own problem; raise for the rest.
 
     A failing source must not take the others down: the file still loads, the keys holding the unset
-    variables are left out of that source (its defaults apply), and its messages are returned by source
+    variables are left out of that source (its defaults apply), and its problems are returned by source
     index. A problem elsewhere (warehouse, a source's name or provider, which say what the source is)
     fails the whole file, as it always did, listing every problem; so does a malformed ``${...}``.
     """
     sources = data.get("sources")
-    by_source: dict[int, list[str]] = {}
-    for path, message, unset in problems:
-        deferrable = (unset and len(path) >= 3 and path[0] == "sources" and isinstance(path[1], int)
+    by_source: dict[int, list[ExpandProblem]] = {}
+    for problem in problems:
+        path = problem.path
+        deferrable = (problem.unset and len(path) >= 3 and path[0] == "sources" and isinstance(path[1], int)
                       and isinstance(sources, list) and isinstance(sources[path[1]], dict)
                       and path[2] not in ("name", "provider"))
         if not deferrable:
             raise ConfigError("\n".join(p.message for p in problems))
-        by_source.setdefault(path[1], []).append(message)
+        by_source.setdefault(path[1], []).append(problem)
     for path, _, _ in problems:
         src = sources[path[1]]
         creds = src.get("credentials")

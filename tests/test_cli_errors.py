@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from shipetl import runs, state, warehouse
@@ -202,10 +203,15 @@ def test_validate_leaves_a_disabled_source_for_later_and_says_so(tmp_path) -> No
     path = tmp_path / "later.yaml"
     path.write_text("sources:\n"
                     "  - {name: se, provider: shipengine, credentials: {api_key: k-1}}\n"
-                    "  - {name: later, provider: shipengine, enabled: false, credentials: {api_key: '${UNSET_LATER}'}}\n")
-    result = CliRunner().invoke(cli, ["validate", str(path)], env={"UNSET_LATER": None})
+                    "  - {name: later, provider: shipengine, enabled: false, base_url: '${UNSET_URL}',\n"
+                    "     credentials: {api_key: 'secret-part${UNSET_LATER}', pii_key: p-1}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)], env={"UNSET_LATER": None, "UNSET_URL": None})
     assert result.exit_code == 0, result.output
     assert f"{path}: ok (2 source(s); disabled, not checked: later)" in result.output
+    # The keys waiting for their variables are shown so, not as missing or as their defaults.
+    later = yaml.safe_load(result.output.rsplit("\n", 2)[0])["sources"][1]
+    assert later["credentials"] == {"api_key": "${UNSET_LATER} (unset)", "pii_key": "***"}
+    assert later["base_url"] == "${UNSET_URL} (unset)" and "secret-part" not in result.output
 
 
 def test_validate_names_a_warehouse_folder_that_is_a_file(tmp_path, command_error) -> None:
