@@ -12,8 +12,8 @@ import os
 import shutil
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,6 +27,7 @@ from .errors import PluginError, RunInProgressError, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
 from .log import get_logger
 from .plugins import load_registry
+from .provider import Page
 from .rawzone import RawZoneWriter, prune, safe_name
 from .registry import Registry
 from .runs import INTERRUPTED, SourceRun, new_run_id
@@ -80,6 +81,17 @@ def interrupted_line(checkpointed: bool) -> str:
     return f"interrupted (Ctrl-C or SIGTERM): the pages fetched until then are loaded; {then}"
 
 
+@contextmanager
+def _stoppable(pages: Iterable[Page]) -> Iterator[Iterator[Page]]:
+    """The provider's pages; a generator left unfinished is closed, so its ``finally`` blocks close clients."""
+    iterator = iter(pages)
+    try:
+        yield iterator
+    finally:
+        if isinstance(iterator, Generator):
+            iterator.close()
+
+
 def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContext, run: SourceRun,
                            transformer: transform.Transformer, progress, stop: threading.Event) -> bool:
     """Write every page to the raw zone; each raw file is mapped by a worker thread as soon as it is closed.
@@ -93,7 +105,7 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
         pending = []
         on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
-                           on_close=on_close) as raw, closing(provider.extract(ctx)) as pages:
+                           on_close=on_close) as raw, _stoppable(provider.extract(ctx)) as pages:
             for page in pages:
                 raw.write(page)
                 if progress:

@@ -526,6 +526,21 @@ def test_the_run_record_times_each_phase_and_lasts_until_its_commit(pipeline, re
     assert lasted >= seconds["fetch_and_map"] + seconds["commit"] - 0.01  # the record's duration takes in its commit
 
 
+class ListProvider(GoodProvider):
+    """Returns its pages as a list, not from a generator."""
+
+    name = "listco"
+
+    def extract(self, ctx) -> list[Page]:
+        return [Page("parcels", {"items": [{"tn": "1Z", "code": "IT"}]}), Page("parcels", {"items": [{"tn": "2Z", "code": "DE"}]})]
+
+
+def test_a_provider_may_return_its_pages_as_any_iterable(pipeline, registry) -> None:
+    registry.add_provider("fakes", ListProvider)
+    result = runner.run_pipeline(pipeline("- {name: listed, provider: listco, pii: keep}\n"), registry=registry)
+    assert result.ok and result.sources[0].loaded == {"shipments": 2}
+
+
 class StoppedProvider(GoodProvider):
     """Checkpoints after its first page (``checkpoint``), then a stop is asked while its third page is fetched."""
 
