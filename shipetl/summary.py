@@ -73,3 +73,7 @@ def render(result: RunResult, console: Console | None = None) -> None:
     failed = [r for r in result.sources if not r.committed]
     if failed:
         console.print(f"[red]{len(failed)} of {len(result.sources)} source(s) failed[/red]")
+    stopped = [r for r in result.sources if r.committed and not r.ok]
+    if stopped:
+        console.print(f"[yellow]{len(stopped)} of {len(result.sources)} source(s) interrupted: what they fetched "
+                      "is loaded[/yellow]")

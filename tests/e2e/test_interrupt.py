@@ -32,6 +32,7 @@ def test_ctrl_c_or_sigterm_loads_what_was_fetched_and_the_next_run_goes_on_from_
     rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
     assert "INTERRUPTED" in rows["first"] and "goes on from its last checkpoint" in rows["first"], stdout
     assert "not started: the run was interrupted" in rows["second"], stdout
+    assert "1 of 2 source(s) interrupted: what they fetched is loaded" in stdout
     assert "Traceback" not in "".join(run.log)
     expected = expected_event_keys()
     loaded = loaded_event_keys(tmp_path, "first")
