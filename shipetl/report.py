@@ -185,6 +185,7 @@ table{border-collapse:collapse;width:100%;background:#fff;font-size:12px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e6eb;white-space:nowrap}
 th{background:#eef0f4;position:sticky;top:0}.scroll{max-height:420px;overflow:auto;border-radius:8px}
 .failed{color:#b3261e}
+.interrupted{color:#8a5a00}
 /* fixed tracks: each chart is drawn while the page is still parsing, so the grid must not reflow after */
 </style>
 <script>/*PLOTLY*/</script>
@@ -205,12 +206,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _row_class(status: str | None) -> str:
+    """A table row's class: runs that failed in red, those interrupted (loaded in part) apart."""
+    if status in (None, "ok"):
+        return ""
+    return " class=interrupted" if status == INTERRUPTED else " class=failed"
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str], empty: str) -> str:
     if not rows:
         return f"<p>{html.escape(empty)}</p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        f"<tr{' class=failed' if row.get('status') not in (None, 'ok') else ''}>"
+        f"<tr{_row_class(row.get('status'))}>"
         + "".join(f"<td>{html.escape(_fmt(row.get(c)))}</td>" for c in columns) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 

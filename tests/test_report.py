@@ -194,3 +194,9 @@ def test_report_draws_every_chart_offline_in_chromium(browser, report_file, tmp_
     requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     assert requests and all(url.startswith(("file:", "data:")) for url in requests), requests
     assert shot.stat().st_size > 50_000
+
+
+def test_run_rows_that_failed_or_were_interrupted_stand_out_each_their_own_way():
+    html = report._table([{"status": "ok"}, {"status": "failed"}, {"status": "interrupted"}], ["status"], "no runs")
+    assert "<tr><td>ok</td></tr>" in html
+    assert "<tr class=failed><td>failed</td></tr>" in html and "<tr class=interrupted><td>interrupted</td></tr>" in html
