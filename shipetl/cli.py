@@ -8,6 +8,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -143,12 +144,27 @@ def run(pipeline: str, since: datetime | None, until: datetime | None, only: tup
     try:
         with progress_mod.display(enabled=progress) as tick:
             result = runner.run_pipeline(_load(pipeline), since=since, until=until, only=only, progress=tick)
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM while the first one's commits run (or before any began)
+        _stop_at_once(128 + signal.SIGTERM if terminated else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
     _render_summary(result)
     if result.interrupted:
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     sys.exit(0 if result.ok else 1)
+
+
+def _stop_at_once(code: int) -> NoReturn:
+    """Exit now, without waiting for the commits under way: they are dropped as a ``kill -9`` would drop them,
+    which the warehouse and the lake are built to survive."""
+    from .log import get_logger
+
+    get_logger().error("run_stopped_at_once", error="stopped at once by a second Ctrl-C or SIGTERM: sources not "
+                       "committed yet loaded nothing (the warehouse is as their last commit left it); the next run "
+                       "fetches them again")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @cli.command()

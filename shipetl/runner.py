@@ -396,7 +396,8 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: 
         _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
         result.sources.append(run)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
-    with ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources))
+    try:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
                    for job in jobs]
         try:
@@ -407,10 +408,15 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: 
             stop.set()
         if stop.is_set():  # stop fetching, load what was fetched, let a commit under way finish, start nothing new
             result.interrupted = True
-            get_logger(run_id=run_id).warning("run_interrupted")
+            get_logger(run_id=run_id).warning("run_interrupted", hint="each source under way loads what it fetched; "
+                                              "a second Ctrl-C or SIGTERM stops at once, loading nothing more")
         cancelled = [future.cancel() for future in futures]  # before waiting, so no queued source starts
         for job, future, never_started in zip(jobs, futures, cancelled):
             result.sources.append(_not_started(job, run_id) if never_started else future.result())
+    except BaseException:  # a second Ctrl-C or SIGTERM: the caller leaves without waiting for the commits under way
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     shutil.rmtree(_spill_root(pipeline) / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)
     return result

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 
@@ -31,6 +32,15 @@ class BackgroundRun:
             self.log.append(line)
             if '"shipments_to_poll"' in line:
                 self.polling.set()
+
+    def wait_for(self, event: str, timeout: float) -> bool:
+        """Whether a log line with ``event`` appears within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(f'"event":"{event}"' in line for line in list(self.log)):
+                return True
+            time.sleep(0.05)
+        return False
 
     def log_tail(self, chars: int = 2000) -> str:
         return "".join(self.log)[-chars:]

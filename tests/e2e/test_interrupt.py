@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
+import duckdb
 import httpx
 import orjson
 import pytest
@@ -50,3 +51,34 @@ def test_ctrl_c_or_sigterm_loads_what_was_fetched_and_the_next_run_goes_on_from_
     assert loaded_event_keys(tmp_path, "first") == expected  # (the second's scans are the same events: not again)
     assert warehouse_rows(tmp_path, "SELECT count(*) - count(DISTINCT event_id) FROM tracking_events") == [(0,)]
     assert warehouse_rows(tmp_path, "SELECT count(DISTINCT account_id) FROM shipments") == [(2,)]
+
+
+def test_a_second_sigterm_stops_at_once_loading_nothing_more_and_the_next_run_loads_everything(
+        sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox), commit_timeout=60)
+    db = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(db)).close()
+    reader = duckdb.connect(str(db), read_only=True)  # an analyst's session: a commit waits for it to end
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 100}).raise_for_status()
+    run = BackgroundRun(pipeline, tmp_path)
+    try:
+        assert run.polling.wait(120), run.log_tail()
+        run.process.send_signal(signal.SIGTERM)
+        assert run.wait_for("source_interrupted", 60), run.log_tail()  # its commit now waits for the reader
+        time.sleep(0.5)
+        run.process.send_signal(signal.SIGTERM)
+        assert run.process.wait(timeout=30) == 143, run.log_tail(3000)
+    finally:
+        reader.close()
+        run.end()
+    log = "".join(run.log)
+    assert '"event":"run_stopped_at_once"' in log and "Traceback" not in log, run.log_tail(3000)
+    assert '"event":"source_committed"' not in log
+    with duckdb.connect(str(db), read_only=True) as con:  # nothing of the run went in
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'tracking_events'"
+                           ).fetchone() == (0,)
+
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 0}).raise_for_status()
+    again = run_cli("run", str(pipeline))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert loaded_event_keys(tmp_path, "se") == expected_event_keys()
