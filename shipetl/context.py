@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -73,7 +74,8 @@ class SourceContext(RunBookkeeping):
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
                  cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
-                 query: Callable[[str, list[Any] | None], list[tuple]] | None = None) -> None:
+                 query: Callable[[str, list[Any] | None], list[tuple]] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -92,6 +94,7 @@ class SourceContext(RunBookkeeping):
         self.counters: Counter = Counter()
         self.tokens = tokens
         self._query = query
+        self._stop = stop  # the run's: set, it ends the waits of this source's HTTP clients
 
     @property
     def since(self) -> datetime | None:
@@ -146,6 +149,7 @@ class SourceContext(RunBookkeeping):
             "base_url": (self._source.base_url or self._provider.default_base_url).rstrip("/"),
             "source": self.label,
             "rate_limit": limiter_for(rate_limit_key or f"{self._provider.name}/{self.account_id}", config),
+            "stop": self._stop,
         }
         kwargs.update(overrides)
         return http_client(**kwargs)

@@ -56,3 +56,12 @@ class WarehouseBusyError(ShipetlError):
 
 class RunInProgressError(ShipetlError):
     """Another ``shipetl run`` of the same warehouse is under way; this one fetched nothing."""
+
+
+class RunStopped(BaseException):
+    """The run was asked to stop (Ctrl-C, SIGTERM) while a request waited to retry or for the rate limit.
+
+    Raised inside a provider's extraction so it ends now rather than after the wait; the runner then loads
+    what was fetched. A ``BaseException``, like ``KeyboardInterrupt``, so a plugin's ``except Exception``
+    does not take it for a failed request.
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from shipetl.errors import AuthError, NotFoundError, SourceError, TerminalError, TransientError
+from shipetl.errors import AuthError, NotFoundError, RunStopped, SourceError, TerminalError, TransientError
 from shipetl.log import get_logger
 from shipetl.ratelimit import RateLimiter
 from shipetl.redact import SECRET_KEYS, redact_text, register_secret
@@ -126,6 +127,7 @@ class HttpClient:
         classify: Classify | None,
         transport: httpx.BaseTransport | None,
         sleep: Callable[[float], None],
+        stop: threading.Event | None = None,
     ) -> None:
         _register_header_secrets(headers)
         self.source = source
@@ -135,6 +137,7 @@ class HttpClient:
         self.backoff_max = backoff_max
         self._classify = classify
         self._sleep = sleep
+        self._stop = stop
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> HttpClient:
@@ -180,7 +183,16 @@ class HttpClient:
         return self.request("POST", path, **kwargs)
 
     def _slot(self) -> contextlib.AbstractContextManager[None]:
-        return self.rate_limit.slot() if self.rate_limit is not None else contextlib.nullcontext()
+        if self.rate_limit is None:
+            return contextlib.nullcontext()
+        return self.rate_limit.slot(self._wait) if self._stop is not None else self.rate_limit.slot()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``; with a ``stop`` event, end the wait when it is set by raising RunStopped."""
+        if self._stop is None:
+            self._sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise RunStopped(f"{self.source}: the run is stopping")
 
     def _send(self, method: str, path: str, want_json: bool, **kwargs: Any) -> tuple[httpx.Response, Any]:
         method = method.upper()
@@ -203,7 +215,7 @@ class HttpClient:
                     "http_retry", source=self.source, method=method, url=target, attempt=attempt,
                     reason=retry.reason, delay_s=round(delay, 3),
                 )
-                self._sleep(delay)
+                self._wait(delay)
         # Where no reply came, the host says what is wrong and the query only lengthens the line.
         shown = target.partition("?")[0] if last.reason == "transport_error" else _shown(target)
         raise TransientError(
@@ -301,6 +313,7 @@ def http_client(
     classify: Classify | None = None,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> HttpClient:
     """Build the client a plugin uses for one source.
 
@@ -315,9 +328,11 @@ def http_client(
         non-JSON bodies, since it also sees 429 and 5xx responses.
     :param transport: for tests, e.g. ``httpx.MockTransport``.
     :param sleep: how to wait between retries; tests pass a fake.
+    :param stop: the run's stop event: once set, a wait to retry or for the rate limit ends at once with
+        :class:`~shipetl.errors.RunStopped` (the runner then loads what was fetched).
     """
     return HttpClient(
         base_url=base_url, source=source, headers=headers, rate_limit=rate_limit, timeout=timeout,
         max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
-        classify=classify, transport=transport, sleep=sleep,
+        classify=classify, transport=transport, sleep=sleep, stop=stop,
     )

@@ -39,8 +39,8 @@ class TokenBucket:
         self._tokens = float(burst)
         self._updated = clock()
 
-    def acquire(self, n: int = 1) -> None:
-        """Take ``n`` tokens, blocking until they are available.
+    def acquire(self, n: int = 1, sleep: Sleep | None = None) -> None:
+        """Take ``n`` tokens, blocking (with ``sleep``, default the bucket's) until they are available.
 
         :raises ValueError: when ``n`` exceeds the burst, which could never be satisfied at once.
         """
@@ -53,7 +53,7 @@ class TokenBucket:
             self._tokens -= n
             wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
         if wait > 0:
-            self._sleep(wait)
+            (sleep or self._sleep)(wait)
 
 
 class SlidingWindow:
@@ -72,8 +72,9 @@ class SlidingWindow:
         self._lock = threading.Lock()
         self._times: deque[float] = deque()  # when the last ``limit`` acquisitions go (or went) out
 
-    def acquire(self) -> None:
-        """Take one, blocking until fewer than ``limit`` went out in the window before it."""
+    def acquire(self, sleep: Sleep | None = None) -> None:
+        """Take one, blocking (with ``sleep``, default the window's) until fewer than ``limit`` went out in the
+        window before it."""
         with self._lock:
             now = self._clock()
             at = now if len(self._times) < self.limit else max(now, self._times[0] + self.window)
@@ -81,7 +82,7 @@ class SlidingWindow:
             if len(self._times) > self.limit:
                 self._times.popleft()
         if at > now:
-            self._sleep(at - now)
+            (sleep or self._sleep)(at - now)
 
 
 class RateLimiter:
@@ -121,19 +122,23 @@ class RateLimiter:
         with self._lock:
             return max(0.0, self._paused_until - self._clock())
 
-    def _wait_while_paused(self) -> None:
+    def _wait_while_paused(self, sleep: Sleep) -> None:
         while (remaining := self.paused_for()) > 0:
-            self._sleep(remaining)
+            sleep(remaining)
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait out any pause, take a token from every bucket, then one of ``max_in_flight`` slots."""
-        self._wait_while_paused()
+    def slot(self, sleep: Sleep | None = None) -> Iterator[None]:
+        """Wait out any pause, take a token from every bucket, then one of ``max_in_flight`` slots.
+
+        ``sleep`` waits instead of the limiter's own (a client's that a stopping run interrupts).
+        """
+        sleep = sleep or self._sleep
+        self._wait_while_paused(sleep)
         for bucket in self.buckets:
-            bucket.acquire()
+            bucket.acquire(sleep=sleep)
         with self._semaphore:
             # A 429 may have paused the limiter while this thread waited for a slot.
-            self._wait_while_paused()
+            self._wait_while_paused(sleep)
             yield
 
 

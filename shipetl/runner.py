@@ -23,7 +23,7 @@ from . import config as config_mod
 from . import transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
-from .errors import PluginError, RunInProgressError, ShipetlError
+from .errors import PluginError, RunInProgressError, RunStopped, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
 from .log import get_logger
 from .plugins import load_registry
@@ -98,7 +98,8 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
 
     DuckDB releases the GIL, so mapping overlaps with fetching; two workers keep both cores busy when
     the raw zone closes files faster than one worker maps them. Once ``stop`` is set the extraction ends
-    after the page in hand (its requests not yet answered are dropped); returns whether it was stopped.
+    after the page in hand, or at once if it waits to retry or for the rate limit (its requests not yet
+    answered are dropped); returns whether it was stopped.
     """
     stopped = False
     with ThreadPoolExecutor(max_workers=TRANSFORM_WORKERS, thread_name_prefix=f"transform-{run.label}") as mapper:
@@ -106,13 +107,16 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
         on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
                            on_close=on_close) as raw, _stoppable(provider.extract(ctx)) as pages:
-            for page in pages:
-                raw.write(page)
-                if progress:
-                    progress(run.label, raw.pages)
-                if stop.is_set():
-                    stopped = True
-                    break
+            try:
+                for page in pages:
+                    raw.write(page)
+                    if progress:
+                        progress(run.label, raw.pages)
+                    if stop.is_set():
+                        stopped = True
+                        break
+            except RunStopped:  # the stop ended a wait for a retry or the rate limit
+                stopped = True
             run.pages = raw.pages
         for future in pending:
             future.result()  # a mapping error fails the source here
@@ -188,12 +192,12 @@ def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None
 
 def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *, cursors: dict | None = None,
                    open_shipments: list | None = None, since: datetime | None = None, until: datetime | None = None,
-                   query=None) -> SourceContext:
+                   query=None, stop: threading.Event | None = None) -> SourceContext:
     """The ExtractContext of one account: its committed state (none given: a first run's) and the token store."""
     return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,
                          label=label, cursors=cursors or {}, open_shipments=open_shipments or [], since=since,
                          until=until or datetime.now(timezone.utc), log=log,
-                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query)
+                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop)
 
 
 def _not_started(job: AccountJob, run_id: str) -> SourceRun:
@@ -214,7 +218,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     try:
         cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
-                             since=since, until=until, query=destination.query)
+                             since=since, until=until, query=destination.query, stop=stop)
         log.info("source_started", open_shipments=len(open_shipments))
         pii, pii_key = pii_settings(src, provider_cls)
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=pii, pii_key=pii_key)

@@ -1,10 +1,13 @@
+import threading
+import time
+
 import httpx
 import orjson
 import pytest
 from structlog.testing import capture_logs
 
 from shipetl import log, redact
-from shipetl.errors import AuthError, NotFoundError, TerminalError, TransientError
+from shipetl.errors import AuthError, NotFoundError, RunStopped, TerminalError, TransientError
 from shipetl.httpclient import http_client, parse_retry_after
 from shipetl.ratelimit import RateLimiter
 
@@ -245,3 +248,17 @@ def test_limiter_slot_is_used_for_every_attempt():
     limiter = CountingLimiter([], max_in_flight=1)
     make(Script(httpx.Response(502), ok()), sleeps, rate_limit=limiter).get("/x")
     assert len(entered) == 2
+
+
+def test_a_stopping_run_ends_a_wait_to_retry_or_for_the_limiter_at_once():
+    stop = threading.Event()
+    limiter = RateLimiter([], max_in_flight=2)
+    script = Script(*[httpx.Response(429, headers={"Retry-After": "60"})] * 3)
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with make(script, [], rate_limit=limiter, stop=stop) as client, pytest.raises(RunStopped, match=SOURCE):
+        client.get("/v1/labels")
+    assert len(script.requests) == 1 and time.monotonic() - started < 30  # not the minute Retry-After asked for
+    with make(Script(ok()), [], rate_limit=limiter, stop=stop) as client, pytest.raises(RunStopped):
+        client.get("/v1/labels")  # the 429 paused the limiter a minute: the next request does not wait it out
+

@@ -82,3 +82,20 @@ def test_a_second_sigterm_stops_at_once_loading_nothing_more_and_the_next_run_lo
     again = run_cli("run", str(pipeline))
     assert again.returncode == 0, again.stderr[-2000:]
     assert loaded_event_keys(tmp_path, "se") == expected_event_keys()
+
+
+def test_sigterm_ends_a_wait_for_retry_after_instead_of_sitting_it_out(sandbox, make_pipeline, tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"rate_429": 0.05, "retry_after_s": 600}).raise_for_status()
+    run = BackgroundRun(pipeline, tmp_path)
+    try:
+        # Told to wait ten minutes, a request waits core's longest backoff (30 s), and the limiter with it.
+        assert run.wait_for("http_retry", 120), run.log_tail()
+        run.process.send_signal(signal.SIGTERM)
+        assert run.process.wait(timeout=20) == 143, run.log_tail(3000)  # without waiting that out
+        stdout = run.process.stdout.read()
+    finally:
+        run.end()
+    row = next(line for line in stdout.splitlines() if line.startswith("│ se "))
+    assert "INTERRUPTED" in row and "Traceback" not in "".join(run.log), stdout + run.log_tail(3000)
+    assert warehouse_rows(tmp_path, "SELECT status FROM runs") == [("interrupted",)]
