@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from . import runner
+from . import jobs, runner
 from .config import PipelineConfig
 from .log import get_logger
 from .plugins import load_registry
@@ -34,13 +34,13 @@ class CheckResult:
     seconds: float = 0.0
 
 
-def _check_account(pipeline: PipelineConfig, job: runner.AccountJob) -> CheckResult:
+def _check_account(pipeline: PipelineConfig, job: jobs.AccountJob) -> CheckResult:
     provider_name = job.provider_cls.name
     label = account_label(job.source.name, job.account_id)
     started = time.perf_counter()
     pages = None
     try:
-        ctx = runner.source_context(pipeline, job, label, get_logger(source=label, check=True))
+        ctx = jobs.source_context(pipeline, job, label, get_logger(source=label, check=True))
         pages = iter(job.provider_cls(job.source.name, job.options).extract(ctx))
         page = next(pages, None)
         detail = f"answered: first {page.stream} page" if page else "answered: nothing to fetch"
@@ -55,9 +55,9 @@ def _check_account(pipeline: PipelineConfig, job: runner.AccountJob) -> CheckRes
 
 def check_pipeline(pipeline: PipelineConfig, only: Sequence[str] = (), registry: Registry | None = None) -> list[CheckResult]:
     """Check every enabled source account of ``pipeline`` (or of the sources in ``only``), one after another."""
-    jobs, refused = runner.plan(pipeline, registry or load_registry(), only)
+    planned, refused = jobs.plan(pipeline, registry or load_registry(), only)
     results = [CheckResult(src.name, src.provider, False, runner.error_line(exc, src.provider)) for src, exc in refused]
-    return results + [_check_account(pipeline, job) for job in jobs]
+    return results + [_check_account(pipeline, job) for job in planned]
 
 
 def render(results: Sequence[CheckResult], console: Console | None = None) -> None:

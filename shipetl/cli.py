@@ -174,13 +174,13 @@ def validate(pipeline: str) -> None:
 
     Every enabled source is checked as `run` would before its first request; disabled ones only for keys and types.
     """
-    from . import plugins, runner, storage
+    from . import jobs, plugins, runner, storage
     from .errors import ConfigError
 
     cfg = _load(pipeline)
     registry = plugins.load_registry()
     registry.destination(cfg.destination)  # an unknown destination names the installed ones
-    _, refused = runner.plan(cfg, registry)
+    _, refused = jobs.plan(cfg, registry)
     problems = storage.problems(cfg) + [  # every source's problems, not just the first failing one's
         str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider) for src, exc in refused]
     if problems:
@@ -310,7 +310,7 @@ def state(pipeline: str) -> None:
 def auth(pipeline: str, target: str) -> None:
     """Link a source's accounts, or one of them: print each authorization link, store the token pair from
     the code pasted back."""
-    from . import config, plugins, runner
+    from . import config, jobs, plugins
     from .tokens import TokenStore
 
     if not Path(pipeline).is_file() and Path(target).is_file():  # the order README gave at first: SOURCE PIPELINE
@@ -319,11 +319,11 @@ def auth(pipeline: str, target: str) -> None:
     cfg = _load(click.Path(exists=True, dir_okay=False).convert(pipeline, None, None))
     name, _, account = target.partition("/")
     src = cfg.source(name)
-    provider_cls = runner.provider_for(plugins.load_registry(), src)
+    provider_cls = jobs.provider_for(plugins.load_registry(), src)
     provider = provider_cls(src.name, config.validate_options(cfg, src, provider_cls.options_model, provider_cls))
     accounts = provider.accounts()
     if account and account not in accounts:
-        raise runner.no_such_account(cfg, "auth", src, {account}, accounts)
+        raise jobs.no_such_account(cfg, "auth", src, {account}, accounts)
     for line in provider.authorize(src, TokenStore(Path(cfg.warehouse.tokens)), click.prompt, [account] if account else accounts):
         click.echo(line)
 

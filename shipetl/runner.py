@@ -25,6 +25,7 @@ from .config import PipelineConfig
 from .context import SourceContext, as_utc
 from .errors import PluginError, RunInProgressError, RunStopped, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
+from .jobs import AccountJob, pii_settings, plan, source_context
 from .log import get_logger
 from .plugins import load_registry
 from .provider import Page
@@ -32,7 +33,6 @@ from .rawzone import RawZoneWriter, prune, safe_name
 from .registry import Registry
 from .runs import INTERRUPTED, SourceRun, new_run_id
 from . import storage
-from .tokens import TokenStore
 
 
 TRANSFORM_WORKERS = 2  # raw files mapped at once per source account
@@ -50,16 +50,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return all(s.ok for s in self.sources)
-
-
-@dataclass
-class AccountJob:
-    """One account of one source, with its provider class and validated options."""
-
-    source: config_mod.SourceConfig
-    provider_cls: type
-    options: object
-    account_id: str
 
 
 def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: SourceContext, log) -> None:
@@ -190,16 +180,6 @@ def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None
         log.error("run_record_failed", error=error_line(rec_exc, run.provider))
 
 
-def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *, cursors: dict | None = None,
-                   open_shipments: list | None = None, since: datetime | None = None, until: datetime | None = None,
-                   query=None, stop: threading.Event | None = None) -> SourceContext:
-    """The ExtractContext of one account: its committed state (none given: a first run's) and the token store."""
-    return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,
-                         label=label, cursors=cursors or {}, open_shipments=open_shipments or [], since=since,
-                         until=until or datetime.now(timezone.utc), log=log,
-                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop)
-
-
 def _not_started(job: AccountJob, run_id: str) -> SourceRun:
     run = SourceRun(run_id, job.source.name, job.provider_cls.name, job.account_id, datetime.now(timezone.utc))
     run.status, run.error = "failed", "not started: the run was interrupted (Ctrl-C or SIGTERM)"
@@ -250,74 +230,6 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return run
-
-
-def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str | None]:
-    """The ``pii()`` mode and key a source's mappings run with.
-
-    ``pii: hash`` needs ``credentials.pii_key`` (a ConfigError naming the file, line and key) when the
-    provider maps personal fields through ``pii()``; a provider with ``pii_key_optional`` (personal data
-    only in extras) has them dropped instead.
-    """
-    if "pii_key" in src.credentials:
-        return src.pii, src.secret("pii_key")
-    uses_pii = any("pii(" in m.sql for stream in provider_cls.streams for m in stream.mappings)
-    if src.pii == "hash" and uses_pii:
-        if not provider_cls.pii_key_optional:
-            src.secret("pii_key")  # raises
-        return "drop", None
-    return src.pii, None
-
-
-def provider_for(registry: Registry, src: config_mod.SourceConfig) -> type:
-    """The provider class ``src`` names; an unknown name is a ConfigError at the source's ``provider`` key."""
-    try:
-        return registry.provider(src.provider)
-    except PluginError as exc:
-        raise src.problem("provider", str(exc)) from None
-
-
-def no_such_account(pipeline: PipelineConfig, asked_by: str, src: config_mod.SourceConfig, missing, accounts) -> config_mod.ConfigError:
-    """The error for account ids ``asked_by`` (``--only``) named that ``src`` does not have, listing those it has."""
-    return config_mod.ConfigError(f"{pipeline.path}: {asked_by}: source {src.name} has no account "
-                                  f"{', '.join(sorted(missing))}; its accounts: {', '.join(accounts)}")
-
-
-def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:
-    """One job per account of every selected source, and each source that cannot even start with why.
-
-    ``only`` selects sources (``shopee``) or single accounts as the summary names them (``shopee/shop-880101``).
-    That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
-    the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
-    ``only`` naming no source of the pipeline is a ConfigError listing them.
-    """
-    selected: dict[str, set[str]] = {}  # source -> accounts asked for (empty: all)
-    for entry in only:
-        name, _, account = entry.partition("/")
-        selected.setdefault(name, set()).update([account] if account else [])
-    unknown = set(selected) - {s.name for s in pipeline.sources}
-    if unknown:
-        raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
-                                     f"sources: {', '.join(s.name for s in pipeline.sources)}")
-    jobs, refused = [], []
-    for src in pipeline.sources:
-        if not src.enabled or (only and src.name not in selected):
-            continue
-        try:
-            provider_cls = provider_for(registry, src)
-            options = config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls)
-            pii_settings(src, provider_cls)
-            provider = provider_cls(src.name, options)
-            provider.check_source(src)
-            accounts = provider.accounts()
-            wanted = selected.get(src.name) or set(accounts)
-            if missing := wanted - set(accounts):
-                raise no_such_account(pipeline, "--only", src, missing, accounts)
-        except Exception as exc:  # a plugin's bug here fails its own source only
-            refused.append((src, exc))
-            continue
-        jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts if account in wanted)
-    return jobs, refused
 
 
 def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:

@@ -202,12 +202,12 @@ def test_signer_and_company_follow_the_pii_setting(tmp_path, registry, pii, key)
 
 
 def test_default_pii_hash_without_a_key_drops_the_names_instead_of_refusing_the_source(tmp_path) -> None:
-    from shipetl import config, runner
+    from shipetl import config, jobs
 
     path = tmp_path / "p.yaml"
     path.write_text("sources: [{name: se, provider: shipengine, credentials: {api_key: k}}]\n")
     (source,) = config.load(path, env={}).sources
-    assert runner.pii_settings(source, ShipEngineProvider) == ("drop", None)
+    assert jobs.pii_settings(source, ShipEngineProvider) == ("drop", None)
 
 
 # --- 3. one failing poll is not the whole night ---------------------------------------------------------
