@@ -31,18 +31,15 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
-from functools import cache
+from datetime import date, datetime, timedelta
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Union
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, available_timezones
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainValidator,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -53,10 +50,10 @@ from pydantic import (
 
 from . import redact
 from .config_errors import format_errors, kind_of
+from .config_values import (MEMORY_SIZE, BaseUrl, CanonicalStatus, Duration, StartTime, StatusTable, format_duration,
+                            parse_duration, time_zones)
 from .errors import ConfigError
 from .redact import MASK
-from .schema import TABLES
-from .statuses import STATUSES
 from .yamlfile import ExpandProblem, KeyPath, expand, locate, parse_yaml
 
 __all__ = [
@@ -72,84 +69,6 @@ __all__ = [
     "parse_duration",
     "validate_options",
 ]
-
-# ------------------------------------------------------------------------------------ durations
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
-          "m": timedelta(minutes=1), "s": timedelta(seconds=1)}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"6h"``, ``"2d"``, ``"1w"`` (or ``"0"``) as a timedelta; raises ValueError otherwise."""
-    if isinstance(text, str) and text.strip() == "0":
-        return timedelta(0)
-    m = _DURATION.match(text) if isinstance(text, str) else None
-    if not m:
-        raise ValueError(f"expected a duration like '2d' or '6h', got {text!r}")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest ``parse_duration`` text for ``value`` (whole seconds)."""
-    seconds = int(value.total_seconds())
-    for unit, size in _UNITS.items():
-        step = int(size.total_seconds())
-        if seconds and seconds % step == 0:
-            return f"{seconds // step}{unit}"
-    return f"{seconds}s"
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
-        return timedelta(0)  # `lookback: 0`, the documented default, needs no unit
-    return parse_duration(value)
-
-
-def _start(value: Any) -> date | datetime | None:
-    parsed = value if value is None or isinstance(value, date) else None  # datetime is a date too
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            pass
-    if parsed is None and value is not None:
-        raise ValueError(f"expected a date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z, got {value!r}")
-    day = parsed.date() if isinstance(parsed, datetime) else parsed
-    if day is not None and day > datetime.now(timezone.utc).date():
-        raise ValueError(f"{parsed.isoformat()} is in the future: a first run would fetch nothing until then")
-    return parsed
-
-
-def _base_url(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected an http(s) URL like 'https://api.example.com', got {value!r}")
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL with a host, like 'https://api.example.com', got {value!r}")
-    return text
-
-
-Duration = Annotated[timedelta, PlainValidator(_duration)]
-StartTime = Annotated[Union[date, datetime, None], PlainValidator(_start)]  # noqa: UP007
-
-_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
-
-
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
 
 # ----------------------------------------------------------------------------------------- models
 
@@ -180,7 +99,7 @@ class WarehouseConfig(_Model):
     @field_validator("memory_limit")
     @classmethod
     def _memory(cls, value: str) -> str:
-        if not _MEMORY.match(value):
+        if not MEMORY_SIZE.match(value):
             raise ValueError(f"expected a size like '1GB' or '512MB', got {value!r}")
         return value.strip()
 
@@ -224,18 +143,13 @@ class RateLimitConfig(_Model):
     max_in_flight: int | None = Field(None, ge=1)
 
 
-# Tables whose rows carry a canonical status and the provider's raw code, and the canonical statuses.
-StatusTable = Literal[tuple(name for name, t in TABLES.items() if {"status", "status_raw"} <= set(t.column_names))]
-CanonicalStatus = Literal[STATUSES]
-
-
 class SourceConfig(_Model):
     """One source: a provider plus its account's credentials and options."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     provider: str
     enabled: bool = True
-    base_url: Annotated[str | None, PlainValidator(_base_url)] = None
+    base_url: BaseUrl = None
     timezone: str | None = None
     start: StartTime = None
     lookback: Duration = timedelta(0)
@@ -274,8 +188,8 @@ class SourceConfig(_Model):
     def _zone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value not in _zones():
-            close = difflib.get_close_matches(value, sorted(_zones()), n=1)
+        if value not in time_zones():
+            close = difflib.get_close_matches(value, sorted(time_zones()), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown IANA time zone {value!r}{hint}")
         ZoneInfo(value)
