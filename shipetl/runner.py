@@ -153,7 +153,8 @@ def _prune_raw(pipeline: PipelineConfig, run: SourceRun, log) -> None:
 
 
 UNMAPPED_HINT = ("loaded as status unknown; give them a status under the source's status_map in the pipeline "
-                 "file (status_map: {<table>: {'<code>': <status>}}), or with a status map plugin")
+                 "file (status_map: {<table>: {'<code>' or '<carrier_code>/<code>': <status>}}), or with a status "
+                 "map plugin")
 
 
 def _log_unmapped(run: SourceRun, log) -> None:

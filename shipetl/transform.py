@@ -181,11 +181,18 @@ class _Wrapper:
         return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
     def _by_hand(self) -> str:
-        """SQL for the status the source's ``status_map`` gives the row's raw code (NULL if none); "" without a map."""
+        """SQL for the status the source's ``status_map`` gives the row's raw code (NULL if none); "" without a map.
+
+        A key ``<carrier_code>/<code>`` is that carrier's code only, and wins over the bare ``<code>``.
+        """
         if not self.status_map or not {"status", "status_raw"} <= self.cols:
             return ""
         items = ", ".join(f"{sql_literal(code)}: {sql_literal(status)}" for code, status in sorted(self.status_map.items()))
-        return f"MAP {{{items}}}[{_trimmed('CAST(m.status_raw AS VARCHAR)')}]"
+        code = _trimmed("CAST(m.status_raw AS VARCHAR)")
+        if "carrier_code" in self.cols and any("/" in key for key in self.status_map):
+            carrier = _trimmed("CAST(m.carrier_code AS VARCHAR)")
+            return f"coalesce(MAP {{{items}}}[{carrier} || '/' || {code}], MAP {{{items}}}[{code}])"
+        return f"MAP {{{items}}}[{code}]"
 
     def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, dict[str, str]]:
         """The typing layer over the mapping, and the reason per column the outer layer checks (over typed columns)."""

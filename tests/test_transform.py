@@ -355,6 +355,13 @@ def test_a_sources_status_map_gives_unknown_codes_a_status_and_never_overrules_a
     assert rejects(result) == []
 
 
+def test_a_status_map_key_can_name_one_carriers_code(tmp_path) -> None:
+    by_hand = {"shipments": {"dhl/ZZ": "delivered", "ZZ": "exception"}}
+    _, got = shipments(tmp_path, {"id": "A1", "code": "ZZ", "carrier": "dhl"}, {"id": "A2", "code": "ZZ", "carrier": "ups"},
+                       {"id": "A3", "code": "ZZ"}, status_map=by_hand)
+    assert [r["status"] for r in got] == ["delivered", "exception", "exception"]
+
+
 def test_invalid_status_string_is_a_reject(tmp_path) -> None:
     sql = f"SELECT e->>'id' AS shipment_id, e->>'status' AS status FROM {ITEMS}"
     result, good = shipments(tmp_path, {"id": "A1", "status": "Delivered"}, {"id": "A2", "status": "delivered"},
