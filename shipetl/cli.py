@@ -375,7 +375,7 @@ def demo(pipeline: str, seed: int) -> None:
         result, cfg = demo_mod.run_demo(pipeline, seed, progress=tick)
     _render_summary(result)
     click.echo(demo_mod.closing_words(cfg))
-    sys.exit(0 if result.ok else 1)
+    sys.exit(130 if result.interrupted else 0 if result.ok else 1)
 
 
 def main() -> None:
