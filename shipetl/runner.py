@@ -96,15 +96,16 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
         pending = []
         on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
-                           on_close=on_close) as raw, _stoppable(provider.extract(ctx)) as pages:
+                           on_close=on_close) as raw:
             try:
-                for page in pages:
-                    raw.write(page)
-                    if progress:
-                        progress(run.label, raw.pages)
-                    if stop.is_set():
-                        stopped = True
-                        break
+                with _stoppable(provider.extract(ctx)) as pages:
+                    for page in pages:
+                        raw.write(page)
+                        if progress:
+                            progress(run.label, raw.pages)
+                        if stop.is_set():
+                            stopped = True
+                            break
             except RunStopped:  # the stop ended a wait for a retry or the rate limit
                 stopped = True
             run.pages = raw.pages

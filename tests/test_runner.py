@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
 from shipetl.destination import DuckDBDestination
-from shipetl.errors import AuthError, ConfigError, RunInProgressError
+from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped
 from shipetl.rawzone import RawZoneWriter
 from shipetl.registry import PluginInfo, Registry
 
@@ -582,3 +582,34 @@ def test_a_stopped_run_loads_what_it_fetched_with_the_cursors_of_its_last_checkp
     assert state == ({"updated_at": '"2025-05-01T00:00:00+00:00"', "retry": '["1Z"]'} if checkpoint else {})
     assert query(cfg, "SELECT status, loaded FROM runs WHERE source = 'first'") == [("interrupted", 3)]
     assert first.totals() == (3, 3, 0, 0)
+
+
+class WaitingProvider(GoodProvider):
+    """Fetches one page, then is stopped while its next request waits to retry (as a 429 would make it)."""
+
+    name = "waitco"
+
+    def extract(self, ctx) -> Iterator[Page]:
+        yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT"}]})
+        StoppedProvider.stop.set()
+        raise RunStopped("waitco: the run is stopping")
+
+
+class EagerWaitingProvider(GoodProvider):
+    """Makes its requests before returning a list of pages, and is stopped while one waits."""
+
+    name = "eagerco"
+
+    def extract(self, ctx) -> list[Page]:
+        StoppedProvider.stop.set()
+        raise RunStopped("eagerco: the run is stopping")
+
+
+@pytest.mark.parametrize("provider, pages", [(WaitingProvider, 1), (EagerWaitingProvider, 0)], ids=["generator", "list"])
+def test_a_stop_that_ends_a_wait_loads_the_pages_fetched_before_it(make_pipeline, registry, monkeypatch, provider,
+                                                                    pages) -> None:
+    registry.add_provider("fakes", provider)
+    monkeypatch.setattr(StoppedProvider, "stop", threading.Event())
+    cfg = config.load(make_pipeline(f"- {{name: waiting, provider: {provider.name}, pii: keep}}"))
+    (run,) = runner.run_pipeline(cfg, registry=registry, stop=StoppedProvider.stop).sources
+    assert run.status == "interrupted" and run.pages == pages and sum(run.loaded.values()) == pages
