@@ -16,7 +16,7 @@ since the labels drive the cursor.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -61,8 +61,8 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
     """Parcels an earlier run could not poll, then the labels created in the window page by page, each page's
     new parcels polled before the next page is asked for, then the shipments still open.
 
-    Labels come oldest first, so once a page's parcels are polled every label up to its newest is done: the
-    cursor moves there, with a checkpoint (a long backfill stopped by Ctrl-C or SIGTERM goes on from it).
+    Labels come oldest first, so once a page's parcels are polled every label older than its newest is done:
+    the cursor moves there, with a checkpoint (a long backfill stopped by Ctrl-C or SIGTERM goes on from it).
     """
     client = ShipEngineClient(ctx, options.on_behalf_of)
     try:
@@ -93,7 +93,7 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
             yield Page("labels", body, {"page": n})
             labels = [label for label in body.get("labels") or [] if label.get("tracking_number")]
             yield from poll([label_meta(label) for label in labels])
-            checkpoint(_newest_created(body.get("labels") or []))
+            checkpoint(_done_before(body.get("labels") or []))
         yield from poll([stored_meta(row) for row in open_rows])
         polls.finish()
         checkpoint(until)
@@ -101,15 +101,18 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         client.close()
 
 
-def _newest_created(labels: list[dict[str, Any]]) -> datetime | None:
-    """The latest ``created_at`` among a page's labels (ISO 8601), None when none has one that parses."""
+def _done_before(labels: list[dict[str, Any]]) -> datetime | None:
+    """A second before the newest ``created_at`` of a page's labels (None when none parses): every label created
+    by then is on this page or an earlier one, while the next page may hold more created in the same second
+    as this page's newest, whether or not ``created_at_start`` counts its own instant."""
     times = []
     for label in labels:
         try:
             times.append(datetime.fromisoformat(label["created_at"]))
         except (KeyError, TypeError, ValueError):
             continue
-    return max((t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in times), default=None)
+    newest = max((t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in times), default=None)
+    return newest - timedelta(seconds=1) if newest else None
 
 
 def _poll(ctx: ExtractContext, client: ShipEngineClient, polls: Polls, metas: list[dict[str, Any]],
