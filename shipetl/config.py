@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import shlex
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -162,7 +161,7 @@ class SourceConfig(_Model):
     """Raw codes the provider's status tables leave unknown, given a status by hand, per table."""
 
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
-    _left_out: dict[KeyPath, str] = PrivateAttr(default_factory=dict)  # their keys, with the ${VAR}s written there
+    _left_out: dict[KeyPath, list[str]] = PrivateAttr(default_factory=dict)  # their keys, each with its ${VAR}s
     _file: str = PrivateAttr(default="PIPELINE")  # the pipeline file as the user named it, for commands to run
     _locate: Any = PrivateAttr(default=None)  # key ("options.app_key") -> "file:line: sources[i].options.app_key"
     _emptied: dict[str, list[str]] = PrivateAttr(default_factory=dict)  # credential -> ${VAR}s set to nothing
@@ -282,12 +281,12 @@ class PipelineConfig(_Model):
             src["credentials"] = {key: MASK for key in src["credentials"]}
             if src["rate_limit"]:
                 src["rate_limit"] = {k: v for k, v in src["rate_limit"].items() if v is not None}
-            for (*parents, key), written in source._left_out.items():  # as written, not a default or nothing
+            for (*parents, key), references in source._left_out.items():  # so, not as a default or nothing
                 node = src
                 for parent in parents:
                     node = node.setdefault(parent, {}) if isinstance(node, dict) else None
                 if isinstance(node, dict):
-                    node[key] = f"{written} (unset)"
+                    node[key] = f"{' '.join(references)} (unset)"
         return data
 
 
@@ -317,7 +316,6 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}:1: expected a mapping with a 'sources:' list, got a {kind_of(data)}")
 
-    written = data
     data, problems, emptied = expand(data, os.environ if env is None else env, shown, lines)
     unset = _defer_source_problems(data, problems)
     secrets = _register_credentials(data)
@@ -337,7 +335,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         src._emptied = {path[3]: names for path, names in emptied.items()
                         if path[:3] == ("sources", i, "credentials") and len(path) == 4}
         src._unset = tuple(problem.message for problem in unset.get(i, ()))
-        src._left_out = {problem.path[2:]: _references_at(written, problem.path) for problem in unset.get(i, ())}
+        for problem in unset.get(i, ()):
+            src._left_out.setdefault(problem.path[2:], []).append(problem.reference)
         src._file = shown
         if src.name in seen:
             key = ("sources", i, "name") if ("sources", i, "name") in lines else ("sources", i)
@@ -411,14 +410,6 @@ def _unknown_credentials(pipeline: PipelineConfig, source: SourceConfig, index: 
     return out
 
 
-def _references_at(data: Any, path: KeyPath) -> str:
-    """The ``${VAR}`` references in the text at ``path`` of the file's data before expansion (only those:
-    the rest of a credential's text could be secret)."""
-    for key in path:
-        data = data[key]
-    return " ".join(re.findall(r"\$\{[^}]*\}", str(data)))
-
-
 def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) -> dict[int, list[ExpandProblem]]:
     """Make each unset ``${VAR}`` inside ``sources[i]`` that source's own problem; raise for the rest.
 
@@ -437,7 +428,7 @@ def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) 
         if not deferrable:
             raise ConfigError("\n".join(p.message for p in problems))
         by_source.setdefault(path[1], []).append(problem)
-    for path, _, _ in problems:
+    for path in (problem.path for problem in problems):
         src = sources[path[1]]
         creds = src.get("credentials")
         if path[2] == "credentials" and len(path) >= 4 and isinstance(creds, dict):

@@ -85,6 +85,7 @@ class ExpandProblem(NamedTuple):
     path: KeyPath
     message: str  # file:line: key.path: what is wrong
     unset: bool  # an unset variable (the environment's doing), not a malformed reference (the file's)
+    reference: str  # the reference as written: ${NAME}, or the malformed text
 
 
 def expand(data: Any, env: Mapping[str, str], shown: str,
@@ -109,14 +110,14 @@ def expand(data: Any, env: Mapping[str, str], shown: str,
             if name is None:
                 problems.append(ExpandProblem(path, f"{locate(shown, lines, path)}: {whole} is not a valid "
                                               "reference; use ${NAME} or ${NAME:-default} (and $${ for a literal ${)",
-                                              unset=False))
+                                              unset=False, reference=whole))
                 return ""
             value = env.get(name)
             if default is not None and not value:
                 return default
             if value is None:
                 problems.append(ExpandProblem(path, f"{locate(shown, lines, path)}: ${{{name}}} is unset; export it "
-                                              f"or give a default with ${{{name}:-...}}", unset=True))
+                                              f"or give a default with ${{{name}:-...}}", unset=True, reference=whole))
                 return ""
             used.append(name)
             return value
