@@ -132,9 +132,9 @@ class _Wrapper:
     def __init__(self, table: Table, mapping: TableMapping, mapped_types: Mapping[str, str], provider: str, zone: str | None,
                  status_map: Mapping[str, str] | None = None):
         self.table, self.mapping, self.provider = table, mapping, provider
-        self.status_map = status_map or {}
         self.types = dict(mapped_types)
         self.cols = set(mapped_types)
+        self.by_hand = self._by_hand(status_map or {})
         self.zone_sql = sql_literal(zone) if zone else "NULL"
         self.row_zone = "time_zone" in self.cols
         unknown = self.cols - set(table.column_names) - SPECIAL
@@ -180,16 +180,16 @@ class _Wrapper:
         reason = f"CASE WHEN {text} IS NOT NULL THEN {sql_literal(name + ': ')} || left({text}, 60) || ' is not a valid {dtype}' END"
         return f"TRY_CAST(nullif(trim(CAST({src} AS VARCHAR)), '') AS {dtype})", reason
 
-    def _by_hand(self) -> str:
+    def _by_hand(self, status_map: Mapping[str, str]) -> str:
         """SQL for the status the source's ``status_map`` gives the row's raw code (NULL if none); "" without a map.
 
         A key ``<carrier_code>/<code>`` is that carrier's code only, and wins over the bare ``<code>``.
         """
-        if not self.status_map or not {"status", "status_raw"} <= self.cols:
+        if not status_map or not {"status", "status_raw"} <= self.cols:
             return ""
-        items = ", ".join(f"{sql_literal(code)}: {sql_literal(status)}" for code, status in sorted(self.status_map.items()))
+        items = ", ".join(f"{sql_literal(code)}: {sql_literal(status)}" for code, status in sorted(status_map.items()))
         code = _trimmed("CAST(m.status_raw AS VARCHAR)")
-        if "carrier_code" in self.cols and any("/" in key for key in self.status_map):
+        if "carrier_code" in self.cols and any("/" in key for key in status_map):
             carrier = _trimmed("CAST(m.carrier_code AS VARCHAR)")
             return f"coalesce(MAP {{{items}}}[{carrier} || '/' || {code}], MAP {{{items}}}[{code}])"
         return f"MAP {{{items}}}[{code}]"
@@ -207,7 +207,7 @@ class _Wrapper:
                 continue
             expr, reason = self._typed(f)
             if f.name == "status":
-                expr = f"coalesce({', '.join(filter(None, (expr, self._by_hand(), sql_literal('unknown'))))})"
+                expr = f"coalesce({', '.join(filter(None, (expr, self.by_hand, sql_literal('unknown'))))})"
             if f.name == "status" and "status" in self.cols:
                 reasons.append(f"CASE WHEN m.status IS NOT NULL AND m.status NOT IN ({', '.join(map(sql_literal, statuses.STATUSES))}) "
                                f"THEN 'status: ' || m.status || ' is not a canonical status' END")
@@ -226,8 +226,8 @@ class _Wrapper:
             inner.append(f"{_ROW_ZONE.format(source=self.zone_sql)} AS __zone")
             inner.append(f"{unknown_zone} AS __zone_unknown")
         unmapped = "m.status IS NULL AND m.status_raw IS NOT NULL" if {"status", "status_raw"} <= self.cols else "false"
-        if self._by_hand():
-            unmapped += f" AND {self._by_hand()} IS NULL"
+        if self.by_hand:
+            unmapped += f" AND {self.by_hand} IS NULL"
         countries = sorted(COUNTRY_COLUMNS & self.cols)
         unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
         inner.append(f"{unmapped} AS __unmapped")
