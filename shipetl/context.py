@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from .errors import ConfigError
 from .httpclient import HttpClient, http_client
 from .ratelimit import RateLimit, limiter_for
+from .snapshots import Snapshots
 from .tokens import TokenStore
 
 DEFAULT_FIRST_WINDOW = timedelta(days=30)
@@ -47,7 +48,7 @@ class RunBookkeeping:
 
     _cursors: dict[str, Any]
     new_cursors: dict[str, Any]
-    _open: list[dict[str, Any]]
+    _open: Sequence[dict[str, Any]]
     counters: Counter
     checkpointed: dict[str, Any] | None = None
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
@@ -61,8 +62,8 @@ class RunBookkeeping:
     def checkpoint(self) -> None:
         self.checkpointed = copy.deepcopy(self.new_cursors)
 
-    def open_shipments(self) -> list[dict[str, Any]]:
-        return list(self._open)
+    def open_shipments(self) -> Sequence[dict[str, Any]]:
+        return self._open
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -72,7 +73,7 @@ class SourceContext(RunBookkeeping):
     """Implements :class:`shipetl.provider.ExtractContext` over the pipeline config and the warehouse."""
 
     def __init__(self, *, source, provider_cls, options: BaseModel, account_id: str, label: str,
-                 cursors: dict[str, Any], open_shipments: list[dict[str, Any]],
+                 cursors: dict[str, Any], open_shipments: Sequence[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
                  query: Callable[[str, list[Any] | None], list[tuple]] | None = None,
                  stop: threading.Event | None = None) -> None:
@@ -90,7 +91,8 @@ class SourceContext(RunBookkeeping):
         self._cursors = dict(cursors)
         self.new_cursors: dict[str, Any] = {}
         self._kept: set[str] = set()  # time cursors a --since window leaves as committed (warned once each)
-        self._open = open_shipments
+        # Read-only for the provider: a destination's own list is frozen; Snapshots hands out fresh dicts.
+        self._open = open_shipments if isinstance(open_shipments, Snapshots) else tuple(open_shipments)
         self.counters: Counter = Counter()
         self.tokens = tokens
         self._query = query

@@ -16,6 +16,8 @@ from .hookspecs import API_VERSION, hookimpl
 from .runs import INTERRUPTED
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .config import PipelineConfig
     from .runs import SourceRun
     from .transform import TransformResult
@@ -44,7 +46,7 @@ class DuckDBDestination:
         # after a short one it is set aside for the next commit.
         warehouse.record_failure(Path(self.settings.path), run, timeout=min(self.settings.commit_timeout, FAILURE_RECORD_WAIT))
 
-    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
         return warehouse.start_state(Path(self.settings.path), source, provider, account_id, timeout=self.settings.commit_timeout)
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:

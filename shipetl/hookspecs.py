@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from .config import PipelineConfig
     from .provider import Provider
@@ -53,10 +53,11 @@ class Destination(Protocol):
     def record_failure(self, run: SourceRun) -> None:
         """Store the run record of a source that failed; its rows and cursors stay as they were."""
 
-    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
         """What the last commit of one source account left: its cursors (as ``commit`` got them) and its
-        open shipments (the latest ``shipments`` row of each one not final, as a dict of columns).
-        ``({}, [])`` before the first commit. Read before extraction, so a run goes on where the last ended.
+        open shipments (the latest ``shipments`` row of each one not final, as a dict of columns: a list,
+        or any sequence, such as :class:`shipetl.snapshots.Snapshots` over an Arrow table, which keeps a
+        large account's rows out of Python objects). ``({}, [])`` before the first commit. Read before extraction, so a run goes on where the last ended.
         """
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:

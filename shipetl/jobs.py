@@ -31,7 +31,7 @@ class AccountJob:
 
 
 def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *, cursors: dict | None = None,
-                   open_shipments: list | None = None, since: datetime | None = None, until: datetime | None = None,
+                   open_shipments: Sequence[dict] | None = None, since: datetime | None = None, until: datetime | None = None,
                    query=None, stop: threading.Event | None = None) -> SourceContext:
     """The ExtractContext of one account: its committed state (none given: a first run's) and the token store."""
     return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,

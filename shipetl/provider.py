@@ -124,8 +124,10 @@ class ExtractContext(Protocol):
         final order snapshot) after the pages it needs.
         """
 
-    def open_shipments(self) -> list[dict[str, Any]]:
-        """Latest snapshot of this account's shipments that are not final (they need polling)."""
+    def open_shipments(self) -> Sequence[dict[str, Any]]:
+        """Latest snapshot of this account's shipments that are not final (they need polling), one dict of
+        columns each. Read-only; iterate it rather than copy it into a list: an account can hold hundreds of
+        thousands, and each row becomes a dict only as the iteration reaches it."""
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""

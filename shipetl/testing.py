@@ -35,7 +35,7 @@ import contextlib
 import io
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -169,7 +169,7 @@ class ContractContext(RunBookkeeping):
 
     def __init__(self, provider_cls: type[Provider], options: Any, *, base_url: str, transport: httpx.BaseTransport,
                  credentials: Mapping[str, str], since: datetime, until: datetime, tmp: Path,
-                 timezone_name: str | None, open_shipments: list[dict[str, Any]],
+                 timezone_name: str | None, open_shipments: Sequence[dict[str, Any]],
                  cursors: Mapping[str, Any] | None = None, warehouse_path: Path | None = None) -> None:
         self.source_name = self.account_id = provider_cls.name
         self.options, self.since, self.until = options, since, until

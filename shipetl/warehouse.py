@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ from .keys import record_hash_sql
 from .log import get_logger
 from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
+from .snapshots import Snapshots
 from .sqltext import sql_literal
 from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table, staged_unmapped
 
@@ -136,17 +138,18 @@ def _has_schema(con) -> bool:
 
 
 def start_state(path: Path, source: str, provider: str, account_id: str,
-                timeout: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """An account's committed cursors and its open shipments (latest snapshots not final), in one short read."""
+                timeout: float = 60.0) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
+    """An account's committed cursors and its open shipments (latest snapshots not final), in one short read.
+
+    The shipments stay Arrow until the provider iterates them (:class:`~shipetl.snapshots.Snapshots`).
+    """
     with connect(path, read_only=True, timeout=timeout) as con:
         if not _has_schema(con):
             return {}, []
         cursors = state.read(con, source, account_id)
-        rel = con.execute(
-            "SELECT * FROM shipments_latest WHERE provider = ? AND account_id = ? AND NOT is_final", [provider, account_id]
-        )
-        names = [d[0] for d in rel.description]
-        return cursors, [dict(zip(names, row)) for row in rel.fetchall()]
+        rows = con.sql("SELECT * FROM shipments_latest WHERE provider = $provider AND account_id = $account AND NOT is_final",
+                       params={"provider": provider, "account": account_id}).to_arrow_table()
+        return cursors, Snapshots(rows)
 
 
 def query(path: Path, sql: str, params: list[Any] | None = None, timeout: float = 60.0) -> list[tuple]:

@@ -158,8 +158,9 @@ def test_counters_timezone_and_open_shipments() -> None:
     assert ctx.timezone == "Asia/Hong_Kong"
     assert make_ctx(timezone="Europe/London").timezone == "Europe/London"
     shipments = ctx.open_shipments()
-    shipments.append({"shipment_id": "2Z"})
-    assert ctx.open_shipments() == [{"shipment_id": "1Z"}]
+    assert list(shipments) == [{"shipment_id": "1Z"}]
+    with pytest.raises(AttributeError):
+        shipments.append({"shipment_id": "2Z"})  # read-only: what a destination handed in stays as it was
 
 
 def test_secret() -> None:

@@ -173,7 +173,7 @@ class StateProbe(Provider):
     seen: list = []
 
     def extract(self, ctx):
-        self.seen.append((ctx.window("since")[0], ctx.open_shipments(), ctx.query("SELECT 'x' WHERE ? = 1", [1])))
+        self.seen.append((ctx.window("since")[0], list(ctx.open_shipments()), ctx.query("SELECT 'x' WHERE ? = 1", [1])))
         yield from ()
 
 

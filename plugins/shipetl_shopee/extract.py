@@ -187,10 +187,10 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
 def _open_packages(ctx: ExtractContext) -> dict[str, dict[str, Any]]:
     """Packages of earlier runs to poll, by number: those not final, and the final ones whose return leg is not."""
     rows = ctx.open_shipments()
-    packages = [row for row in rows if not row["shipment_id"].endswith(RETURN_LEG)]
-    if len(packages) < len(rows):
-        packages += [dict(zip(STORED_COLUMNS, row)) for row in ctx.query(FINAL_WITH_OPEN_RETURN_SQL, [ctx.account_id])]
-    return {meta["package_number"]: meta for meta in map(stored_meta, packages)}
+    metas = [stored_meta(row) for row in rows if not row["shipment_id"].endswith(RETURN_LEG)]
+    if len(metas) < len(rows):
+        metas += [stored_meta(dict(zip(STORED_COLUMNS, row))) for row in ctx.query(FINAL_WITH_OPEN_RETURN_SQL, [ctx.account_id])]
+    return {meta["package_number"]: meta for meta in metas}
 
 
 def reversed_carrier_code(reply: bytes) -> str | None:
