@@ -1,33 +1,4 @@
-"""The provider contract suite, shipped to plugin authors: the checks every provider must pass.
-
-Subclass :class:`ProviderContract` in your plugin's tests and point it at your plugin module and its
-captured-shape JSON fixtures; pytest then runs every ``test_*`` method of the contract::
-
-    from pathlib import Path
-    import shipetl_dhl
-    from shipetl.testing import ErrorFixture, ProviderContract
-
-    class TestDhlContract(ProviderContract):
-        plugin = shipetl_dhl
-        fixtures = Path(shipetl_dhl.__file__).parent / "fixtures"
-        routes = {"GET /v1/shipments?page=1": "shipments_page_1.json",
-                  "GET /v1/shipments?page=2": "shipments_last_page.json"}
-        errors = {"auth": ErrorFixture(401, "error_401.json"),
-                  "rate_limit": ErrorFixture(429, "error_429.json", {"Retry-After": "1"}),
-                  "bad_input": ErrorFixture(400, "error_400.json")}
-
-The provider's ``extract`` runs against an ``httpx.MockTransport`` that answers each request from the
-fixture named by its route (or against a live loopback server: override :meth:`contract_base_url`);
-its pages go through the real raw zone and the real transform. Checked: the plugin loads through the
-hooks; every request stays under the configured ``base_url``; paging ends; every table has every
-canonical column with its canonical Arrow type; instants are UTC and do not depend on the session time
-zone; statuses are in the vocabulary and raw codes are mapped; ``event_id``s and snapshot hashes are
-stable; a second run, started from the cursors, open shipments and warehouse the first run's commit left,
-adds nothing; every fixture route that answers without an error is requested by one of the two runs;
-rows equal ``expected_<table>.json`` where given; auth, rate-limit and bad-input replies raise
-``AuthError``, ``TransientError`` and ``TerminalError``; no credential reaches logs, stdout, the raw
-zone, rows or error messages.
-"""
+"""The checks themselves: :class:`ProviderContract`, whose ``test_*`` methods pytest runs in a plugin's tests."""
 
 from __future__ import annotations
 
@@ -35,8 +6,7 @@ import contextlib
 import io
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,197 +20,21 @@ import pytest
 import structlog
 import zstandard
 
-from . import redact, statuses, transform, warehouse
-from .context import RunBookkeeping
-from .errors import AuthError, ConfigError, TerminalError, TransientError
-from .httpclient import http_client
-from .log import configure as configure_logging
-from .plugins import registry_from_modules
-from .provider import Page, Provider
-from .rawzone import RawZoneWriter
-from .runs import SourceRun
-from .schema import TABLES
-from .tokens import TokenStore
-
-__all__ = ["ContractContext", "ErrorFixture", "FixtureTransport", "Harvest", "ProviderContract", "Reply", "Rerun"]
+from .. import redact, statuses, transform, warehouse
+from ..errors import AuthError, ConfigError, TerminalError, TransientError
+from ..log import configure as configure_logging
+from ..plugins import registry_from_modules
+from ..provider import Page, Provider
+from ..rawzone import RawZoneWriter
+from ..runs import SourceRun
+from ..schema import TABLES
+from .context import ContractContext, Harvest, Rerun
+from .transport import FixtureTransport, RecordingTransport, Reply, _reply
 
 CONTRACT_BASE_URL = "http://contract.test/base-url-check"
 ERROR_KINDS: dict[str, type[Exception]] = {"auth": AuthError, "rate_limit": TransientError, "bad_input": TerminalError}
-MAX_REQUESTS = 2000  # more than this from fixtures means paging never ends
 # Instants must not move when the DuckDB session zone does; this one is +05:45, so any drift shows.
 FAR_ZONE = "Asia/Kathmandu"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP reply served from a fixture file (``None``: empty body)."""
-
-    status: int = 200
-    file: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-ErrorFixture = Reply  # an error reply: ``ErrorFixture(401, "error_401.json")``
-
-
-def _reply(value: str | Reply) -> Reply:
-    """A route's reply: a fixture file name is a 200 with that body."""
-    return value if isinstance(value, Reply) else Reply(200, value)
-
-
-def _route(key: str) -> tuple[str, str, dict[str, str]]:
-    method, _, target = key.strip().partition(" ")
-    url = httpx.URL(target.strip() or "/")
-    return method.upper(), "/" + url.path.strip("/"), dict(url.params)
-
-
-class FixtureTransport(httpx.MockTransport):
-    """Answers requests under ``base_url`` from fixture files by route, and records every request.
-
-    A route is ``"METHOD /path"`` plus optional query parameters that must match
-    (``"GET /v1/orders?page=2"``); the route naming most parameters wins, and counts the request in
-    ``answered`` under its key. ``reply_all`` answers every request with one reply (error cases). A
-    request outside ``base_url`` or matching no route gets a 404 and is recorded in ``unmatched``.
-    """
-
-    def __init__(self, base_url: str, fixtures: Path, routes: Mapping[str, str | Reply] | None = None,
-                 reply_all: Reply | None = None) -> None:
-        self.base = httpx.URL(base_url.rstrip("/"))
-        self.fixtures = Path(fixtures)
-        self.routes = [(key, _route(key), _reply(value)) for key, value in (routes or {}).items()]
-        self.reply_all = reply_all
-        self.requests: list[httpx.Request] = []
-        self.unmatched: list[str] = []
-        self.answered: Counter[str] = Counter()
-        super().__init__(self._handle)
-
-    def _body(self, reply: Reply) -> bytes:
-        return (self.fixtures / reply.file).read_bytes() if reply.file else b""
-
-    def _respond(self, reply: Reply) -> httpx.Response:
-        headers = {"content-type": "application/json", **reply.headers}
-        return httpx.Response(reply.status, content=self._body(reply), headers=headers)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if len(self.requests) > MAX_REQUESTS:
-            raise RuntimeError(f"more than {MAX_REQUESTS} requests: paging does not end")
-        prefix = self.base.path.rstrip("/")
-        url = request.url
-        if (url.scheme, url.host, url.port) != (self.base.scheme, self.base.host, self.base.port) \
-                or not (url.path == prefix or url.path.startswith(prefix + "/")):
-            self.unmatched.append(f"{request.method} {url} (outside base_url {self.base})")
-            return httpx.Response(404, json={"error": "outside base_url"})
-        if self.reply_all is not None:
-            return self._respond(self.reply_all)
-        path, params = "/" + url.path[len(prefix):].strip("/"), dict(url.params)
-        candidates = [(len(p), key, reply) for key, (m, rp, p), reply in self.routes
-                      if m == request.method and rp == path and all(params.get(k) == v for k, v in p.items())]
-        if not candidates:
-            self.unmatched.append(f"{request.method} {path}?{url.query.decode()} (no fixture route)")
-            return httpx.Response(404, json={"error": "no fixture route"})
-        _, key, reply = max(candidates, key=lambda c: c[0])
-        self.answered[key] += 1
-        return self._respond(reply)
-
-
-class _Recording(httpx.BaseTransport):
-    """Forwards to a real transport (a live loopback server) and records the requests."""
-
-    def __init__(self, base_url: str) -> None:
-        self.inner, self.base = httpx.HTTPTransport(), base_url.rstrip("/")
-        self.requests: list[httpx.Request] = []
-        self.unmatched: list[str] = []
-        self.answered: Counter[str] = Counter()  # stays empty: a live server has no fixture routes
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if not str(request.url).startswith(self.base):
-            self.unmatched.append(f"{request.method} {request.url} (outside base_url {self.base})")
-        return self.inner.handle_request(request)
-
-
-class ContractContext(RunBookkeeping):
-    """An :class:`~shipetl.provider.ExtractContext` for one extract over a given transport.
-
-    A first run unless given what an earlier run's commit left: its ``cursors``, its ``open_shipments``
-    (rows of ``shipments`` not final) and the ``warehouse_path`` that ``query`` reads.
-    """
-
-    def __init__(self, provider_cls: type[Provider], options: Any, *, base_url: str, transport: httpx.BaseTransport,
-                 credentials: Mapping[str, str], since: datetime, until: datetime, tmp: Path,
-                 timezone_name: str | None, open_shipments: Sequence[dict[str, Any]],
-                 cursors: Mapping[str, Any] | None = None, warehouse_path: Path | None = None) -> None:
-        self.source_name = self.account_id = provider_cls.name
-        self.options, self.since, self.until = options, since, until
-        self.timezone = timezone_name or provider_cls.default_timezone
-        self.log = structlog.get_logger(source=provider_cls.name)
-        self.tokens = TokenStore(tmp / "tokens")
-        self.auth_command = f"shipetl auth PIPELINE {provider_cls.name}"
-        self._cursors: dict[str, Any] = dict(cursors or {})
-        self.new_cursors: dict[str, Any] = {}
-        self.counters: Counter = Counter()
-        self._provider, self._base_url, self._transport = provider_cls, base_url, transport
-        self._credentials, self._open = dict(credentials), open_shipments
-        self._warehouse_path = warehouse_path
-
-    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
-        return self.since, self.until
-
-    def http(self, *, rate_limit_key: str | None = None, **overrides: Any):
-        kwargs: dict[str, Any] = {"base_url": self._base_url, "source": self.source_name, "max_retries": 2,
-                                  "sleep": lambda _s: None}
-        kwargs.update(overrides)
-        kwargs["transport"] = self._transport  # the contract's, whatever the plugin passes
-        return http_client(**kwargs)
-
-    def secret(self, name: str) -> str:
-        if name not in self._credentials:
-            raise ConfigError(f"credentials.{name}: missing; list it in {self._provider.__name__}.secrets "
-                              f"or in the contract's credentials")
-        return self._credentials[name]
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        if self._warehouse_path is None:
-            return []  # a first run: nothing committed yet
-        return warehouse.query(self._warehouse_path, sql, params)
-
-
-@dataclass
-class Harvest:
-    """One extract + transform of the fixtures: what the checks look at."""
-
-    provider: type[Provider]
-    requests: list[httpx.Request]
-    unmatched: list[str]
-    answered: Counter[str]  # fixture route -> requests it answered
-    pages: list[Page]
-    cursors: dict[str, Any]  # what the extract set with ``ctx.set_cursor``
-    raw_files: dict[str, list[Path]]
-    raw_dir: Path
-    result: transform.TransformResult
-    tables: dict[str, pa.Table]  # staged rows per table; ``rejects`` always, empty when nothing was rejected
-    output: str  # logs, stdout and stderr of the extract and transform
-    base_url: str
-    run_id: str
-    extracted_at: datetime
-
-
-@dataclass
-class Rerun:
-    """A second run over the same fixtures, started from what the first run's commit left."""
-
-    harvest: Harvest
-    open_shipments: int  # how many the second extract was handed
-    loaded: tuple[dict[str, int], dict[str, int]]  # rows each commit inserted per table, rejects left out
-
-
-def pytest_report_header(config) -> str:
-    """With ``pytest_plugins = ["shipetl.testing"]``, a plugin's test log says what it was checked against."""
-    from . import __version__
-    from .hookspecs import API_VERSION
-
-    return f"shipetl {__version__}, hook API version {API_VERSION}, provider contract suite"
 
 
 def _render(value: Any) -> Any:
@@ -375,7 +169,7 @@ class ProviderContract:
         """One extract of the fixtures (or of the live server at ``live_url``) through the raw zone and the
         transform; ``earlier`` is an earlier run's state, as :class:`ContractContext` takes it."""
         base_url = live_url or CONTRACT_BASE_URL
-        transport = _Recording(base_url) if live_url else FixtureTransport(base_url, cls.fixtures, cls.routes)
+        transport = RecordingTransport(base_url) if live_url else FixtureTransport(base_url, cls.fixtures, cls.routes)
         with _captured_output() as out:
             pages, cursors = cls._extract(provider_cls, secrets, base_url, transport, tmp, **earlier)
             with RawZoneWriter(tmp / "raw", provider_cls.name, provider_cls.name, run_id, started) as raw:
