@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import pytest
 import zstandard
 
 from shipetl import redact
