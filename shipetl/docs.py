@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ShipetlError
 from .schema import TABLES
-from .transform import duckdb_type
+from .canonical_sql import duckdb_type
 
 
 def _tables(name: str | None):

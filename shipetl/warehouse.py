@@ -25,7 +25,8 @@ from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
 from .snapshots import Snapshots
 from .sqltext import sql_literal
-from .transform import COMMON_NAMES, TransformResult, duckdb_type, staged_table, staged_unmapped
+from .canonical_sql import COMMON_NAMES, duckdb_type
+from .transform import TransformResult, staged_table, staged_unmapped
 
 _LOCK = threading.RLock()
 # The file format the warehouse is written in: DuckDB 1.0 and every later release can read it, so analysts'
