@@ -143,13 +143,14 @@ class ProviderContract:
         """The first run committed to a real warehouse, then a second run from the state that commit left."""
         tmp = tmp_path_factory.mktemp("rerun")
         wh, lake, name = tmp / "warehouse.duckdb", tmp / "lake", harvest.provider.name
+        account = cls._account(harvest.provider)
         # The first run's rows again, on a connection of their own: a commit attaches the warehouse to it.
         staged = cls._transform(contract_registry, harvest.provider, harvest.raw_files, harvest.run_id)
         try:
             first_loaded = cls._commit(wh, lake, staged, harvest)
         finally:
             staged.con.close()
-        cursors, open_shipments = warehouse.start_state(wh, name, name, name)  # what `shipetl run` reads
+        cursors, open_shipments = warehouse.start_state(wh, name, name, account)  # what `shipetl run` reads
         with cls._harvesting(contract_registry, harvest.provider, contract_secrets, contract_base_url, tmp,
                              "contract-run-2", cls.until + timedelta(hours=1), cursors=cursors,
                              open_shipments=open_shipments, warehouse_path=wh) as second:
@@ -187,7 +188,7 @@ class ProviderContract:
     @classmethod
     def _extract(cls, provider_cls: type[Provider], secrets: Mapping[str, str], base_url: str,
                  transport: httpx.BaseTransport, tmp: Path, **earlier: Any) -> tuple[list[Page], dict[str, Any]]:
-        """Every account's pages, and the cursors the extract set; a first run unless ``earlier`` says otherwise."""
+        """The account's pages, and the cursors the extract set; a first run unless ``earlier`` says otherwise."""
         for value in secrets.values():
             redact.register_secret(value)  # as config.load does for a real pipeline
         options = provider_cls.options_model.model_validate(dict(cls.options))
@@ -195,15 +196,20 @@ class ProviderContract:
         ctx = ContractContext(provider_cls, options, base_url=base_url, transport=transport, credentials=secrets,
                               since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
                               **state)
-        provider = provider_cls(provider_cls.name, options)
-        accounts = provider.accounts()
+        ctx.account_id = cls._account(provider_cls)
+        return list(provider_cls(provider_cls.name, options).extract(ctx)), ctx.new_cursors
+
+    @classmethod
+    def _account(cls, provider_cls: type[Provider]) -> str:
+        """The one account the class's options give: the extract's, and the one its rows and commits carry."""
+        options = provider_cls.options_model.model_validate(dict(cls.options))
+        accounts = provider_cls(provider_cls.name, options).accounts()
         if len(accounts) != 1:
             # One context holds one account's cursors, open shipments and rows, as `shipetl run` gives each.
             raise ConfigError(f"{cls.__name__}.options give {provider_cls.name} {len(accounts)} accounts "
                               f"({', '.join(map(str, accounts)) or 'none'}); the contract runs exactly one: "
                               "list one (test another in a subclass with its own options)")
-        ctx.account_id = accounts[0]
-        return list(provider.extract(ctx)), ctx.new_cursors
+        return accounts[0]
 
     @classmethod
     def _transform(cls, registry, provider_cls: type[Provider], files, run_id: str, session_zone: str = "UTC",
@@ -211,15 +217,15 @@ class ProviderContract:
         con = transform.connect("256MB", None, registry.statuses)
         con.execute(f"SET TimeZone = '{session_zone}'")
         return transform.transform(con, provider_cls.streams, files, provider=provider_cls.name,
-                                   account_id=provider_cls.name, run_id=run_id,
+                                   account_id=cls._account(provider_cls), run_id=run_id,
                                    extracted_at=extracted_at or cls.until,
                                    timezone=cls.timezone or provider_cls.default_timezone)
 
-    @staticmethod
-    def _commit(wh: Path, lake: Path, staged: transform.TransformResult, harvest: Harvest) -> dict[str, int]:
+    @classmethod
+    def _commit(cls, wh: Path, lake: Path, staged: transform.TransformResult, harvest: Harvest) -> dict[str, int]:
         """Commit a harvest's staged rows and cursors as ``shipetl run`` would; rows inserted per table, no rejects."""
         name = harvest.provider.name
-        run = SourceRun(harvest.run_id, name, name, name, harvest.extracted_at)
+        run = SourceRun(harvest.run_id, name, name, cls._account(harvest.provider), harvest.extracted_at)
         loaded = warehouse.commit(wh, lake, staged, run, harvest.cursors)
         return {table: n for table, n in loaded.items() if table != "rejects"}
 
