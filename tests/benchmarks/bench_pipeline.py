@@ -12,6 +12,9 @@ duplicates, Parquet lake). Prints one JSON line: events (or orders) per second, 
 process, and the seconds of each phase (``fetch_and_map``, ``commit``, and ``lake`` within it); with --peers
 (ShipEngine only) also runs ``peers.py duckdb-native`` on the same file, in its own process, and prints the ratio.
 
+A nightly run commits into a warehouse that already holds months of rows: to measure that, run again with
+the same ``--keep DIR`` and another input (``gen_shipengine.py --seed 7`` makes other parcels).
+
 The Shopee replay yields only ``order_detail`` pages, so it fills ``orders`` and ``order_items``;
 shipments come from the ``tracking`` stream, which --packages adds: one tracking page per package with no
 reply yet (tracking number pending, as a first run sees), carrying the package meta the real extractor
