@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimit
     from .tokens import TokenStore
 
+# What an order's own status can say about its ship-by obligation (Provider.order_states).
+ORDER_STATES = ("cancelled", "cancel_requested", "awaiting_payment")
+
 
 @dataclass(frozen=True)
 class Page:
@@ -150,6 +153,12 @@ class Provider:
     streams: ClassVar[tuple[Stream, ...]] = ()
     secrets: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
+    order_states: ClassVar[Mapping[str, str]] = {}
+    """Order statuses (``orders.status_raw``, any case) that change an order's ship-by obligation, each with
+    one of :data:`ORDER_STATES`: ``cancelled`` (no obligation any more), ``cancel_requested`` (the buyer asked
+    to cancel, the seller has not answered) or ``awaiting_payment`` (none yet; ``paid_at`` is not the test, as
+    a cash-on-delivery order has none until delivery yet must ship on time). Any other status: to be shipped
+    by its ship-by date. The analytics marts read them through ``analytics_order_state(provider, status_raw)``."""
     pii_key_optional: ClassVar[bool] = False
     """True when the only personal data the mappings pass through ``pii()`` is incidental (in extras): a source
     with ``pii: hash`` and no ``credentials.pii_key`` then has it dropped instead of being refused."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import PluginError
-from .provider import Provider
+from .provider import ORDER_STATES, Provider
 from .statuses import StatusTables
 
 
@@ -67,11 +67,19 @@ class Registry:
         name = getattr(provider, "name", None)
         if not name:
             raise PluginError(f"plugin {plugin}: provider class {provider.__name__} has no name")
+        bad = {word: state for word, state in dict(provider.order_states).items() if state not in ORDER_STATES}
+        if bad:
+            raise PluginError(f"plugin {plugin}: provider {name} order_states {bad}: each must be one of "
+                              f"{', '.join(ORDER_STATES)}")
         if name in self.providers and self.provider_plugin[name] != plugin:
             raise PluginError(f"provider {name!r} is registered by both plugin {self.provider_plugin[name]} and plugin {plugin}")
         self.providers[name] = provider
         self.provider_plugin[name] = plugin
         self.plugins[plugin].provides.append(f"provider:{name}")
+
+    def order_states(self) -> dict[str, dict[str, str]]:
+        """Each provider's ``order_states`` (raw order status -> order state), for providers that declare some."""
+        return {name: dict(cls.order_states) for name, cls in sorted(self.providers.items()) if cls.order_states}
 
     def add_status_map(self, plugin: str, namespace: str, table: Mapping[str, str | tuple[str, bool]],
                        override: bool = False) -> None:

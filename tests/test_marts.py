@@ -415,6 +415,17 @@ def test_order_fulfilment_unpaid_order_awaits_payment_not_overdue(cancellations)
     assert rows["COD"]["fulfilment_status"] == "overdue"  # no paid_at is not "unpaid": cash on delivery must ship
 
 
+def test_order_words_are_each_providers_own(cancellations):
+    with warehouse.connect(cancellations, read_only=False) as con:
+        _insert(con, "orders", provider="acme", order_id="A", ship_by_at=T, status="exception", status_raw="Annulee ")
+        _insert(con, "orders", provider="acme", order_id="AC", ship_by_at=T, status="exception", status_raw="CANCELLED")
+    con = duckdb.connect(str(cancellations), read_only=True)
+    marts.install(con, as_of=AS_OF, temporary=True, order_states={"acme": {"ANNULEE": "cancelled"}})
+    rows = {r["order_id"]: r["fulfilment_status"] for r in dicts(con, "SELECT * FROM order_fulfilment")}
+    # acme's own word, in any case; Shopee's words are Shopee's alone (none are given here).
+    assert (rows["A"], rows["AC"], rows["X"], rows["U"]) == ("cancelled", "overdue", "overdue", "overdue")
+
+
 def test_order_fulfilment_cancellation_request_is_not_overdue(cancellations):
     rows = _fulfilment(cancellations)
     assert rows["IC"]["fulfilment_status"] == "cancel_requested"

@@ -111,6 +111,17 @@ def test_hook_register_providers():
     assert "not a shipetl.Provider subclass" in not_a_provider.plugins["bad"].error
 
 
+def test_a_provider_declares_its_order_states_and_a_word_outside_the_vocabulary_is_refused():
+    Declaring = type("Declaring", (ExampleProvider,), {"name": "declaring", "order_states": {"VOID": "cancelled"}})
+    Wrong = type("Wrong", (ExampleProvider,), {"name": "wrong", "order_states": {"VOID": "voided"}})
+    reg = registry(example=shipetl_example, good=plugin("good", register_providers=lambda register: register(Declaring)),
+                   bad=plugin("bad", register_providers=lambda register: register(Wrong)))
+    assert reg.order_states() == {"declaring": {"VOID": "cancelled"}}  # example declares none: left out
+    assert "provider wrong order_states {'VOID': 'voided'}: each must be one of cancelled, cancel_requested, " \
+           "awaiting_payment" in reg.plugins["bad"].error
+    assert plugins.load_registry().order_states()["shopee"]["CANCELLED"] == "cancelled"  # the built-ins declare theirs
+
+
 def test_hook_register_status_maps():
     # "aaa_" sorts first, so the override is registered before the table it refines: it must still win.
     reg = registry(aaa_refine=refine_example("30", "out_for_delivery"), example=shipetl_example)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shipetl import ExtractContext, Page, Provider, RateLimit, Stream
 
-from . import extract, mapping
+from . import extract, mapping, statuses
 
 CanonicalNodeStatus = Literal["info_received", "in_transit", "out_for_delivery", "failed_attempt",
                               "available_for_pickup", "delivered", "exception", "returned"]
@@ -69,6 +69,7 @@ class AliExpressProvider(Provider):
     # would mask matching digits inside timestamps and ids of the raw pages.
     secrets = ("app_secret", "auth_code")
     required_secrets = ("app_secret",)
+    order_states = statuses.ORDER_STATES
     streams = (
         Stream("orders", mapping.ORDER_BODY, mapping.ORDER_MAPPINGS),
         Stream("tracking", mapping.TRACKING_BODY, mapping.TRACKING_MAPPINGS),

@@ -61,6 +61,9 @@ ORDER_STATUSES: dict[str, tuple[str, bool]] = {
     "WAIT_BUYER_ACCEPT_GOODS": ("in_transit", False),
     "IN_CANCEL": ("exception", False),
 }
+# Order statuses that change the ship-by obligation (Provider.order_states, read by the analytics marts).
+ORDER_STATES = {"IN_CANCEL": "cancel_requested", "PLACE_ORDER_SUCCESS": "awaiting_payment",
+                "PAYMENT_PROCESSING": "awaiting_payment"}
 # The order status after which an order is not fetched again (unless one of its parcels is still open).
 FINISHED_ORDER_STATUS = "FINISH"
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shipetl import ExtractContext, Page, Provider, RateLimit, Stream
 
-from . import extract, mapping
+from . import extract, mapping, statuses
 from .client import DEFAULT_TIMEZONE, PAGE_SIZE_MAX, PROVIDER
 
 
@@ -38,6 +38,7 @@ class FuuffyProvider(Provider):
     options_model = FuuffyOptions
     secrets = ("client_id", "client_secret")
     required_secrets = ("client_id", "client_secret")
+    order_states = statuses.ORDER_STATES
     streams = (
         Stream("orders", mapping.BODY, mapping.ORDER_MAPPINGS),
         Stream("tracking", mapping.BODY, mapping.TRACKING_MAPPINGS),

@@ -26,6 +26,8 @@ ORDER_STATUS_CODES: dict[str, tuple[str, bool]] = {
     "COMPLETED": ("delivered", True),
     "CANCELLED": ("exception", True),
 }
+# Order statuses that change the ship-by obligation (Provider.order_states, read by the analytics marts).
+ORDER_STATES = {"CANCELLED": "cancelled"}
 
 # SF Express route opCode -> (canonical status, final). Codes whose meaning nobody has confirmed map to
 # ``unknown`` on purpose (kept raw, not counted as unmapped); a code missing here is counted.

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shipetl import ConfigError, ExtractContext, Page, Provider, RateLimit, Stream, TokenStore, http_client
 
-from . import extract, mapping
+from . import extract, mapping, statuses
 from .client import LIVE_BASE_URL, ShopeeApi
 from .tokens import ShopTokens
 
@@ -53,6 +53,7 @@ class ShopeeProvider(Provider):
     options_model = ShopeeOptions
     secrets = ("partner_key", "auth_code")
     required_secrets = ("partner_key",)
+    order_states = statuses.ORDER_STATES
     streams = (
         Stream("order_list", mapping.ORDER_LIST_BODY),
         Stream("order_detail", mapping.ORDER_DETAIL_BODY, mapping.DETAIL_MAPPINGS),

@@ -61,6 +61,8 @@ ORDER_STATUS: StatusTable = _table({
     ("exception", True): "CANCELLED",
     ("unknown", False): "IN_CANCEL",
 })
+# Order statuses that change the ship-by obligation (Provider.order_states, read by the analytics marts).
+ORDER_STATES = {"CANCELLED": "cancelled", "IN_CANCEL": "cancel_requested", "UNPAID": "awaiting_payment"}
 
 NAMESPACES: dict[str, StatusTable] = {
     "shopee.logistics": LOGISTICS_STATUS,

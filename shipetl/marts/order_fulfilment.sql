@@ -5,7 +5,7 @@
 -- handed_over_at       earliest shipment_timeline.handed_over_at of its parcels (each parcel's first carrier
 --                      scan, else its shipped_at): pending, info_received and exception scans (a cancellation,
 --                      a failed pick-up) never count as the hand-over
--- fulfilment_status    the first rule that holds (order states from analytics_order_state(order_status_raw)):
+-- fulfilment_status    the first rule that holds (order states from analytics_order_state(provider, order_status_raw)):
 --                        cancelled         the order is cancelled, whatever its parcels did: neither on time nor late
 --                        late              handed over after ship_by_at
 --                        on_time           handed over on or before ship_by_at
@@ -28,7 +28,7 @@ WITH handover AS (
            o.created_at, o.paid_at, o.ship_by_at, o.destination_country,
            coalesce(h.shipments, 0) AS shipments,
            h.handed_over_at,
-           analytics_order_state(o.status_raw) AS order_state,
+           analytics_order_state(o.provider, o.status_raw) AS order_state,
            CASE WHEN order_state = 'cancelled' THEN 'cancelled'
                 WHEN h.handed_over_at > o.ship_by_at THEN 'late'
                 WHEN h.handed_over_at IS NOT NULL THEN 'on_time'

@@ -16,5 +16,5 @@ WHERE NOT is_final
   AND NOT (handed_over_at IS NULL AND EXISTS (
       SELECT 1 FROM orders_latest o
       WHERE o.provider = t.provider AND o.account_id = t.account_id AND o.order_id = t.order_id
-        AND analytics_order_state(o.status_raw) = 'cancelled'))
+        AND analytics_order_state(o.provider, o.status_raw) = 'cancelled'))
   AND coalesce(last_event_at, created_at) <= analytics_as_of() - to_days(analytics_stuck_after_days())
