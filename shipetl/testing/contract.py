@@ -29,7 +29,7 @@ from ..rawzone import RawZoneWriter
 from ..runs import SourceRun
 from ..schema import TABLES
 from .context import ContractContext, Harvest, Rerun
-from .transport import FixtureTransport, RecordingTransport, Reply, _reply
+from .transport import FixtureTransport, RecordingTransport, Reply, as_reply
 
 CONTRACT_BASE_URL = "http://contract.test/base-url-check"
 ERROR_KINDS: dict[str, type[Exception]] = {"auth": AuthError, "rate_limit": TransientError, "bad_input": TerminalError}
@@ -332,7 +332,7 @@ class ProviderContract:
         if contract_base_url:
             pytest.skip("a live server answers the requests: no fixture routes")
         answered = harvest.answered + rerun.harvest.answered
-        unused = [key for key, value in self.routes.items() if _reply(value).status < 400 and key not in answered]
+        unused = [key for key, value in self.routes.items() if as_reply(value).status < 400 and key not in answered]
         assert not unused, (f"no request of the first run or the second reached route(s) {unused}: the extract "
                             f"stops early, or the routes are stale")
 

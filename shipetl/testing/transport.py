@@ -24,7 +24,7 @@ class Reply:
 ErrorFixture = Reply  # an error reply: ``ErrorFixture(401, "error_401.json")``
 
 
-def _reply(value: str | Reply) -> Reply:
+def as_reply(value: str | Reply) -> Reply:
     """A route's reply: a fixture file name is a 200 with that body."""
     return value if isinstance(value, Reply) else Reply(200, value)
 
@@ -48,7 +48,7 @@ class FixtureTransport(httpx.MockTransport):
                  reply_all: Reply | None = None) -> None:
         self.base = httpx.URL(base_url.rstrip("/"))
         self.fixtures = Path(fixtures)
-        self.routes = [(key, _route(key), _reply(value)) for key, value in (routes or {}).items()]
+        self.routes = [(key, _route(key), as_reply(value)) for key, value in (routes or {}).items()]
         self.reply_all = reply_all
         self.requests: list[httpx.Request] = []
         self.unmatched: list[str] = []
