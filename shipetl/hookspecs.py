@@ -57,7 +57,8 @@ class Destination(Protocol):
         """What the last commit of one source account left: its cursors (as ``commit`` got them) and its
         open shipments (the latest ``shipments`` row of each one not final, as a dict of columns: a list,
         or any sequence, such as :class:`shipetl.snapshots.Snapshots` over an Arrow table, which keeps a
-        large account's rows out of Python objects). ``({}, [])`` before the first commit. Read before extraction, so a run goes on where the last ended.
+        large account's rows out of Python objects). ``({}, [])`` before the first commit. Read before
+        extraction, so a run goes on where the last ended.
         """
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
