@@ -191,19 +191,23 @@ class ProviderContract:
         """The account's pages, and the cursors the extract set; a first run unless ``earlier`` says otherwise."""
         for value in secrets.values():
             redact.register_secret(value)  # as config.load does for a real pipeline
-        options = provider_cls.options_model.model_validate(dict(cls.options))
+        provider = cls._provider(provider_cls)
         state = {"open_shipments": list(cls.open_shipments), **earlier}
-        ctx = ContractContext(provider_cls, options, base_url=base_url, transport=transport, credentials=secrets,
+        ctx = ContractContext(provider_cls, provider.options, base_url=base_url, transport=transport, credentials=secrets,
                               since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
                               **state)
         ctx.account_id = cls._account(provider_cls)
-        return list(provider_cls(provider_cls.name, options).extract(ctx)), ctx.new_cursors
+        return list(provider.extract(ctx)), ctx.new_cursors
+
+    @classmethod
+    def _provider(cls, provider_cls: type[Provider]) -> Provider:
+        """The provider as a source named after it with the class's ``options`` would have it."""
+        return provider_cls(provider_cls.name, provider_cls.options_model.model_validate(dict(cls.options)))
 
     @classmethod
     def _account(cls, provider_cls: type[Provider]) -> str:
         """The one account the class's options give: the extract's, and the one its rows and commits carry."""
-        options = provider_cls.options_model.model_validate(dict(cls.options))
-        accounts = provider_cls(provider_cls.name, options).accounts()
+        accounts = cls._provider(provider_cls).accounts()
         if len(accounts) != 1:
             # One context holds one account's cursors, open shipments and rows, as `shipetl run` gives each.
             raise ConfigError(f"{cls.__name__}.options give {provider_cls.name} {len(accounts)} accounts "
