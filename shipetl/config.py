@@ -18,6 +18,7 @@ Shape (every mapping rejects unknown keys)::
         rate_limit: {per_second:, per_minute:, per_hour:, burst:, max_in_flight:}
         credentials: {api_key: "${SHIPENGINE_API_KEY}"}   # every value is a secret
         status_map: {tracking_events: {"DP": in_transit}}  # codes no status table knows, by table
+        max_open_polls: null         # open parcels asked again per run at most, in turn; null: all
         options: {}                  # checked later against the provider's own model
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded in every string value (never in keys); as in the shell,
@@ -159,6 +160,8 @@ class SourceConfig(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
     status_map: dict[StatusTable, dict[str, CanonicalStatus]] = Field(default_factory=dict)
     """Raw codes the provider's status tables leave unknown, given a status by hand, per table."""
+    max_open_polls: int | None = Field(None, ge=1)
+    """Records the warehouse holds as open (parcels, orders) asked again per run at most, taken in turn; None: all."""
 
     _unset: tuple[str, ...] = PrivateAttr(default=())  # this source's unset ${VAR}s, one error line each
     _left_out: dict[KeyPath, list[str]] = PrivateAttr(default_factory=dict)  # their keys, each with its ${VAR}s

@@ -5,19 +5,24 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from .errors import ConfigError
 from .httpclient import HttpClient, http_client
+from .polling import take_turn
 from .ratelimit import RateLimit, limiter_for
 from .snapshots import Snapshots
 from .tokens import TokenStore
 
 DEFAULT_FIRST_WINDOW = timedelta(days=30)
+# Where ``due_for_polling`` keeps its place in the round of open records: core's cursor, named apart from a provider's.
+POLL_TURN_CURSOR = "core.poll_turn"
+
+T = TypeVar("T")
 
 
 def as_utc(value: date | datetime) -> datetime:
@@ -43,13 +48,15 @@ def effective_rate_limit(default: RateLimit | None, configured) -> RateLimit:
 class RunBookkeeping:
     """The cursor, polling and counter parts of an ExtractContext, shared by the runner's and the contract's.
 
-    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments) and ``counters``.
+    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments), ``counters`` and ``log``.
     """
 
     _cursors: dict[str, Any]
     new_cursors: dict[str, Any]
     _open: Sequence[dict[str, Any]]
     counters: Counter
+    max_open_polls: int | None = None
+    """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
     checkpointed: dict[str, Any] | None = None
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
 
@@ -64,6 +71,20 @@ class RunBookkeeping:
 
     def open_shipments(self) -> Sequence[dict[str, Any]]:
         return self._open
+
+    def due_for_polling(self, records: Iterable[T], key: Callable[[T], str]) -> list[T]:
+        """The open ``records`` to ask again this run: all of them, or the source's ``max_open_polls`` of them
+        taken in turn (:func:`shipetl.polling.take_turn`), the place reached kept as a cursor for the next run."""
+        records = list(records)
+        if self.max_open_polls is None or len(records) <= self.max_open_polls:
+            return records
+        due, last = take_turn(records, key, self.max_open_polls, self._cursors.get(POLL_TURN_CURSOR))
+        self.set_cursor(POLL_TURN_CURSOR, last)
+        deferred = len(records) - len(due)
+        self.count("open_polls_deferred", deferred)
+        self.log.info("open_polls_deferred", open=len(records), polled=len(due), deferred=deferred,
+                      runs_per_round=-(-len(records) // len(due)))
+        return due
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -84,6 +105,7 @@ class SourceContext(RunBookkeeping):
         self.account_id = account_id
         self.label = label
         self.auth_command = source.auth_command(account_id)
+        self.max_open_polls = source.max_open_polls
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until

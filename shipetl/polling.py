@@ -6,10 +6,15 @@ it, logs it with the fields naming it, and hands it back so the plugin can ask f
 requests fail, or the last ``JUDGE_AFTER`` fail in a row, the API is down, and loading a sliver would hide
 that: the source fails with one line (rule in :func:`looks_down`). Errors the plugin does not turn into a
 ``Skip`` (``AuthError``, ``TerminalError``) fail the source at once.
+
+A source's ``max_open_polls`` caps how many records a run asks again of those the warehouse holds as open:
+:func:`take_turn` picks them in a fixed order that goes round, each run going on where the last stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -129,3 +134,21 @@ class Polls:
                      else f"the last {self.in_a_row} polls in a row")
             raise TransientError(f"{self.api} looks down: {which} still failed after retries, so nothing is "
                                  f"loaded this run; last: {self._last_error}")
+
+
+def turn_rank(key: str) -> str:
+    """A record's place in the polling round: a hash of its key, the same in every process and release."""
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+def take_turn(records: Iterable[T], key: Callable[[T], str], limit: int, after: str | None) -> tuple[list[T], str | None]:
+    """Up to ``limit`` of ``records``, the first ones whose :func:`turn_rank` comes after ``after``, going round
+    past the last; and the rank of the last one taken, to pass as ``after`` next time (None when none is).
+
+    Ranks spread records evenly over the round whatever their keys look like, so runs taking ``limit`` each
+    ask every record once before asking any twice, and a record that joins the set waits one round at most.
+    """
+    ranked = sorted(((turn_rank(key(record)), record) for record in records), key=lambda pair: pair[0])
+    start = bisect_right(ranked, after or "", key=lambda pair: pair[0])
+    taken = (ranked[start:] + ranked[:start])[:limit]
+    return [record for _, record in taken], taken[-1][0] if taken else None

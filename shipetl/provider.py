@@ -7,10 +7,10 @@ UTC conversion, statuses, keys, rejects, loading.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .httpclient import HttpClient
     from .ratelimit import RateLimit
     from .tokens import TokenStore
+
+T = TypeVar("T")
 
 # What an order's own status can say about its ship-by obligation (Provider.order_states).
 ORDER_STATES = ("cancelled", "cancel_requested", "awaiting_payment")
@@ -131,6 +133,13 @@ class ExtractContext(Protocol):
         """Latest snapshot of this account's shipments that are not final (they need polling), one dict of
         columns each. Read-only; iterate it rather than copy it into a list: an account can hold hundreds of
         thousands, and each row becomes a dict only as the iteration reaches it."""
+
+    def due_for_polling(self, records: Iterable[T], key: Callable[[T], str]) -> list[T]:
+        """Which of ``records``, the ones this run would ask again because the warehouse holds them as open, to
+        ask: all of them, unless the source sets ``max_open_polls``; then that many, taken in turn by ``key``
+        (a tracking number, an order number) so that successive runs go round them all, the rest counted as
+        ``open_polls_deferred``. Call it once per run, on the open records alone: parcels new to this run and
+        ones a failed poll left to retry are always asked."""
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""

@@ -103,6 +103,7 @@ def test_minimal_file_gets_defaults(tmp_path) -> None:
                                                    raw=str(data / "raw"), tokens=str(data / "tokens"))
     assert cfg.run.max_parallel_sources == 2
     assert cfg.sources[0].name == "fuuffy" and cfg.sources[0].credentials == {}
+    assert cfg.sources[0].max_open_polls is None
 
 
 def test_env_expansion(tmp_path) -> None:
@@ -230,6 +231,7 @@ def test_wrong_types_all_reported(tmp_path) -> None:
             name: Not Valid
             rate_limit:
               per_minute: -1
+            max_open_polls: 0
         """,
     )
     lines = error_of(path).splitlines()
@@ -240,7 +242,8 @@ def test_wrong_types_all_reported(tmp_path) -> None:
     assert f"{path}:8: sources[0].enabled: expected true or false, got 'maybe'" in lines
     assert any(line.startswith(f"{path}:9: sources[0].name: ") for line in lines)
     assert any(line.startswith(f"{path}:11: sources[0].rate_limit.per_minute: ") for line in lines)
-    assert len(lines) == 7
+    assert any(line.startswith(f"{path}:12: sources[0].max_open_polls: ") for line in lines)
+    assert len(lines) == 8
 
 
 def test_duplicate_source_names(tmp_path) -> None:

@@ -6,10 +6,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from shipetl import ratelimit
 from shipetl.config import RateLimitConfig, SourceConfig
-from shipetl.context import DEFAULT_FIRST_WINDOW, SourceContext, as_utc, effective_rate_limit
+from shipetl.context import DEFAULT_FIRST_WINDOW, POLL_TURN_CURSOR, SourceContext, as_utc, effective_rate_limit
 from shipetl.log import get_logger
 from shipetl.ratelimit import RateLimit
 
@@ -161,6 +162,32 @@ def test_counters_timezone_and_open_shipments() -> None:
     assert list(shipments) == [{"shipment_id": "1Z"}]
     with pytest.raises(AttributeError):
         shipments.append({"shipment_id": "2Z"})  # read-only: what a destination handed in stays as it was
+
+
+def test_open_records_are_all_due_unless_the_source_caps_them() -> None:
+    numbers = [f"1Z{i:04d}" for i in range(25)]
+    ctx = make_ctx()
+    assert ctx.due_for_polling(iter(numbers), key=str) == numbers
+    assert ctx.new_cursors == {} and ctx.counters == {}
+    assert make_ctx(max_open_polls=25).due_for_polling(numbers, key=str) == numbers
+
+
+def test_capped_runs_go_round_the_open_records_from_where_the_last_committed_run_stopped() -> None:
+    numbers = [f"1Z{i:04d}" for i in range(25)]
+    cursors: dict = {}
+    asked: list[str] = []
+    for _ in range(3):
+        ctx = make_ctx(cursors=cursors, max_open_polls=10)
+        with capture_logs() as logs:
+            due = ctx.due_for_polling(numbers, key=str)
+        assert len(due) == 10 and ctx.counters["open_polls_deferred"] == 15
+        assert [e for e in logs if e["event"] == "open_polls_deferred"] == [
+            {"event": "open_polls_deferred", "log_level": "info", "open": 25, "polled": 10, "deferred": 15,
+             "runs_per_round": 3}]
+        asked += due
+        cursors = {**cursors, **ctx.new_cursors}  # what the commit stores
+    assert sorted(asked[:25]) == numbers and asked[25:] == asked[:5]
+    assert set(cursors) == {POLL_TURN_CURSOR}
 
 
 def test_secret() -> None:

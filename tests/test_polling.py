@@ -11,7 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from shipetl import AuthError, Polls, Skip, TransientError
-from shipetl.polling import looks_down
+from shipetl.polling import looks_down, take_turn, turn_rank
 
 
 class Ctx:
@@ -140,3 +140,48 @@ def test_requests_run_at_most_twice_the_concurrency_ahead_of_the_reader() -> Non
     assert [next(results) for _ in range(3)] == [0, 1, 2]
     assert len(started) <= 3 + 2 * 2  # not all 10,000 fetched and held before the reader asks
     results.close()
+
+
+# ------------------------------------------------------------------------------ max_open_polls rounds
+
+
+def test_runs_taking_turns_ask_every_record_once_before_any_twice() -> None:
+    records = [f"1Z{i:06d}" for i in range(103)]
+    after, asked = None, []
+    for _ in range(11):  # ten runs of ten go round once (103 records), the eleventh starts the next round
+        due, after = take_turn(records, str, 10, after)
+        asked.append(due)
+    first_round = [r for due in asked[:10] for r in due] + asked[10][:3]
+    assert sorted(first_round) == records  # each exactly once
+    assert asked[10][3:] == asked[0][:7]  # the second round starts where the first did
+
+
+def test_a_record_joining_the_set_waits_at_most_one_round() -> None:
+    records = [f"order-{i}" for i in range(40)]
+    _, after = take_turn(records, str, 10, None)
+    records.append("order-new")
+    waited = 0
+    while True:
+        waited += 1
+        due, after = take_turn(records, str, 10, after)
+        if "order-new" in due:
+            break
+    assert waited <= 5  # 41 records, 10 a run
+
+
+def test_turns_follow_the_key_not_the_order_records_come_in() -> None:
+    records = [{"tn": f"TN{i}"} for i in range(30)]
+    due, after = take_turn(records, lambda r: r["tn"], 7, None)
+    again, again_after = take_turn(list(reversed(records)), lambda r: r["tn"], 7, None)
+    assert due == again and after == again_after == turn_rank(due[-1]["tn"])
+    assert take_turn([], str, 5, after) == ([], None)
+
+
+def test_a_rank_is_the_same_in_another_process() -> None:
+    import subprocess
+    import sys
+
+    code = "from shipetl.polling import turn_rank; print(turn_rank('1Z999AA10123456784'))"
+    ranks = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                            env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert ranks == {turn_rank("1Z999AA10123456784") + "\n"}
