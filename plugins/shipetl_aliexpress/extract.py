@@ -27,6 +27,7 @@ from .statuses import FINISHED_ORDER_STATUS
 FINISHED_ORDERS_SQL = (
     "SELECT order_id FROM orders_latest WHERE provider = ? AND account_id = ? AND status_raw = ?"
 )
+STORED_ORDERS_SQL = "SELECT DISTINCT order_id FROM orders WHERE provider = ? AND account_id = ?"
 
 
 def ids_from_file(path: Path, column: str | None) -> list[str]:
@@ -59,7 +60,8 @@ def configured_ids(ctx: ExtractContext, options) -> list[str]:
 
 
 def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
-    """Configured ids not yet finished, then the orders of parcels still open."""
+    """Configured ids not yet finished, then the orders of parcels still open; those the warehouse already
+    holds come last, all of them or the source's ``max_open_polls`` taken in turn (``ctx.due_for_polling``)."""
     open_orders = [str(s["order_id"]) for s in ctx.open_shipments() if s.get("order_id")]
     finished = {str(r[0]) for r in ctx.query(FINISHED_ORDERS_SQL, [PROVIDER, ctx.account_id, FINISHED_ORDER_STATUS])}
     finished -= set(open_orders)
@@ -67,7 +69,9 @@ def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
     skipped = sum(1 for i in configured if i in finished)
     if skipped:
         ctx.count("orders_finished_skipped", skipped)
-    return list(dict.fromkeys([i for i in configured if i not in finished] + open_orders))
+    wanted = list(dict.fromkeys([i for i in configured if i not in finished] + open_orders))
+    stored = {str(order_id) for (order_id,) in ctx.query(STORED_ORDERS_SQL, [PROVIDER, ctx.account_id])}
+    return [i for i in wanted if i not in stored] + ctx.due_for_polling([i for i in wanted if i in stored], key=str)
 
 
 def open_placeholders(ctx: ExtractContext) -> dict[str, list[str]]:
@@ -109,8 +113,10 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
     """The order snapshot and the tracking reply of every order to fetch, order by order."""
     client = AliExpressClient(ctx, app_key=options.app_key, language=options.language)
     try:
+        # No cursors of its own: the warehouse itself says which orders are done, whenever a run stops. A run
+        # stopped before its last order keeps the turn of open orders as committed, so none waits a round.
+        ctx.checkpoint()
         ids = ids_to_fetch(ctx, options)
-        ctx.checkpoint()  # no cursors: the warehouse itself says which orders are done, whenever a run stops
         ctx.log.info("orders_to_fetch", count=len(ids))
         if not ids:
             return

@@ -6,7 +6,8 @@ unknown), then asks tracking for
 
 * each listed order that is not final, and each final one with a parcel the warehouse has not seen
   (so a parcel first met already delivered still gets its whole history);
-* each parcel the warehouse holds as not final (``ctx.open_shipments()``).
+* each parcel the warehouse holds as not final (``ctx.open_shipments()``), listed again or not: all of them,
+  or the source's ``max_open_polls`` taken in turn (``ctx.due_for_polling``).
 
 A parcel with a known tracking number is asked by number; an order with none yet, by order id.
 
@@ -134,15 +135,19 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
                  for t in kept if t.get("tracking_number") or t.get("order_id")]
         stored = [PollTarget(row["tracking_number"], row.get("order_id"), stored_meta(row))
                   for row in ctx.open_shipments()]
-        for target in retry + stored:
+        for target in retry:
             targets.setdefault(target.key, target)
-        ctx.log.info("tracking_to_poll", count=len(targets), orders_listed=listed, retried=len(retry))
+        # Parcels the warehouse holds as open, listed again or not, take their turn; the rest are new or retried.
+        open_keys = {t.key for t in stored}
+        backlog = [targets.get(t.key, t) for t in stored]
+        due = [*(t for key, t in targets.items() if key not in open_keys),
+               *ctx.due_for_polling(backlog, key=lambda t: t.key)]
+        ctx.log.info("tracking_to_poll", count=len(due), orders_listed=listed, retried=len(retry))
         polls = Polls(ctx, "Fuuffy tracking", options.poll_concurrency)
         again: list[PollTarget] = []
-        yield from _poll(ctx, client, polls, list(targets.values()), again)
+        yield from _poll(ctx, client, polls, due, again)
         polls.finish()
         # Only targets with no row need remembering: an open parcel is polled again anyway.
-        open_keys = {t.key for t in stored}
         ctx.set_cursor(RETRY_CURSOR, [asdict(t) for t in again if t.key not in open_keys])
     finally:
         client.close()

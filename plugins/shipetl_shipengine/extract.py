@@ -59,7 +59,8 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 def pages(ctx: ExtractContext, options) -> Iterator[Page]:
     """Parcels an earlier run could not poll, then the labels created in the window page by page, each page's
-    new parcels polled before the next page is asked for, then the shipments still open.
+    new parcels polled before the next page is asked for, then the shipments still open (all of them, or the
+    source's ``max_open_polls`` taken in turn: ``ctx.due_for_polling``).
 
     Labels come oldest first, so once a page's parcels are polled every label older than its newest is done:
     the cursor moves there, with a checkpoint (a long backfill stopped by Ctrl-C or SIGTERM goes on from it).
@@ -94,7 +95,8 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
             labels = [label for label in body.get("labels") or [] if label.get("tracking_number")]
             yield from poll([label_meta(label) for label in labels])
             checkpoint(_done_before(body.get("labels") or []))
-        yield from poll([stored_meta(row) for row in open_rows])
+        backlog = [stored_meta(row) for row in open_rows if row["tracking_number"] not in polled]
+        yield from poll(ctx.due_for_polling(backlog, key=lambda meta: meta["tracking_number"]))
         polls.finish()
         checkpoint(until)
     finally:

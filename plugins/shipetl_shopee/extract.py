@@ -177,7 +177,7 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
         previous = set(order_sns)
         checkpoint(datetime.fromtimestamp(time_to, until.tzinfo))
     ctx.log.info("open_packages_to_poll", count=len(open_packages))
-    packages = list(open_packages.values())
+    packages = ctx.due_for_polling(open_packages.values(), key=lambda meta: meta["package_number"])
     open_packages.clear()  # each is polled below, and asked again from again_packages if that fails
     yield from _poll(ctx, api, polls, packages, again_packages)
     polls.finish()

@@ -5,8 +5,9 @@ from shipetl_shopee.sandbox import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE
 SHIPENGINE_KEY = "sandbox_live_key"
 
 
-def shipengine_source(url: str, key: str = SHIPENGINE_KEY, name: str = "se") -> str:
-    """A ShipEngine source against the sandbox at ``url``, fast enough for tests."""
+def shipengine_source(url: str, key: str = SHIPENGINE_KEY, name: str = "se", **keys: object) -> str:
+    """A ShipEngine source against the sandbox at ``url``, fast enough for tests; ``keys``: more source keys."""
+    more = "".join(f"      {key_name}: {value}\n" for key_name, value in keys.items())
     return f"""
     - name: {name}
       provider: shipengine
@@ -15,7 +16,7 @@ def shipengine_source(url: str, key: str = SHIPENGINE_KEY, name: str = "se") -> 
       rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 16}}
       credentials: {{api_key: "{key}"}}
       options: {{poll_concurrency: 16}}
-    """
+{more}    """
 
 
 def shopee_source(url: str, shops, key: str = PARTNER_KEY, auth_code: bool = True) -> str:

@@ -73,6 +73,34 @@ def test_second_run_polls_only_open_shipments_and_picks_up_new_scans(sandbox, ma
     assert loaded_event_keys(tmp_path) == expected_event_keys(later)
 
 
+def polled_in(tmp_path: Path, run_id: str) -> set[str]:
+    """Tracking numbers of the replies one run kept in the raw zone."""
+    numbers = set()
+    for path in (tmp_path / "raw" / "shipengine" / "se").glob(f"*/{run_id}/tracking-*.ndjson.zst"):
+        with zstandard.open(path, "rt") as lines:
+            numbers.update(json.loads(line)["body"]["tracking_number"] for line in lines)
+    return numbers
+
+
+def test_max_open_polls_goes_round_the_open_shipments_over_successive_runs(sandbox, make_pipeline, run_cli, tmp_path):
+    assert run_cli("run", str(make_pipeline(shipengine_source(sandbox)))).returncode == 0
+    open_numbers = {n for (n,) in warehouse_rows(tmp_path, "SELECT tracking_number FROM shipments_latest WHERE NOT is_final")}
+    limit = len(open_numbers) // 2 - 1  # two runs leave a few for the third, which then starts the next round
+    capped = make_pipeline(shipengine_source(sandbox, max_open_polls=limit))
+    polled = []
+    for _ in range(3):
+        result = run_cli("run", str(capped))
+        assert result.returncode == 0, result.stderr[-2000:]
+        run_id, details = warehouse_rows(tmp_path, "SELECT run_id, details FROM runs ORDER BY started_at DESC LIMIT 1")[0]
+        assert json.loads(details)["counters"]["open_polls_deferred"] == len(open_numbers) - limit
+        polled.append(polled_in(tmp_path, run_id))
+        assert len(polled[-1]) == limit and polled[-1] <= open_numbers  # the clock stands still: no new labels
+    first, second, third = polled
+    assert not first & second and open_numbers - first - second <= third
+    assert len(third & first) == limit - len(open_numbers - first - second)
+    assert '"open_polls_deferred"' in result.stderr and loaded_event_keys(tmp_path) == expected_event_keys()
+
+
 def test_backfill_windows_out_of_order_then_a_plain_run_load_everything(sandbox, make_pipeline, run_cli, tmp_path):
     pipeline = make_pipeline(shipengine_source(sandbox))
     for since, until in (("2025-09-01", "2025-10-01"), ("2025-11-01", "2025-12-01")):  # August, October left out

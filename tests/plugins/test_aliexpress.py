@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from shipetl import AuthError, ConfigError, NotFoundError, Page, TerminalError, TokenPair, TokenStore, TransientError, http_client
 from shipetl import transform
+from shipetl.context import RunBookkeeping
 from shipetl.log import get_logger
 from shipetl.rawzone import RawZoneWriter
 from shipetl_aliexpress import client as ae_client
@@ -34,13 +35,15 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-class FakeContext:
-    """Just enough of ExtractContext: HTTP through a transport (mock or loopback), a real TokenStore."""
+class FakeContext(RunBookkeeping):
+    """Just enough of ExtractContext: HTTP through a transport (mock or loopback), a real TokenStore; core's cursors."""
 
     def __init__(self, tmp_path: Path, *, transport: httpx.BaseTransport | None = None, base_url: str = "http://ae.test",
                  secrets: dict[str, str] | None = None, open_shipments: list[dict[str, Any]] | None = None,
-                 rows: dict[str, list[tuple]] | None = None) -> None:
+                 rows: dict[str, list[tuple]] | None = None, cursors: dict[str, Any] | None = None,
+                 max_open_polls: int | None = None) -> None:
         self.source_name, self.account_id = "ae", "seller-1"
+        self._cursors, self.new_cursors, self.max_open_polls = dict(cursors or {}), {}, max_open_polls
         self.tokens = TokenStore(tmp_path / "tokens")
         self.log = get_logger()
         self.counters: Counter[str] = Counter()
@@ -285,6 +288,21 @@ def test_finished_orders_are_skipped_unless_a_parcel_is_still_open(tmp_path: Pat
     ids = extract.ids_to_fetch(ctx, options(order_ids=["8190000000000001", "8190000000000002", "8190000000000003"]))
     assert ids == ["8190000000000002", "8190000000000003", "8190000000000009"]
     assert ctx.counters["orders_finished_skipped"] == 1
+
+
+def test_orders_the_warehouse_holds_open_take_turns_under_max_open_polls_and_new_ones_never_wait(tmp_path: Path) -> None:
+    configured = [f"81900000000000{i:02d}" for i in range(10)]
+    stored = [(i,) for i in configured[:8]]
+    asked: list[str] = []
+    cursors: dict[str, Any] = {}
+    for _ in range(4):
+        ctx = FakeContext(tmp_path, rows={"FROM orders WHERE": stored}, cursors=cursors, max_open_polls=3)
+        ids = extract.ids_to_fetch(ctx, options(order_ids=configured))
+        assert ids[:2] == configured[8:] and len(ids) == 5  # the two never stored, then three in turn
+        assert ctx.counters["open_polls_deferred"] == 5
+        asked += ids[2:]
+        cursors = {**cursors, **ctx.new_cursors}  # what the commit stores
+    assert sorted(asked[:8]) == configured[:8] and asked[8:] == asked[:4]
 
 
 # --- mapping -------------------------------------------------------------------------------------

@@ -377,8 +377,9 @@ def test_scans_sharing_the_newest_second_both_take_the_text_and_an_unconfirmed_s
 class RunCtx(RunBookkeeping):
     """An ExtractContext for a whole extract over a MockTransport, with cursors and open shipments of a prior run."""
 
-    def __init__(self, tmp_path, handler, cursors=None, open_shipments=None) -> None:
+    def __init__(self, tmp_path, handler, cursors=None, open_shipments=None, max_open_polls=None) -> None:
         self.source_name = self.account_id = "fz"
+        self.max_open_polls = max_open_polls
         self.since, self.until, self.timezone = None, datetime(2025, 12, 20, tzinfo=UTC), None
         self.tokens = TokenStore(tmp_path / "tokens")
         self.log = structlog.get_logger()
@@ -458,6 +459,22 @@ def test_an_open_parcel_failing_is_left_to_the_warehouse_not_the_retry_cursor(tm
     ctx = RunCtx(tmp_path, FakeTracking(parcels(3), down={"SF8000000000001": "cut"}), open_shipments=[stored])
     assert len(extracted(ctx)) == 3 and ctx.counters["tracking_poll_failed"] == 1
     assert ctx.new_cursors["tracking_retry"] == []
+
+
+def test_open_parcels_listed_again_or_not_take_turns_and_new_ones_are_always_polled(tmp_path):
+    numbers = parcels(12)
+    stored = [{"tracking_number": n, "order_id": str(9000 + i), "service": None, "extras": None}
+              for i, n in enumerate(numbers[:10])]  # ten parcels open in the warehouse, six of them listed again
+    cursors: dict[str, Any] = {}
+    runs = []
+    for _ in range(2):
+        ctx = RunCtx(tmp_path, FakeTracking(numbers[4:]), cursors=cursors, open_shipments=stored, max_open_polls=5)
+        polled = extracted(ctx)
+        assert set(numbers[10:]) <= set(polled) and len(polled) == 7  # the two new ones, and five open
+        assert ctx.counters["open_polls_deferred"] == 5
+        runs.append(set(polled) - set(numbers[10:]))
+        cursors = {**cursors, **ctx.new_cursors}
+    assert runs[0] | runs[1] == set(numbers[:10])
 
 
 def test_a_courier_failure_is_asked_again_and_never_fails_the_source(tmp_path):

@@ -219,7 +219,8 @@ class Ctx(RunBookkeeping):
     """An ExtractContext over an httpx.MockTransport, with no waiting between retries."""
 
     def __init__(self, transport: httpx.MockTransport, cursors: dict[str, Any] | None = None,
-                 open_shipments: list[dict[str, Any]] | None = None) -> None:
+                 open_shipments: list[dict[str, Any]] | None = None, max_open_polls: int | None = None) -> None:
+        self.max_open_polls = max_open_polls
         self.source_name = self.account_id = "se"
         self.options = ShipEngineOptions(page_size=100, poll_concurrency=4)
         self.timezone, self.since, self.until = None, None, datetime(2025, 12, 20, tzinfo=UTC)
@@ -337,6 +338,31 @@ def test_an_open_shipment_failing_beside_successes_is_not_put_in_the_retry_curso
     assert len([p for p in pages_of(ctx) if p.stream == "tracking"]) == 3
     assert ctx.counters["tracking_poll_failed"] == 1
     assert ctx.new_cursors[extract.RETRY_CURSOR] == []  # it stays open in the warehouse: polled next run anyway
+
+
+def stored_row(number: str) -> dict[str, Any]:
+    """A shipment as the warehouse hands it back open."""
+    return {"tracking_number": number, "carrier_code": "ups", "service": "ups_ground", "created_at": None,
+            "destination_country": "US", "origin_country": "US", "extras": '{"label_id": "se-9"}'}
+
+
+def test_max_open_polls_takes_open_parcels_in_turn_and_never_holds_back_a_new_label() -> None:
+    open_numbers = [f"1ZOPEN{i:04d}" for i in range(12)]
+    new = numbers(3)
+    cursors: dict[str, Any] = {}
+    runs: list[set[str]] = []
+    for _ in range(3):
+        api = Api(new)  # the same three labels each run (a lookback), and twelve parcels still open
+        ctx = Ctx(httpx.MockTransport(api), cursors=cursors, open_shipments=[stored_row(n) for n in open_numbers],
+                  max_open_polls=5)
+        pages_of(ctx)
+        assert all(api.polls[n] == 1 for n in new)
+        runs.append({n for n in api.polls if n in open_numbers})
+        assert len(runs[-1]) == 5 and ctx.counters["open_polls_deferred"] == 7
+        cursors = {**cursors, **ctx.checkpointed}  # what the commit stores
+    first, second, third = runs
+    assert not first & second and len(third - first - second) == 2  # the round: twelve in three runs
+    assert len(third & first) == 3 and not third & second  # and the next begins where the first did
 
 
 def test_most_polls_failing_fails_the_source_with_one_line_and_stops_polling() -> None:

@@ -446,8 +446,9 @@ def test_return_legs_are_never_polled_themselves_but_keep_their_forward_package_
 class RunCtx(RunBookkeeping):
     """An ExtractContext for ``extract.pages`` of one shop, with the cursors and open shipments of a prior run."""
 
-    def __init__(self, cursors=None, open_shipments=None) -> None:
+    def __init__(self, cursors=None, open_shipments=None, max_open_polls=None) -> None:
         self.account_id, self.until = f"shop-{SHOP_ID}", datetime(2025, 12, 20, tzinfo=UTC)
+        self.max_open_polls = max_open_polls
         self.log = structlog.get_logger()
         self.counters: Counter = Counter()
         self._cursors, self.new_cursors, self._open = dict(cursors or {}), {}, open_shipments or []
@@ -541,6 +542,22 @@ def test_an_open_package_failing_is_left_to_the_warehouse_not_the_retry_cursor(t
     pages = shop_pages(tmp_path, FakeShop(order_sns(3), {("info", "OPEN"): "500"}), ctx)
     assert len(tracked(pages)) == 3 and ctx.counters == Counter({"tracking_poll_failed": 1})
     assert ctx.new_cursors[extract.RETRY_CURSOR] == []
+
+
+def test_open_packages_not_listed_again_take_turns_under_max_open_polls(tmp_path):
+    rows = [{"shipment_id": f"P-OPEN{i}", "order_id": f"OPEN{i}", "tracking_number": f"TN-OPEN{i}", "extras": None}
+            for i in range(9)]
+    listed = order_sns(2)
+    cursors: dict[str, Any] = {}
+    runs = []
+    for _ in range(3):
+        ctx = RunCtx(cursors=cursors, open_shipments=rows, max_open_polls=3)
+        polled = tracked(shop_pages(tmp_path, FakeShop(listed), ctx))
+        assert polled[:2] == listed and len(polled) == 5  # the orders updated in the window, then three open
+        assert ctx.counters["open_polls_deferred"] == 6
+        runs.append(set(polled[2:]))
+        cursors = {**cursors, **ctx.new_cursors}
+    assert set.union(*runs) == {row["order_id"] for row in rows} and sum(map(len, runs)) == 9
 
 
 def test_a_failing_order_detail_batch_is_skipped_counted_and_fetched_next_run(tmp_path):
