@@ -99,3 +99,18 @@ def test_schema_command_unknown_table() -> None:
     assert result.exit_code == 2
     assert "parcels" in result.output and "tracking_events" in result.output
     assert "Traceback" not in result.output
+
+
+def test_readme_config_reference_has_every_key_of_the_pipeline_file() -> None:
+    from shipetl.config import PipelineConfig, SourceConfig
+
+    text = README.read_text(encoding="utf-8")
+    documented = {line.split("|")[1].strip().strip("`") for line in text.splitlines() if line.startswith("| `")}
+    keys = {f"sources[].{key}" for key in SourceConfig.model_fields}
+    for name, field in PipelineConfig.model_fields.items():
+        if name == "sources":
+            continue
+        nested = getattr(field.annotation, "model_fields", None)
+        keys |= {f"{name}.{key}" for key in nested} if nested else {name}
+    assert {"warehouse.path", "run.expire_after_days", "destination", "sources[].max_open_polls"} <= keys
+    assert keys - documented == set(), "README.md's configuration table misses these keys"
