@@ -32,7 +32,7 @@ import os
 import shlex
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -50,8 +50,9 @@ from pydantic import (
 
 from . import redact
 from .config_errors import format_errors, kind_of
+from .config_options import validate_options
 from .config_values import (MEMORY_SIZE, BaseUrl, CanonicalStatus, Duration, StartTime, StatusTable, format_duration,
-                            parse_duration, time_zones)
+                            from_folder, parse_duration, time_zones)
 from .errors import ConfigError
 from .redact import MASK
 from .yamlfile import ExpandProblem, KeyPath, expand, locate, parse_yaml
@@ -112,11 +113,6 @@ class WarehouseConfig(_Model):
             **{name: from_folder(folder, given) if given else str(beside / name)
                for name, given in (("lake", self.lake), ("raw", self.raw), ("tokens", self.tokens))},
         })
-
-
-def from_folder(folder: Path, path: str | os.PathLike[str]) -> str:
-    """``path`` as given in a pipeline file in ``folder``: ``~`` expanded, a relative path joined to ``folder``."""
-    return os.path.normpath(Path(folder) / Path(path).expanduser())
 
 
 class RunConfig(_Model):
@@ -270,6 +266,11 @@ class PipelineConfig(_Model):
     def path(self) -> Path:
         return self._path
 
+    @property
+    def lines(self) -> dict[KeyPath, int]:
+        """The file line of each key path, for errors that point at one."""
+        return self._lines
+
     def source(self, name: str) -> SourceConfig:
         """The source called ``name``; ConfigError when there is none."""
         for src in self.sources:
@@ -349,68 +350,6 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     if problems:
         raise ConfigError("\n".join(problems))
     return config
-
-
-def validate_options(pipeline: PipelineConfig, source: SourceConfig, model: type[BaseModel],
-                     provider: type | None = None) -> BaseModel:
-    """Check one source against its provider and return its options as an instance of ``model``.
-
-    Raises ConfigError, one ``file:line: key.path: message`` line per problem, for the source's unset
-    ``${VAR}``s (then nothing else is checked), credential keys the provider does not read, and
-    ``sources[i].options.<key>`` problems. Credentials are checked against ``provider`` (the provider
-    class) when it is given.
-    """
-    if source.unset_variables:
-        raise ConfigError("\n".join(source.unset_variables))
-    index = next((i for i, s in enumerate(pipeline.sources) if s is source), None)
-    if index is None:
-        index = next((i for i, s in enumerate(pipeline.sources) if s.name == source.name), 0)
-    secrets = [v.get_secret_value() for s in pipeline.sources for v in s.credentials.values()]
-    problems = _unknown_credentials(pipeline, source, index, model, provider)
-    try:
-        options = model.model_validate(source.options)
-    except ValidationError as exc:
-        problems.append(
-            format_errors(exc, str(pipeline.path), pipeline._lines, model, ("sources", index, "options"), secrets))
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return _paths_from_folder(options, pipeline.path.parent)
-
-
-def _paths_from_folder(options: BaseModel, folder: Path) -> BaseModel:
-    """``options`` with each option typed as a path taken from ``folder``, as the warehouse paths are."""
-    moved = {name: Path(from_folder(folder, value)) for name in type(options).model_fields
-             if isinstance(value := getattr(options, name), PurePath)}
-    return options.model_copy(update=moved) if moved else options
-
-
-# Credentials core itself reads, whatever the provider: the key of ``pii: hash``.
-CORE_CREDENTIALS = ("pii_key",)
-
-
-def _unknown_credentials(pipeline: PipelineConfig, source: SourceConfig, index: int, model: type[BaseModel],
-                         provider: type | None) -> list[str]:
-    """One error line per credential key the provider never reads, with a did-you-mean hint.
-
-    Known: the provider's ``secrets``, core's ``pii_key``, and the provider's option names (a value a
-    provider takes from options may be given as a credential instead: Shopee ``partner_id``, AliExpress
-    ``app_key``). A provider declaring no ``secrets`` is not checked: it may read undeclared ones.
-    """
-    declared = set(getattr(provider, "secrets", ()))
-    if not declared or not source.credentials:
-        return []
-    known = sorted(declared | set(CORE_CREDENTIALS) | set(getattr(model, "model_fields", {})))
-    shown = str(pipeline.path)
-    out = []
-    for key in source.credentials:
-        if key in known:
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = (f"did you mean {close[0]!r}?" if close
-                else f"provider {source.provider} reads {', '.join(repr(k) for k in known)}")
-        out.append(f"{locate(shown, pipeline._lines, ('sources', index, 'credentials', key))}: "
-                   f"unknown credential; {hint}")
-    return out
 
 
 def _defer_source_problems(data: dict[str, Any], problems: list[ExpandProblem]) -> dict[int, list[ExpandProblem]]:

@@ -1,11 +1,13 @@
 """The value types a pipeline file's fields take (durations, start times, base URLs, memory sizes, time zones,
-status maps), each refusing a wrong value with a message that says what was expected."""
+status maps, paths), each refusing a wrong value with a message that says what was expected."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
@@ -96,3 +98,8 @@ def time_zones() -> frozenset[str]:
 # Tables whose rows carry a canonical status and the provider's raw code, and the canonical statuses.
 StatusTable = Literal[tuple(name for name, t in TABLES.items() if {"status", "status_raw"} <= set(t.column_names))]
 CanonicalStatus = Literal[STATUSES]
+
+
+def from_folder(folder: Path, path: str | os.PathLike[str]) -> str:
+    """``path`` as given in a pipeline file in ``folder``: ``~`` expanded, a relative path joined to ``folder``."""
+    return os.path.normpath(Path(folder) / Path(path).expanduser())
