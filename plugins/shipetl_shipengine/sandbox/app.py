@@ -24,7 +24,8 @@ from starlette.routing import Route
 
 from shipetl.sandbox import SandboxSettings
 
-from .world import DEFAULT_CLOCK, _iso_z, build_world
+from .generate import build_world, iso_z
+from .world import DEFAULT_CLOCK
 
 DEFAULT_API_KEYS = ("TEST_sandbox_key", "sandbox_live_key")
 DEFAULT_RATE_PER_MINUTE = 6000  # the live API allows 200 (test keys 20); high so the demo is quick
@@ -221,7 +222,7 @@ def create_app(settings: SandboxSettings) -> Starlette:
         return Response(status_code=204)
 
     async def get_clock(request: Request) -> Response:
-        return _json({"now": _iso_z(world.clock)})
+        return _json({"now": iso_z(world.clock)})
 
     async def set_clock(request: Request) -> Response:
         try:
@@ -232,7 +233,7 @@ def create_app(settings: SandboxSettings) -> Starlette:
         if now is None:
             return _json({"error": 'body must be {"now": "<ISO 8601 date-time>"}'}, 400)
         world.clock = now.astimezone(UTC)
-        return _json({"now": _iso_z(world.clock)})
+        return _json({"now": iso_z(world.clock)})
 
     def outage_json() -> Response:
         return _json({"all": outage["all"], "tracking_numbers": sorted(outage["tracking_numbers"])})
