@@ -2,7 +2,8 @@
 
 from .app import ShopeeSandbox, create_app
 from .auth import PARTNER_ID, PARTNER_KEY, TEST_AUTH_CODE
-from .world import DEFAULT_CLOCK, SHOPS, World, build_world
+from .generate import build_world
+from .world import DEFAULT_CLOCK, SHOPS, World
 
 __all__ = ["DEFAULT_CLOCK", "PARTNER_ID", "PARTNER_KEY", "SHOPS", "TEST_AUTH_CODE", "ShopeeSandbox", "World",
            "build_world", "create_app"]

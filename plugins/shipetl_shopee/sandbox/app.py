@@ -31,7 +31,8 @@ from starlette.routing import Route
 from shipetl.sandbox import SandboxSettings
 
 from .auth import ACCESS_LIFE_S, Auth, ShopeeError
-from .world import Order, Package, World, build_world
+from .generate import build_world
+from .world import Order, Package, World
 
 MAX_WINDOW_S = 1_296_000
 PAGE_SIZE_MAX = 100
