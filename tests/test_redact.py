@@ -101,6 +101,11 @@ def test_redact_bytes_finds_a_secret_key_after_lookalikes_and_inside_longer_keys
                                                "q": f"u?my_api_key=1&api_key={MASK}"}
 
 
+def test_redact_bytes_finds_a_secret_key_next_to_bytes_that_are_not_utf8():
+    assert redact_bytes(b"\xff\xfeAPI_KEY=abc123&x=1") == b"\xff\xfeAPI_KEY=***&x=1"
+    assert redact_bytes("ค่า\ttoken=abc123".encode()) == "ค่า\ttoken=***".encode()
+
+
 def test_a_secret_written_json_escaped_is_masked_in_pages_and_text():
     secret = 'k3y/with"quote\\and-é'
     register_secret(secret)
