@@ -135,11 +135,11 @@ class ExtractContext(Protocol):
         thousands, and each row becomes a dict only as the iteration reaches it."""
 
     def due_for_polling(self, records: Iterable[T], key: Callable[[T], str]) -> list[T]:
-        """Which of ``records``, the ones this run would ask again because the warehouse holds them as open, to
-        ask: all of them, unless the source sets ``max_open_polls``; then that many, taken in turn by ``key``
-        (a tracking number, an order number) so that successive runs go round them all, the rest counted as
-        ``open_polls_deferred``. Call it once per run, on the open records alone: parcels new to this run and
-        ones a failed poll left to retry are always asked."""
+        """The ones to ask now of ``records``, which this run would ask again because the warehouse holds them
+        as open: all of them, unless the source sets ``max_open_polls``; then that many, taken in turn by
+        ``key`` (a tracking number, an order number) so that successive runs go round them all, the rest
+        counted as ``open_polls_deferred``. Call it once per run, on the open records alone: parcels new to
+        this run and ones a failed poll left to retry are always asked."""
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""
