@@ -139,7 +139,7 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
             targets.setdefault(target.key, target)
         # Parcels the warehouse holds as open, listed again or not, take their turn; the rest are new or retried.
         open_keys = {t.key for t in stored}
-        backlog = [targets.get(t.key, t) for t in stored]
+        backlog = list({t.key: targets.get(t.key, t) for t in stored}.values())
         due = [*(t for key, t in targets.items() if key not in open_keys),
                *ctx.due_for_polling(backlog, key=lambda t: t.key)]
         ctx.log.info("tracking_to_poll", count=len(due), orders_listed=listed, retried=len(retry))
