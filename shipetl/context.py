@@ -57,6 +57,8 @@ class RunBookkeeping:
     counters: Counter
     max_open_polls: int | None = None
     """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
+    expire_after_days: int | None = None
+    """The pipeline's ``run.expire_after_days``, which a round of open polls should stay well inside."""
     checkpointed: dict[str, Any] | None = None
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
 
@@ -82,8 +84,14 @@ class RunBookkeeping:
         self.set_cursor(POLL_TURN_CURSOR, last)
         deferred = len(records) - len(due)
         self.count("open_polls_deferred", deferred)
+        runs_per_round = -(-len(records) // len(due))
         self.log.info("open_polls_deferred", open=len(records), polled=len(due), deferred=deferred,
-                      runs_per_round=-(-len(records) // len(due)))
+                      runs_per_round=runs_per_round)
+        if self.expire_after_days is not None and runs_per_round > self.expire_after_days:
+            self.log.warning("open_polls_round_too_long", open=len(records), max_open_polls=self.max_open_polls,
+                             runs_per_round=runs_per_round, expire_after_days=self.expire_after_days,
+                             hint="at a run a day, a parcel can be expired as silent before it is asked again; "
+                                  "raise the source's max_open_polls")
         return due
 
     def count(self, name: str, n: int = 1) -> None:
@@ -97,7 +105,7 @@ class SourceContext(RunBookkeeping):
                  cursors: dict[str, Any], open_shipments: Sequence[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
                  query: Callable[[str, list[Any] | None], list[tuple]] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, expire_after_days: int | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -105,7 +113,7 @@ class SourceContext(RunBookkeeping):
         self.account_id = account_id
         self.label = label
         self.auth_command = source.auth_command(account_id)
-        self.max_open_polls = source.max_open_polls
+        self.max_open_polls, self.expire_after_days = source.max_open_polls, expire_after_days
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until

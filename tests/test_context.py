@@ -24,11 +24,11 @@ class FakeProvider:
     default_rate_limit = RateLimit(per_second=10, per_minute=300, burst=5, max_in_flight=4)
 
 
-def make_ctx(cursors=None, since=None, until=UNTIL, **source) -> SourceContext:
+def make_ctx(cursors=None, since=None, until=UNTIL, expire_after_days=None, **source) -> SourceContext:
     src = SourceConfig.model_validate({"name": "acme-main", "provider": "acme", **source})
     return SourceContext(source=src, provider_cls=FakeProvider, options=None, account_id="acct-1",
                          label="acme-main/acct-1", cursors=cursors or {}, open_shipments=[{"shipment_id": "1Z"}],
-                         since=since, until=until, log=get_logger())
+                         since=since, until=until, log=get_logger(), expire_after_days=expire_after_days)
 
 
 # ------------------------------------------------------------------------------------ rate limit
@@ -188,6 +188,18 @@ def test_capped_runs_go_round_the_open_records_from_where_the_last_committed_run
         cursors = {**cursors, **ctx.new_cursors}  # what the commit stores
     assert sorted(asked[:25]) == numbers and asked[25:] == asked[:5]
     assert set(cursors) == {POLL_TURN_CURSOR}
+
+
+def test_a_round_longer_than_the_expiry_warns_that_parcels_may_expire_unasked() -> None:
+    numbers = [f"1Z{i:04d}" for i in range(100)]
+    for expire_after_days, warned in ((30, True), (40, False)):  # 34 runs a round
+        ctx = make_ctx(max_open_polls=3, expire_after_days=expire_after_days)
+        with capture_logs() as logs:
+            ctx.due_for_polling(numbers, key=str)
+        warnings = [e for e in logs if e["event"] == "open_polls_round_too_long"]
+        assert bool(warnings) is warned
+        if warned:
+            assert warnings[0]["runs_per_round"] == 34 and "raise the source's max_open_polls" in warnings[0]["hint"]
 
 
 def test_secret() -> None:
