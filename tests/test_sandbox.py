@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from shipetl.sandbox import Faults, SandboxSettings, build_app, running_sandbox
 from shipetl.sandbox.seed import fake_id, rng
@@ -42,9 +42,17 @@ def echo_factory(settings: SandboxSettings) -> Starlette:
 
 
 @pytest.fixture()
-def client() -> TestClient:
-    app = build_app({"echo": echo_factory}, SandboxSettings(port=0))
-    return TestClient(app)
+def client() -> Iterator[httpx.Client]:
+    """A client of a sandbox serving the echo provider on loopback; ``client.echo`` is that provider's app."""
+    made: list[Starlette] = []
+
+    def factory(settings: SandboxSettings) -> Starlette:
+        made.append(echo_factory(settings))
+        return made[-1]
+
+    with running_sandbox({"echo": factory}, SandboxSettings(port=0)) as url, httpx.Client(base_url=url) as http:
+        http.echo = made[0]
+        yield http
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", ""])
@@ -67,7 +75,7 @@ def test_rng_is_stable_and_separated_by_name() -> None:
     assert fake_id(rng(42, "x"), 8) == "95521048"
 
 
-def test_index_lists_mounted_providers(client: TestClient) -> None:
+def test_index_lists_mounted_providers(client: httpx.Client) -> None:
     body = client.get("/").json()
     assert [p["name"] for p in body["providers"]] == ["echo"]
     assert body["providers"][0]["base_url"].endswith("/echo")
@@ -79,7 +87,7 @@ def test_bad_provider_name_is_refused() -> None:
         build_app({"Bad/Name": echo_factory}, SandboxSettings())
 
 
-def test_forced_429_has_retry_after_and_errors_body(client: TestClient) -> None:
+def test_forced_429_has_retry_after_and_errors_body(client: httpx.Client) -> None:
     response = client.get("/echo/items", headers={"X-Sandbox-Fault": "429"})
     assert response.status_code == 429
     assert float(response.headers["Retry-After"]) == 1
@@ -87,13 +95,13 @@ def test_forced_429_has_retry_after_and_errors_body(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("code", [500, 502, 503])
-def test_forced_5xx(client: TestClient, code: int) -> None:
+def test_forced_5xx(client: httpx.Client, code: int) -> None:
     response = client.get("/echo/items", headers={"X-Sandbox-Fault": str(code)})
     assert response.status_code == code
     assert response.json()["errors"][0]["error_type"] == "system"
 
 
-def test_forced_truncate_cuts_the_body_in_half(client: TestClient) -> None:
+def test_forced_truncate_cuts_the_body_in_half(client: httpx.Client) -> None:
     full = client.get("/echo/items").content
     response = client.get("/echo/items", headers={"X-Sandbox-Fault": "truncate"})
     assert response.status_code == 200
@@ -103,31 +111,30 @@ def test_forced_truncate_cuts_the_body_in_half(client: TestClient) -> None:
         json.loads(response.content)
 
 
-def test_forced_latency_delays(client: TestClient) -> None:
+def test_forced_latency_delays(client: httpx.Client) -> None:
     started = time.monotonic()
     assert client.get("/echo/items", headers={"X-Sandbox-Fault": "latency=150"}).status_code == 200
     assert time.monotonic() - started >= 0.15
 
 
-def test_stats_count_injected_faults_and_reset_clears_them(client: TestClient) -> None:
+def test_stats_count_injected_faults_and_reset_clears_them(client: httpx.Client) -> None:
+    before = client.get("/_sandbox/stats").json()["requests"]  # running_sandbox's own GET / until it is up
     for fault in ("429", "503", "503", "truncate", "latency=1,500"):
         client.get("/echo/items", headers={"X-Sandbox-Fault": fault})
     client.get("/echo/items")
     stats = client.get("/_sandbox/stats").json()
-    assert stats["requests"] == 6 and stats["forced"] == 5
+    assert stats["requests"] - before == 6 and stats["forced"] == 5
     assert stats["faults"] == {"429": 1, "500": 1, "502": 0, "503": 2, "truncate": 1, "latency": 1}
     assert client.post("/_sandbox/reset").status_code == 200
     assert client.get("/_sandbox/stats").json()["total_faults"] == 0
-    assert client.app.state.faults.reset_callbacks  # the provider's callback was registered and called
-    mounted = [r.app for r in client.app.routes if getattr(r, "path", "") == "/echo"][0]
-    assert mounted.state.resets == 1
+    assert client.echo.state.resets == 1  # the provider's reset callback was registered and called
 
 
-def test_admin_routes_are_never_faulted(client: TestClient) -> None:
+def test_admin_routes_are_never_faulted(client: httpx.Client) -> None:
     assert client.get("/_sandbox/stats", headers={"X-Sandbox-Fault": "503"}).status_code == 200
 
 
-def test_random_faults_follow_rates_and_repeat_after_reset(client: TestClient) -> None:
+def test_random_faults_follow_rates_and_repeat_after_reset(client: httpx.Client) -> None:
     settings = {"rate_429": 0.3, "rate_5xx": 0.2, "rate_truncate": 0.1, "seed": 7}
     assert client.post("/_sandbox/faults", json=settings).status_code == 200
     assert client.get("/_sandbox/faults").json()["rate_429"] == 0.3
@@ -143,7 +150,7 @@ def test_random_faults_follow_rates_and_repeat_after_reset(client: TestClient) -
     assert statuses() == first
 
 
-def test_bad_faults_body_is_refused(client: TestClient) -> None:
+def test_bad_faults_body_is_refused(client: httpx.Client) -> None:
     assert client.post("/_sandbox/faults", json={"rate_429": 2}).status_code == 400
     assert client.post("/_sandbox/faults", json={"nope": 1}).status_code == 400
     assert Faults.from_dict({"latency_ms": 5}).latency_ms == 5

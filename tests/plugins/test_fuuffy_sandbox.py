@@ -1,35 +1,43 @@
-"""The Fuuffy sandbox: auth, envelopes, limits, paging and a world with the awkward cases providers.md 4 lists."""
+"""The Fuuffy sandbox over loopback HTTP: auth, envelopes, limits, paging, and a world with the awkward cases
+providers.md 4 lists."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import orjson
 import pytest
-from starlette.testclient import TestClient
 
-from shipetl.sandbox import SandboxSettings, build_app
+from shipetl.sandbox import SandboxSettings, running_sandbox
 from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS, FOREIGN_ORDER_IDS, HK, build_world, create_app
 
 CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 
 
-def make_client(**extra) -> TestClient:
-    return TestClient(build_app({"fuuffy": create_app}, SandboxSettings(port=0, extra=extra)))
+@contextmanager
+def sandbox_client(**extra) -> Iterator[httpx.Client]:
+    """A client of a Fuuffy sandbox of its own, served on loopback with the given extra settings."""
+    with running_sandbox({"fuuffy": create_app}, SandboxSettings(port=0, extra=extra)) as url, \
+            httpx.Client(base_url=url) as client:
+        yield client
 
 
-def token(client: TestClient, secret: str = CLIENT_SECRET):
+def token(client: httpx.Client, secret: str = CLIENT_SECRET):
     return client.post("/fuuffy/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
                                                       "client_secret": secret})
 
 
-def auth(client: TestClient) -> dict[str, str]:
+def auth(client: httpx.Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(client).json()['data']['access_token']}", "Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def client() -> TestClient:
-    return make_client()
+def client() -> Iterator[httpx.Client]:
+    with sandbox_client() as shared:
+        yield shared
 
 
 def test_token_is_issued_for_an_hour_and_a_wrong_secret_gets_401021(client):
@@ -43,11 +51,11 @@ def test_token_is_issued_for_an_hour_and_a_wrong_secret_gets_401021(client):
 def test_bad_and_expired_tokens_are_refused(client):
     missing = client.get("/fuuffy/v1/order/list", headers={"Authorization": "Bearer made-up"})
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "401000"
-    own = make_client()
-    headers = auth(own)
-    assert own.get("/fuuffy/v1/order/list", headers=headers).status_code == 200
-    assert own.post("/fuuffy/_tokens/expire").json()["expired"] == 1
-    expired = own.get("/fuuffy/v1/order/list", headers=headers)
+    with sandbox_client() as own:
+        headers = auth(own)
+        assert own.get("/fuuffy/v1/order/list", headers=headers).status_code == 200
+        assert own.post("/fuuffy/_tokens/expire").json()["expired"] == 1
+        expired = own.get("/fuuffy/v1/order/list", headers=headers)
     assert expired.status_code == 401 and expired.json()["error"]["code"] == "invalid_token"
 
 
@@ -86,11 +94,11 @@ def test_order_list_pages_by_hong_kong_creation_date(client):
 
 def test_courier_failures_and_rate_limits_on_request():
     failing = build_world(42).orders[-1]
-    client = make_client(fuuffy_courier_failures=[failing.order_id], fuuffy_rate_per_minute=3)
-    headers = auth(client)
-    down = client.get(f"/fuuffy/v1/tracking/get/{failing.order_id}", headers=headers)
+    with sandbox_client(fuuffy_courier_failures=[failing.order_id], fuuffy_rate_per_minute=3) as client:
+        headers = auth(client)
+        down = client.get(f"/fuuffy/v1/tracking/get/{failing.order_id}", headers=headers)
+        replies = [client.get("/fuuffy/v1/order/list", headers=headers) for _ in range(3)]
     assert down.status_code == 500 and down.json()["error"]["code"] == "500999"
-    replies = [client.get("/fuuffy/v1/order/list", headers=headers) for _ in range(3)]
     assert [r.headers["X-RateLimit-Remaining"] for r in replies[:2]] == ["1", "0"]
     throttled = replies[2]
     assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "rate_limit_exceeded"
