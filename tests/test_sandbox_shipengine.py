@@ -6,6 +6,8 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,29 +24,38 @@ except ImportError:  # running without an installed package
     ROOT = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from starlette.testclient import TestClient
-
-from shipetl.sandbox import SandboxSettings, build_app, running_sandbox
+from shipetl.sandbox import SandboxSettings, running_sandbox
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world, create_app
 
 KEY = {"API-Key": "TEST_sandbox_key"}
 OFFSET = re.compile(r"[+-]\d\d:\d\d$")
 
 
-def make_client(**settings: Any) -> TestClient:
-    return TestClient(build_app({"shipengine": create_app}, SandboxSettings(port=0, **settings)))
+@contextmanager
+def sandbox_client(**settings: Any) -> Iterator[httpx.Client]:
+    """A client of a ShipEngine sandbox of its own on loopback; ``client.world`` is the world it serves."""
+    made = []
+
+    def factory(sandbox_settings: SandboxSettings):
+        made.append(create_app(sandbox_settings))
+        return made[-1]
+
+    with running_sandbox({"shipengine": factory}, SandboxSettings(port=0, **settings)) as url, \
+            httpx.Client(base_url=url) as client:
+        client.world = made[0].state.world
+        yield client
 
 
 @pytest.fixture(scope="module")
-def client() -> TestClient:
+def client() -> Iterator[httpx.Client]:
     """The full-size world, read-only: tests that move the clock or limits make their own."""
-    return make_client()
+    with sandbox_client() as shared:
+        yield shared
 
 
 @pytest.fixture(scope="module")
-def world(client: TestClient):
-    mounted = [r.app for r in client.app.routes if getattr(r, "path", "") == "/shipengine"][0]
-    return mounted.state.world
+def world(client: httpx.Client):
+    return client.world
 
 
 def true_instant(event: dict[str, Any]) -> datetime:
@@ -56,7 +67,7 @@ def true_instant(event: dict[str, Any]) -> datetime:
     return occurred
 
 
-def test_missing_or_bad_key_gives_401_with_errors_body(client: TestClient) -> None:
+def test_missing_or_bad_key_gives_401_with_errors_body(client: httpx.Client) -> None:
     for headers in ({}, {"API-Key": "nope"}):
         response = client.get("/shipengine/v1/labels", headers=headers)
         assert response.status_code == 401
@@ -68,7 +79,7 @@ def test_missing_or_bad_key_gives_401_with_errors_body(client: TestClient) -> No
         }]
 
 
-def test_paging_walks_every_label_exactly_once(client: TestClient, world) -> None:
+def test_paging_walks_every_label_exactly_once(client: httpx.Client, world) -> None:
     url: str | None = "/shipengine/v1/labels?page_size=300&sort_dir=asc"
     seen: list[str] = []
     pages = []
@@ -88,7 +99,7 @@ def test_paging_walks_every_label_exactly_once(client: TestClient, world) -> Non
     assert label["status"] == "completed" and label["ship_to"]["country_code"] == "US"
 
 
-def test_default_page_size_sort_and_window(client: TestClient, world) -> None:
+def test_default_page_size_sort_and_window(client: httpx.Client, world) -> None:
     body = client.get("/shipengine/v1/labels", headers=KEY).json()
     assert len(body["labels"]) == 25
     newest = max(s.created_at for s in world.shipments)
@@ -101,13 +112,13 @@ def test_default_page_size_sort_and_window(client: TestClient, world) -> None:
 
 
 @pytest.mark.parametrize("query", ["page_size=501", "page_size=0", "page=0", "sort_dir=up", "created_at_start=x"])
-def test_bad_list_parameters_give_400_validation(client: TestClient, query: str) -> None:
+def test_bad_list_parameters_give_400_validation(client: httpx.Client, query: str) -> None:
     response = client.get(f"/shipengine/v1/labels?{query}", headers=KEY)
     assert response.status_code == 400
     assert response.json()["errors"][0]["error_type"] == "validation"
 
 
-def test_tracking_by_label_and_by_number(client: TestClient, world) -> None:
+def test_tracking_by_label_and_by_number(client: httpx.Client, world) -> None:
     s = next(s for s in world.shipments if s.label_carrier == "stamps_com" and len(s.events) >= 4)
     by_label = client.get(f"/shipengine/v1/labels/{s.label_id}/track", headers=KEY).json()
     assert by_label["tracking_number"] == s.tracking_number and by_label["carrier_code"] == "usps"
@@ -192,32 +203,32 @@ def test_ground_truth_matches_payloads_under_the_6_1_rule(world) -> None:
 
 
 def test_rate_limit_per_key_and_reset() -> None:
-    client = make_client(scale=0.02, extra={"shipengine_rate_per_minute": 3})
-    for _ in range(3):
+    with sandbox_client(scale=0.02, extra={"shipengine_rate_per_minute": 3}) as client:
+        for _ in range(3):
+            assert client.get("/shipengine/v1/labels", headers=KEY).status_code == 200
+        limited = client.get("/shipengine/v1/labels", headers=KEY)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert limited.json()["errors"][0] | {"message": ""} == {
+            "error_source": "shipengine", "error_type": "system", "error_code": "rate_limit_exceeded", "message": ""}
+        assert client.get("/shipengine/v1/labels", headers={"API-Key": "sandbox_live_key"}).status_code == 200
+        client.post("/_sandbox/reset")
         assert client.get("/shipengine/v1/labels", headers=KEY).status_code == 200
-    limited = client.get("/shipengine/v1/labels", headers=KEY)
-    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
-    assert limited.json()["errors"][0] | {"message": ""} == {
-        "error_source": "shipengine", "error_type": "system", "error_code": "rate_limit_exceeded", "message": ""}
-    assert client.get("/shipengine/v1/labels", headers={"API-Key": "sandbox_live_key"}).status_code == 200
-    client.post("/_sandbox/reset")
-    assert client.get("/shipengine/v1/labels", headers=KEY).status_code == 200
 
 
 def test_clock_reveals_later_events_and_hides_future_labels() -> None:
-    client = make_client(scale=0.1)
-    world = [r.app for r in client.app.routes if getattr(r, "path", "") == "/shipengine"][0].state.world
-    s = next(s for s in world.shipments if s.events and s.events[-1].utc > DEFAULT_CLOCK and not s.events[-1].hidden)
-    path = f"/shipengine/v1/labels/{s.label_id}/track"
-    before = client.get(path, headers=KEY).json()
-    assert client.get("/shipengine/_clock").json()["now"] == "2025-12-20T00:00:00Z"
-    assert client.post("/shipengine/_clock", json={"now": "2026-03-01T00:00:00Z"}).status_code == 200
-    after = client.get(path, headers=KEY).json()
-    assert len(after["events"]) > len(before["events"])
-    assert after["status_code"] == world.expected_shipments()[world.shipments.index(s)]["status_code"]
-    total_later = client.get("/shipengine/v1/labels", headers=KEY).json()["total"]
-    client.post("/shipengine/_clock", json={"now": "2025-10-01T00:00:00Z"})
-    total_early = client.get("/shipengine/v1/labels", headers=KEY).json()["total"]
+    with sandbox_client(scale=0.1) as client:
+        world = client.world
+        s = next(s for s in world.shipments if s.events and s.events[-1].utc > DEFAULT_CLOCK and not s.events[-1].hidden)
+        path = f"/shipengine/v1/labels/{s.label_id}/track"
+        before = client.get(path, headers=KEY).json()
+        assert client.get("/shipengine/_clock").json()["now"] == "2025-12-20T00:00:00Z"
+        assert client.post("/shipengine/_clock", json={"now": "2026-03-01T00:00:00Z"}).status_code == 200
+        after = client.get(path, headers=KEY).json()
+        assert len(after["events"]) > len(before["events"])
+        assert after["status_code"] == world.expected_shipments()[world.shipments.index(s)]["status_code"]
+        total_later = client.get("/shipengine/v1/labels", headers=KEY).json()["total"]
+        client.post("/shipengine/_clock", json={"now": "2025-10-01T00:00:00Z"})
+        total_early = client.get("/shipengine/v1/labels", headers=KEY).json()["total"]
     assert 0 < total_early < total_later == len(world.shipments)
 
 
