@@ -63,6 +63,11 @@ def prune(root: Path, provider: str, account_id: str, before: date) -> int:
     return removed
 
 
+def compressor() -> zstandard.ZstdCompressor:
+    """The raw zone's zstd settings: the fastest level, on every core."""
+    return zstandard.ZstdCompressor(level=1, threads=-1)
+
+
 def _named(exc: OSError, path: Path) -> OSError:
     """``exc``, raised while writing ``path``, with that file's name if it has none (the compressor's full disk)."""
     if exc.filename:
@@ -105,7 +110,7 @@ class RawZoneWriter:
         path = self.dir / f"{safe_name(stream)}-{len(files) + 1:05d}.ndjson.zst"
         files.append(path)
         fh = open(path, "wb")
-        writer = zstandard.ZstdCompressor(level=1, threads=-1).stream_writer(fh)
+        writer = compressor().stream_writer(fh)
         return fh, writer, 0
 
     def _finish(self, stream: str) -> None:
