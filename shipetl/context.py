@@ -13,14 +13,12 @@ from pydantic import BaseModel
 
 from .errors import ConfigError
 from .httpclient import HttpClient, http_client
-from .polling import take_turn
+from .polling import POLL_TURN_CURSOR, PollRound, take_turn
 from .ratelimit import RateLimit, limiter_for
 from .snapshots import Snapshots
 from .tokens import TokenStore
 
 DEFAULT_FIRST_WINDOW = timedelta(days=30)
-# Where ``due_for_polling`` keeps its place in the round of open records: core's cursor, named apart from a provider's.
-POLL_TURN_CURSOR = "core.poll_turn"
 
 T = TypeVar("T")
 
@@ -57,8 +55,6 @@ class RunBookkeeping:
     counters: Counter
     max_open_polls: int | None = None
     """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
-    expire_after_days: int | None = None
-    """The pipeline's ``run.expire_after_days``, which a round of open polls should stay well inside."""
     checkpointed: dict[str, Any] | None = None
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
 
@@ -76,22 +72,22 @@ class RunBookkeeping:
 
     def due_for_polling(self, records: Iterable[T], key: Callable[[T], str]) -> list[T]:
         """The open ``records`` to ask again this run: all of them, or the source's ``max_open_polls`` of them
-        taken in turn (:func:`shipetl.polling.take_turn`), the place reached kept as a cursor for the next run."""
+        taken in turn (:func:`shipetl.polling.take_turn`), the place reached and the turn kept as a cursor for
+        the next run and for expiry (:class:`shipetl.polling.PollRound`)."""
         records = list(records)
-        if self.max_open_polls is None or len(records) <= self.max_open_polls:
+        if self.max_open_polls is None:
             return records
-        due, last = take_turn(records, key, self.max_open_polls, self._cursors.get(POLL_TURN_CURSOR))
-        self.set_cursor(POLL_TURN_CURSOR, last)
+        round_ = PollRound.from_cursor(self._cursors.get(POLL_TURN_CURSOR))
+        now = datetime.now(timezone.utc)
+        if len(records) <= self.max_open_polls:
+            self.set_cursor(POLL_TURN_CURSOR, round_.took(now, None).to_cursor())
+            return records
+        due, last = take_turn(records, key, self.max_open_polls, round_.place)
+        self.set_cursor(POLL_TURN_CURSOR, round_.took(now, last).to_cursor())
         deferred = len(records) - len(due)
         self.count("open_polls_deferred", deferred)
-        runs_per_round = -(-len(records) // len(due))
         self.log.info("open_polls_deferred", open=len(records), polled=len(due), deferred=deferred,
-                      runs_per_round=runs_per_round)
-        if self.expire_after_days is not None and runs_per_round > self.expire_after_days:
-            self.log.warning("open_polls_round_too_long", open=len(records), max_open_polls=self.max_open_polls,
-                             runs_per_round=runs_per_round, expire_after_days=self.expire_after_days,
-                             hint="at a run a day, a parcel can be expired as silent before it is asked again; "
-                                  "raise the source's max_open_polls")
+                      runs_per_round=-(-len(records) // len(due)))
         return due
 
     def count(self, name: str, n: int = 1) -> None:
@@ -105,7 +101,7 @@ class SourceContext(RunBookkeeping):
                  cursors: dict[str, Any], open_shipments: Sequence[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
                  query: Callable[[str, list[Any] | None], list[tuple]] | None = None,
-                 stop: threading.Event | None = None, expire_after_days: int | None = None) -> None:
+                 stop: threading.Event | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -113,7 +109,7 @@ class SourceContext(RunBookkeeping):
         self.account_id = account_id
         self.label = label
         self.auth_command = source.auth_command(account_id)
-        self.max_open_polls, self.expire_after_days = source.max_open_polls, expire_after_days
+        self.max_open_polls = source.max_open_polls
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until

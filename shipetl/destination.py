@@ -7,12 +7,13 @@ same way: the pipeline's ``destination:`` key names it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import warehouse
 from .hookspecs import API_VERSION, hookimpl
+from .polling import POLL_TURN_CURSOR, PollRound
 from .runs import INTERRUPTED
 
 if TYPE_CHECKING:
@@ -35,11 +36,21 @@ class DuckDBDestination:
         self.analytics = pipeline.analytics
 
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
-        # A run stopped early polled only some open shipments: none is judged silent on what it did not ask.
-        expire_before = None if run.status == INTERRUPTED else run.started_at - self.expire_after
         return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
-                                timeout=self.settings.commit_timeout, expire_before=expire_before,
+                                timeout=self.settings.commit_timeout, expire_before=self.expire_before(run, cursors),
                                 analytics=self.analytics)
+
+    def expire_before(self, run: SourceRun, cursors: dict[str, Any]) -> datetime | None:
+        """Open shipments with no news since this instant are silent and get an ``expired`` snapshot (None: none
+        is judged this run). Silence is judged only on what was asked: a run stopped early asked only some open
+        shipments, so none; a run that asked its share of a round (``max_open_polls``) judges as of when the
+        turns that went once round began, and none before they have."""
+        if run.status == INTERRUPTED:
+            return None
+        if POLL_TURN_CURSOR not in cursors:
+            return run.started_at - self.expire_after
+        asked = PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).asked_all_since()
+        return min(asked, run.started_at) - self.expire_after if asked else None
 
     def record_failure(self, run: SourceRun) -> None:
         # A failure record is not worth a second long wait (a busy warehouse may be why the source failed):

@@ -37,8 +37,7 @@ def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *
     return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,
                          label=label, cursors=cursors or {}, open_shipments=open_shipments or [], since=since,
                          until=until or datetime.now(timezone.utc), log=log,
-                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop,
-                         expire_after_days=pipeline.run.expire_after_days)
+                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop)
 
 
 def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str | None]:

@@ -8,7 +8,9 @@ that: the source fails with one line (rule in :func:`looks_down`). Errors the pl
 ``Skip`` (``AuthError``, ``TerminalError``) fail the source at once.
 
 A source's ``max_open_polls`` caps how many records a run asks again of those the warehouse holds as open:
-:func:`take_turn` picks them in a fixed order that goes round, each run going on where the last stopped.
+:func:`take_turn` picks them in a fixed order that goes round, each run going on where the last stopped, and
+:class:`PollRound` remembers the turns since every record was last asked, so expiry judges a parcel's silence
+only on what was asked (:meth:`PollRound.asked_all_since`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +36,13 @@ R = TypeVar("R")
 # Failed requests are judged once this many have finished (a run with fewer is judged on all of them); this
 # many failing in a row is an outage however many succeeded before (an API that died halfway through).
 JUDGE_AFTER = 20
+# Where ``ExtractContext.due_for_polling`` keeps its PollRound: core's cursor, named apart from a provider's.
+POLL_TURN_CURSOR = "core.poll_turn"
+# Turn ranks are 64-bit hashes: the round is this many places long, the last one this.
+ROUND = 1 << 64
+ROUND_END = f"{ROUND - 1:016x}"
+# Turns a PollRound keeps while they do not yet go round once (a cap this small a round takes this many runs).
+MAX_TURNS = 1000
 
 
 def looks_down(failed: int, finished: int, *, all_in: bool = False, in_a_row: int = 0) -> bool:
@@ -143,7 +153,8 @@ def turn_rank(key: str) -> str:
 
 def take_turn(records: Iterable[T], key: Callable[[T], str], limit: int, after: str | None) -> tuple[list[T], str | None]:
     """Up to ``limit`` of ``records``, the first ones whose :func:`turn_rank` comes after ``after``, going round
-    past the last; and the rank of the last one taken, to pass as ``after`` next time (None when none is).
+    past the last; and where the turn stopped, to pass as ``after`` next time: the rank of the last one taken,
+    or the end of the round when no record ranks after it (None when none is taken).
 
     Ranks spread records evenly over the round whatever their keys look like, so runs taking ``limit`` each
     ask every record once before asking any twice, and a record that joins the set waits one round at most.
@@ -151,4 +162,60 @@ def take_turn(records: Iterable[T], key: Callable[[T], str], limit: int, after: 
     ranked = sorted(((turn_rank(key(record)), record) for record in records), key=lambda pair: pair[0])
     start = bisect_right(ranked, after or "", key=lambda pair: pair[0])
     taken = (ranked[start:] + ranked[:start])[:limit]
-    return [record for _, record in taken], taken[-1][0] if taken else None
+    if not taken:
+        return [], None
+    return [record for _, record in taken], ROUND_END if taken[-1][0] == ranked[-1][0] else taken[-1][0]
+
+
+@dataclass
+class PollRound:
+    """Where an account's round of open polls stands, as core's ``core.poll_turn`` cursor keeps it.
+
+    ``place`` is the rank the last turn reached; ``turns`` are the turns since every open record was last asked,
+    oldest first, each ``[when, from, to]``: taken at ``when`` (ISO), it asked every open record ranked after
+    ``from`` up to ``to``, going round (``from`` None: from the start of the round; ``to`` None: all of them).
+    """
+
+    place: str | None = None
+    turns: list[list[str | None]] = field(default_factory=list)
+
+    @classmethod
+    def from_cursor(cls, value) -> PollRound:
+        """The round a stored cursor describes (a bare rank, as stored before turns were kept, has none)."""
+        if isinstance(value, dict):
+            return cls(value.get("place"), [list(turn) for turn in value.get("turns") or []])
+        return cls(value if isinstance(value, str) else None)
+
+    def to_cursor(self) -> dict:
+        return {"place": self.place, "turns": self.turns}
+
+    def took(self, when: datetime, last: str | None) -> PollRound:
+        """This round after a turn taken at ``when`` from ``place`` to ``last`` (None: every open record was asked)."""
+        turns = [*self.turns, [when.isoformat(), self.place, last]]
+        start = _round_start(turns)
+        return PollRound(last or self.place, turns[start:] if start is not None else turns[-MAX_TURNS:])
+
+    def asked_all_since(self) -> datetime | None:
+        """When the turns that go once round began: every record open since then was asked at that time or later
+        (a record that opened later was asked as it opened). None while the kept turns do not go round."""
+        start = _round_start(self.turns)
+        return datetime.fromisoformat(self.turns[start][0]) if start is not None else None
+
+
+def _turn_length(first: str | None, last: str | None) -> int:
+    """Places of the round a turn from ``first`` (exclusive) to ``last`` (inclusive) went over."""
+    if last is None:
+        return ROUND
+    if first is None:
+        return int(last, 16) + 1
+    return (int(last, 16) - int(first, 16)) % ROUND
+
+
+def _round_start(turns: list[list[str | None]]) -> int | None:
+    """Index of the oldest of the newest turns that together go once round; None while all of them do not."""
+    covered = 0
+    for i in range(len(turns) - 1, -1, -1):
+        covered += _turn_length(turns[i][1], turns[i][2])
+        if covered >= ROUND:
+            return i
+    return None

@@ -138,8 +138,9 @@ class ExtractContext(Protocol):
         """The ones to ask now of ``records``, which this run would ask again because the warehouse holds them
         as open: all of them, unless the source sets ``max_open_polls``; then that many, taken in turn by
         ``key`` (a tracking number, an order number) so that successive runs go round them all, the rest
-        counted as ``open_polls_deferred``. Call it once per run, on the open records alone: parcels new to
-        this run and ones a failed poll left to retry are always asked."""
+        counted as ``open_polls_deferred``. Call it once per run, on every open record a poll would update and
+        on those alone: parcels new to this run and ones a failed poll left to retry are always asked. Core
+        expires a silent parcel only once the turns have gone round the records passed."""
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""

@@ -12,6 +12,7 @@ from shipetl import ratelimit
 from shipetl.config import RateLimitConfig, SourceConfig
 from shipetl.context import DEFAULT_FIRST_WINDOW, POLL_TURN_CURSOR, SourceContext, as_utc, effective_rate_limit
 from shipetl.log import get_logger
+from shipetl.polling import PollRound
 from shipetl.ratelimit import RateLimit
 
 UNTIL = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -24,11 +25,11 @@ class FakeProvider:
     default_rate_limit = RateLimit(per_second=10, per_minute=300, burst=5, max_in_flight=4)
 
 
-def make_ctx(cursors=None, since=None, until=UNTIL, expire_after_days=None, **source) -> SourceContext:
+def make_ctx(cursors=None, since=None, until=UNTIL, **source) -> SourceContext:
     src = SourceConfig.model_validate({"name": "acme-main", "provider": "acme", **source})
     return SourceContext(source=src, provider_cls=FakeProvider, options=None, account_id="acct-1",
                          label="acme-main/acct-1", cursors=cursors or {}, open_shipments=[{"shipment_id": "1Z"}],
-                         since=since, until=until, log=get_logger(), expire_after_days=expire_after_days)
+                         since=since, until=until, log=get_logger())
 
 
 # ------------------------------------------------------------------------------------ rate limit
@@ -190,16 +191,23 @@ def test_capped_runs_go_round_the_open_records_from_where_the_last_committed_run
     assert set(cursors) == {POLL_TURN_CURSOR}
 
 
-def test_a_round_longer_than_the_expiry_warns_that_parcels_may_expire_unasked() -> None:
-    numbers = [f"1Z{i:04d}" for i in range(100)]
-    for expire_after_days, warned in ((30, True), (40, False)):  # 34 runs a round
-        ctx = make_ctx(max_open_polls=3, expire_after_days=expire_after_days)
-        with capture_logs() as logs:
-            ctx.due_for_polling(numbers, key=str)
-        warnings = [e for e in logs if e["event"] == "open_polls_round_too_long"]
-        assert bool(warnings) is warned
-        if warned:
-            assert warnings[0]["runs_per_round"] == 34 and "raise the source's max_open_polls" in warnings[0]["hint"]
+def test_the_cursor_keeps_each_turn_until_the_turns_go_round() -> None:
+    numbers = [f"1Z{i:04d}" for i in range(25)]
+    cursors: dict = {}
+    for run in range(1, 5):  # 10 of 25 a run: three runs go round
+        ctx = make_ctx(cursors=cursors, max_open_polls=10)
+        ctx.due_for_polling(numbers, key=str)
+        cursors = {**cursors, **ctx.new_cursors}
+        kept = PollRound.from_cursor(cursors[POLL_TURN_CURSOR])
+        assert (kept.asked_all_since() is None) == (run < 3)
+        assert len(kept.turns) == min(run, 3)
+    assert PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).place == kept.turns[-1][2]
+    # Few enough open records to ask every one: the round is done at once, its place kept.
+    ctx = make_ctx(cursors=cursors, max_open_polls=10)
+    assert ctx.due_for_polling(numbers[:10], key=str) == numbers[:10]
+    after = PollRound.from_cursor(ctx.new_cursors[POLL_TURN_CURSOR])
+    assert after.place == kept.place and len(after.turns) == 1
+    assert after.asked_all_since() == datetime.fromisoformat(after.turns[0][0])
 
 
 def test_secret() -> None:

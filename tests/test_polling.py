@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from shipetl import AuthError, Polls, Skip, TransientError
-from shipetl.polling import looks_down, take_turn, turn_rank
+from shipetl.polling import MAX_TURNS, PollRound, looks_down, take_turn, turn_rank
 
 
 class Ctx:
@@ -183,3 +184,40 @@ def test_a_rank_is_the_same_in_another_process() -> None:
     ranks = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                             env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert ranks == {turn_rank("1Z999AA10123456784") + "\n"}
+
+
+def test_every_record_was_asked_since_the_turns_that_go_once_round_began() -> None:
+    records = [f"1Z{i:06d}" for i in range(103)]
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    round_, last_asked = PollRound(), {}
+    for day in range(25):  # ten records a daily run: eleven runs go round the 103
+        when = start + timedelta(days=day)
+        due, last = take_turn(records, str, 10, round_.place)
+        last_asked.update(dict.fromkeys(due, when))
+        round_ = PollRound.from_cursor(round_.took(when, last).to_cursor())  # as the cursor stores it
+        since = round_.asked_all_since()
+        if day < 10:
+            assert since is None  # not round yet: no record's silence is known
+        else:
+            assert min(last_asked.values()) >= since >= when - timedelta(days=10)
+            assert len(round_.turns) <= 11
+
+
+def test_a_turn_that_asks_every_record_completes_the_round_at_once_and_keeps_the_place() -> None:
+    when = datetime(2026, 3, 5, tzinfo=UTC)
+    round_ = PollRound("7f00000000000000", [["2026-03-01T00:00:00+00:00", None, "3000000000000000"]])
+    done = round_.took(when, None)
+    assert done.place == "7f00000000000000" and done.asked_all_since() == when and len(done.turns) == 1
+
+
+def test_a_bare_rank_from_before_turns_were_kept_is_a_place_with_no_round_yet() -> None:
+    old = PollRound.from_cursor("a1b2c3d4e5f60718")
+    assert old.place == "a1b2c3d4e5f60718" and old.turns == [] and old.asked_all_since() is None
+    assert PollRound.from_cursor(None) == PollRound()
+
+
+def test_turns_that_never_go_round_are_kept_to_a_bound() -> None:
+    round_ = PollRound()
+    for i in range(MAX_TURNS + 50):
+        round_ = round_.took(datetime(2026, 1, 1, tzinfo=UTC), f"{i:016x}")  # one place a turn
+    assert len(round_.turns) == MAX_TURNS and round_.asked_all_since() is None

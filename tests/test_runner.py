@@ -186,6 +186,36 @@ def test_unmapped_counts_only_the_rows_loaded(pipeline, registry) -> None:
     assert query(cfg, "SELECT unmapped FROM runs ORDER BY started_at") == [(1,), (1,)]
 
 
+class TurnProvider(GoodProvider):
+    """Thirty parcels, first seen long ago and silent since; a run asks again those due of the ones still open."""
+
+    name = "turnco"
+
+    def extract(self, ctx) -> Iterator[Page]:
+        parcels = [{"tn": f"T{i:02d}", "code": "IT", "at": "2024-01-01T00:00:00Z"} for i in range(30)]
+        still_open = [row["shipment_id"] for row in ctx.open_shipments()]
+        if still_open:
+            due = set(ctx.due_for_polling(still_open, key=str))
+            parcels = [p for p in parcels if p["tn"] in due]
+        yield Page("parcels", {"items": parcels})
+
+
+def test_a_capped_run_expires_silent_parcels_only_once_its_turns_have_asked_every_one(make_pipeline, registry) -> None:
+    registry.add_provider("fakes", TurnProvider)
+    cfg = config.load(make_pipeline("- {name: turns, provider: turnco, pii: keep, max_open_polls: 10}",
+                                    run={"expire_after_days": 30}))
+    expired, deferred = [], []
+    for _ in range(4):  # the first run sees them all; then ten a run, so three runs go round
+        (run,) = runner.run_pipeline(cfg, registry=registry).sources
+        assert run.ok, run.error
+        expired.append(run.counters.get("expired", 0))
+        deferred.append(run.counters.get("open_polls_deferred", 0))
+    assert deferred == [0, 20, 20, 20]
+    # Runs two and three left parcels unasked, so none is judged silent; run four completes the round.
+    assert expired == [0, 0, 0, 30]
+    assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired' AND is_final") == [(30,)]
+
+
 def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:
     from datetime import UTC, datetime
 

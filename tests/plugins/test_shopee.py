@@ -548,7 +548,7 @@ def test_open_packages_not_listed_again_take_turns_under_max_open_polls(tmp_path
     rows = [{"shipment_id": f"P-OPEN{i}", "order_id": f"OPEN{i}", "tracking_number": f"TN-OPEN{i}", "extras": None}
             for i in range(9)]
     listed = order_sns(2)
-    cursors: dict[str, Any] = {}
+    cursors: dict = {}
     runs = []
     for _ in range(3):
         ctx = RunCtx(cursors=cursors, open_shipments=rows, max_open_polls=3)
