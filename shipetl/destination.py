@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import warehouse
 from .hookspecs import API_VERSION, hookimpl
+from .log import get_logger
 from .polling import POLL_TURN_CURSOR, PollRound
 from .runs import INTERRUPTED
 
@@ -50,7 +51,11 @@ class DuckDBDestination:
         if POLL_TURN_CURSOR not in cursors:
             return run.started_at - self.expire_after
         asked = PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).asked_all_since()
-        return min(asked, run.started_at) - self.expire_after if asked else None
+        if asked is None:
+            get_logger().info("expiry_waits", source=run.label,
+                              reason="the capped polls (max_open_polls) have not yet gone round the open records")
+            return None
+        return min(asked, run.started_at) - self.expire_after
 
     def record_failure(self, run: SourceRun) -> None:
         # A failure record is not worth a second long wait (a busy warehouse may be why the source failed):

@@ -204,13 +204,15 @@ def test_a_capped_run_expires_silent_parcels_only_once_its_turns_have_asked_ever
     registry.add_provider("fakes", TurnProvider)
     cfg = config.load(make_pipeline("- {name: turns, provider: turnco, pii: keep, max_open_polls: 10}",
                                     run={"expire_after_days": 30}))
-    expired, deferred = [], []
+    expired, deferred, waits = [], [], []
     for _ in range(4):  # the first run sees them all; then ten a run, so three runs go round
-        (run,) = runner.run_pipeline(cfg, registry=registry).sources
+        with capture_logs() as logs:
+            (run,) = runner.run_pipeline(cfg, registry=registry).sources
         assert run.ok, run.error
         expired.append(run.counters.get("expired", 0))
         deferred.append(run.counters.get("open_polls_deferred", 0))
-    assert deferred == [0, 20, 20, 20]
+        waits.append(sum(e["event"] == "expiry_waits" for e in logs))
+    assert deferred == [0, 20, 20, 20] and waits == [0, 1, 1, 0]
     # Runs two and three left parcels unasked, so none is judged silent; run four completes the round.
     assert expired == [0, 0, 0, 30]
     assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired' AND is_final") == [(30,)]
