@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/shipetl demo pipelines/demo.yaml
 
-## make test: the whole test suite (unit, plugin contracts, end to end over loopback)
+## make test: the whole test suite (unit, plugin contracts, end to end over loopback), on two workers
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 ## make bench: pipeline throughput against DuckDB's own JSON reader on the same data
 bench: $(STAMP)

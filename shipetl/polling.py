@@ -41,7 +41,7 @@ POLL_TURN_CURSOR = "core.poll_turn"
 # Turn ranks are 64-bit hashes: the round is this many places long, the last one this.
 ROUND = 1 << 64
 ROUND_END = f"{ROUND - 1:016x}"
-# Turns a PollRound keeps while they do not yet go round once (a cap this small a round takes this many runs).
+# Turns a PollRound keeps while they do not yet go round once: enough for a round a thousand runs long.
 MAX_TURNS = 1000
 
 
@@ -187,6 +187,7 @@ class PollRound:
         return cls(value if isinstance(value, str) else None)
 
     def to_cursor(self) -> dict:
+        """The value the ``core.poll_turn`` cursor stores (JSON)."""
         return {"place": self.place, "turns": self.turns}
 
     def took(self, when: datetime, last: str | None) -> PollRound:
