@@ -192,7 +192,7 @@ class PollRound:
 
     def took(self, when: datetime, last: str | None) -> PollRound:
         """This round after a turn taken at ``when`` from ``place`` to ``last`` (None: every open record was asked)."""
-        turns = [*self.turns, [when.isoformat(), self.place, last]]
+        turns = [*self.turns, [when.replace(microsecond=0).isoformat(), self.place, last]]  # down: still a bound
         start = _round_start(turns)
         return PollRound(last or self.place, turns[start:] if start is not None else turns[-MAX_TURNS:])
 
