@@ -177,7 +177,10 @@ def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency:
         previous = set(order_sns)
         checkpoint(datetime.fromtimestamp(time_to, until.tzinfo))
     ctx.log.info("open_packages_to_poll", count=len(open_packages))
-    packages = ctx.due_for_polling(open_packages.values(), key=lambda meta: meta["package_number"])
+    # Packages left to retry have no row to be polled again from: they are always asked. Open ones take turns.
+    retries = [meta for number, meta in open_packages.items() if number not in with_rows]
+    stored = [meta for number, meta in open_packages.items() if number in with_rows]
+    packages = [*retries, *ctx.due_for_polling(stored, key=lambda meta: meta["package_number"])]
     open_packages.clear()  # each is polled below, and asked again from again_packages if that fails
     yield from _poll(ctx, api, polls, packages, again_packages)
     polls.finish()

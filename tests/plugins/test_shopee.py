@@ -560,6 +560,21 @@ def test_open_packages_not_listed_again_take_turns_under_max_open_polls(tmp_path
     assert set.union(*runs) == {row["order_id"] for row in rows} and sum(map(len, runs)) == 9
 
 
+def test_packages_left_to_retry_are_always_polled_and_never_dropped_under_max_open_polls(tmp_path):
+    sns = order_sns(4)
+    failed = RunCtx()
+    shop_pages(tmp_path, FakeShop(sns, {("tracking", sns[1]): "500", ("tracking", sns[2]): "500"}), failed)
+    retry = failed.new_cursors[extract.RETRY_CURSOR]
+    assert [m["order_sn"] for m in retry] == sns[1:3]
+    rows = [{"shipment_id": f"P-OPEN{i}", "order_id": f"OPEN{i}", "tracking_number": f"TN-OPEN{i}", "extras": None}
+            for i in range(5)]
+    # Next run: neither order listed again, five open packages in the warehouse, one poll of them allowed.
+    ctx = RunCtx(cursors={extract.RETRY_CURSOR: retry}, open_shipments=rows, max_open_polls=1)
+    polled = tracked(shop_pages(tmp_path, FakeShop([]), ctx))
+    assert sorted(polled[:2]) == sns[1:3] and len(polled) == 3  # both retries, then one open package's turn
+    assert ctx.counters["open_polls_deferred"] == 4 and ctx.new_cursors[extract.RETRY_CURSOR] == []
+
+
 def test_a_failing_order_detail_batch_is_skipped_counted_and_fetched_next_run(tmp_path):
     sns = order_sns(60)  # two batches: 50 and 10
     ctx = RunCtx()
