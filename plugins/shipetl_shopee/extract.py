@@ -111,8 +111,9 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 def pages(ctx: ExtractContext, api: ShopeeApi, page_size: int, poll_concurrency: int) -> Iterator[Page]:
     """Every page of one shop for the window: first the orders an earlier run could not fetch, then per time slice
-    its order lists, then per batch of 50 the order details and at once the tracking of their packages; last, open
-    packages of earlier runs not seen again.
+    its order lists, then per batch of 50 the order details and at once the tracking of their packages; last, the
+    packages an earlier run could not poll, and open packages of earlier runs not seen again (all of them, or the
+    source's ``max_open_polls`` taken in turn).
 
     Working slice by slice and batch by batch keeps memory bounded by one slice's order numbers, not by
     the whole window (a backfill of a year can hold millions of orders).
