@@ -57,6 +57,8 @@ class RunBookkeeping:
     """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
     checkpointed: dict[str, Any] | None = None
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
+    started_at: datetime | None = None
+    """When the run started, before any of its requests: the time a turn of open polls is kept with (None: now)."""
 
     def cursor(self, key: str, default: Any = None) -> Any:
         return self.new_cursors.get(key, self._cursors.get(key, default))
@@ -78,12 +80,13 @@ class RunBookkeeping:
         if self.max_open_polls is None:
             return records
         round_ = PollRound.from_cursor(self._cursors.get(POLL_TURN_CURSOR))
-        now = datetime.now(timezone.utc)
+        # Dated by the run's start: parcels new to this run were asked before this call, yet after that.
+        when = self.started_at or datetime.now(timezone.utc)
         if len(records) <= self.max_open_polls:
-            self.set_cursor(POLL_TURN_CURSOR, round_.took(now, None).to_cursor())
+            self.set_cursor(POLL_TURN_CURSOR, round_.took(when, None).to_cursor())
             return records
         due, last = take_turn(records, key, self.max_open_polls, round_.place)
-        self.set_cursor(POLL_TURN_CURSOR, round_.took(now, last).to_cursor())
+        self.set_cursor(POLL_TURN_CURSOR, round_.took(when, last).to_cursor())
         deferred = len(records) - len(due)
         self.count("open_polls_deferred", deferred)
         self.log.info("open_polls_deferred", open=len(records), polled=len(due), deferred=deferred,
@@ -101,7 +104,7 @@ class SourceContext(RunBookkeeping):
                  cursors: dict[str, Any], open_shipments: Sequence[dict[str, Any]],
                  since: datetime | None, until: datetime, log: Any, tokens: TokenStore | None = None,
                  query: Callable[[str, list[Any] | None], list[tuple]] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, started_at: datetime | None = None) -> None:
         self.source_name = source.name
         self._source = source
         self._provider = provider_cls
@@ -109,7 +112,7 @@ class SourceContext(RunBookkeeping):
         self.account_id = account_id
         self.label = label
         self.auth_command = source.auth_command(account_id)
-        self.max_open_polls = source.max_open_polls
+        self.max_open_polls, self.started_at = source.max_open_polls, started_at
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until

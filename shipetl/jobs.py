@@ -32,12 +32,13 @@ class AccountJob:
 
 def source_context(pipeline: PipelineConfig, job: AccountJob, label: str, log, *, cursors: dict | None = None,
                    open_shipments: Sequence[dict] | None = None, since: datetime | None = None, until: datetime | None = None,
-                   query=None, stop: threading.Event | None = None) -> SourceContext:
+                   query=None, stop: threading.Event | None = None, started_at: datetime | None = None) -> SourceContext:
     """The ExtractContext of one account: its committed state (none given: a first run's) and the token store."""
     return SourceContext(source=job.source, provider_cls=job.provider_cls, options=job.options, account_id=job.account_id,
                          label=label, cursors=cursors or {}, open_shipments=open_shipments or [], since=since,
                          until=until or datetime.now(timezone.utc), log=log,
-                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop)
+                         tokens=TokenStore(Path(pipeline.warehouse.tokens)), query=query, stop=stop,
+                         started_at=started_at)
 
 
 def pii_settings(src: config_mod.SourceConfig, provider_cls) -> tuple[str, str | None]:

@@ -200,7 +200,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     try:
         cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
-                             since=since, until=until, query=destination.query, stop=stop)
+                             since=since, until=until, query=destination.query, stop=stop, started_at=run.started_at)
         log.info("source_started", open_shipments=len(open_shipments))
         pii, pii_key = pii_settings(src, provider_cls)
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=pii, pii_key=pii_key)

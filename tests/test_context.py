@@ -25,11 +25,11 @@ class FakeProvider:
     default_rate_limit = RateLimit(per_second=10, per_minute=300, burst=5, max_in_flight=4)
 
 
-def make_ctx(cursors=None, since=None, until=UNTIL, **source) -> SourceContext:
+def make_ctx(cursors=None, since=None, until=UNTIL, started_at=None, **source) -> SourceContext:
     src = SourceConfig.model_validate({"name": "acme-main", "provider": "acme", **source})
     return SourceContext(source=src, provider_cls=FakeProvider, options=None, account_id="acct-1",
                          label="acme-main/acct-1", cursors=cursors or {}, open_shipments=[{"shipment_id": "1Z"}],
-                         since=since, until=until, log=get_logger())
+                         since=since, until=until, log=get_logger(), started_at=started_at)
 
 
 # ------------------------------------------------------------------------------------ rate limit
@@ -208,6 +208,15 @@ def test_the_cursor_keeps_each_turn_until_the_turns_go_round() -> None:
     after = PollRound.from_cursor(ctx.new_cursors[POLL_TURN_CURSOR])
     assert after.place == kept.place and len(after.turns) == 1
     assert after.asked_all_since() == datetime.fromisoformat(after.turns[0][0])
+
+
+def test_a_turn_is_dated_by_the_start_of_its_run() -> None:
+    started = datetime(2026, 3, 1, 2, 0, 0, 750_000, tzinfo=UTC)
+    for records in ([f"1Z{i:04d}" for i in range(25)], ["1Z0001"]):  # a turn of some, a turn of all
+        ctx = make_ctx(max_open_polls=10, started_at=started)
+        ctx.due_for_polling(records, key=str)
+        (turn,) = PollRound.from_cursor(ctx.new_cursors[POLL_TURN_CURSOR]).turns
+        assert datetime.fromisoformat(turn[0]) == started.replace(microsecond=0)
 
 
 def test_secret() -> None:
