@@ -80,7 +80,7 @@ class RunBookkeeping:
         if self.max_open_polls is None:
             return records
         round_ = PollRound.from_cursor(self._cursors.get(POLL_TURN_CURSOR))
-        # Dated by the run's start: parcels new to this run were asked before this call, yet after that.
+        # Dated by the run's start, not now: this run's new parcels were asked before this call, after its start.
         when = self.started_at or datetime.now(timezone.utc)
         if len(records) <= self.max_open_polls:
             self.set_cursor(POLL_TURN_CURSOR, round_.took(when, None).to_cursor())
