@@ -46,13 +46,16 @@ def effective_rate_limit(default: RateLimit | None, configured) -> RateLimit:
 class RunBookkeeping:
     """The cursor, polling and counter parts of an ExtractContext, shared by the runner's and the contract's.
 
-    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments), ``counters`` and ``log``.
+    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments), ``counters``, ``unheard``
+    and ``log``.
     """
 
     _cursors: dict[str, Any]
     new_cursors: dict[str, Any]
     _open: Sequence[dict[str, Any]]
     counters: Counter
+    unheard: set[str]
+    """Shipments whose poll failed this run (:meth:`mark_unheard`): the run's commit expires none of them."""
     max_open_polls: int | None = None
     """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
     checkpointed: dict[str, Any] | None = None
@@ -93,6 +96,9 @@ class RunBookkeeping:
                       runs_per_round=-(-len(records) // len(due)))
         return due
 
+    def mark_unheard(self, shipment_ids: Iterable[str]) -> None:
+        self.unheard.update(shipment_ids)
+
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
@@ -123,6 +129,7 @@ class SourceContext(RunBookkeeping):
         # Read-only for the provider: a destination's own list is frozen; Snapshots hands out fresh dicts.
         self._open = open_shipments if isinstance(open_shipments, Snapshots) else tuple(open_shipments)
         self.counters: Counter = Counter()
+        self.unheard: set[str] = set()
         self.tokens = tokens
         self._query = query
         self._stop = stop  # the run's: set, it ends the waits of this source's HTTP clients

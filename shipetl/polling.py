@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,12 +68,15 @@ class Skip:
 
     ``counter`` is what it is counted and logged as, ``record`` the log fields naming it. ``outage=False`` marks a
     failure on the far side of the API (a carrier's), which is counted but never makes the API look down.
+    ``shipment_ids`` are the shipments (``shipment_id`` as the mappings write it) the failed request would have
+    brought news of: none of them is expired by this run (``ExtractContext.mark_unheard``).
     """
 
     counter: str
     error: Exception
     record: Mapping[str, Any]
     outage: bool = True
+    shipment_ids: Sequence[str] = ()
 
 
 class Polls:
@@ -124,6 +127,8 @@ class Polls:
         error = (str(skip.error).splitlines() or [type(skip.error).__name__])[0]
         self.finished += 1
         self.ctx.count(skip.counter, records)
+        if skip.shipment_ids:
+            self.ctx.mark_unheard(skip.shipment_ids)
         self.ctx.log.warning(skip.counter, **skip.record, error=error, action="skipped; asked again next run")
         if skip.outage:
             self.failed += 1

@@ -142,6 +142,11 @@ class ExtractContext(Protocol):
         on those alone: parcels new to this run and ones a failed poll left to retry are always asked. Core
         expires a silent parcel only once the turns have gone round the records passed."""
 
+    def mark_unheard(self, shipment_ids: Iterable[str]) -> None:
+        """Shipments this run asked about and got no answer for (their poll failed): their news since the last
+        run is unknown, so this run expires none of them however long they have been silent.
+        :class:`~shipetl.polling.Polls` calls it for every :class:`~shipetl.polling.Skip` naming ``shipment_ids``."""
+
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""
 

@@ -60,6 +60,7 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
     for name, n in result.unknown_countries.items():
         log.warning("country_unknown", value=name, rows=n)
     run.counters = dict(ctx.counters + result.counters)
+    run.unheard = set(ctx.unheard)
     if result.unknown_countries:
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
 

@@ -223,15 +223,19 @@ def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
 
     News is the shipment's ``last_event_at`` (else its creation, else its first sighting) or any stored
     scan of it since ``cutoff``: a mapping that leaves ``last_event_at`` empty does not expire live parcels.
+    A shipment whose poll failed in this run (``run.unheard``) is not expired: its latest news is unknown.
     """
     table = TABLES["shipments"]
     content = [c for c in table.column_names if c not in COMMON_NAMES and c != "record_hash"]
     since = f"TIMESTAMPTZ {sql_literal(cutoff.isoformat())}"
+    con.execute("CREATE OR REPLACE TEMP TABLE unheard AS SELECT unnest(CAST(? AS VARCHAR[])) AS shipment_id",
+                [sorted(run.unheard)])
     changed = (f"SELECT * REPLACE ({sql_literal(run.run_id)} AS run_id, TIMESTAMPTZ {sql_literal(run.started_at.isoformat())} AS extracted_at, "
                f"'expired' AS status, true AS is_final) FROM shipments_latest AS s "
                f"WHERE provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)} AND NOT is_final "
                f"AND run_id <> {sql_literal(run.run_id)} "
                f"AND coalesce(last_event_at, created_at, extracted_at) < {since} "
+               f"AND shipment_id NOT IN (SELECT shipment_id FROM temp.main.unheard) "
                f"AND NOT EXISTS (SELECT 1 FROM tracking_events AS e WHERE e.provider = s.provider "
                f"AND e.shipment_id = s.shipment_id AND e.occurred_at >= {since})")
     rehashed = f"SELECT * REPLACE ({record_hash_sql([chr(34) + c + chr(34) for c in content])} AS record_hash) FROM ({changed})"

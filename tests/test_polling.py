@@ -16,14 +16,18 @@ from shipetl.polling import MAX_TURNS, PollRound, looks_down, take_turn, turn_ra
 
 
 class Ctx:
-    """The two parts of an ExtractContext Polls uses."""
+    """The parts of an ExtractContext Polls uses."""
 
     def __init__(self) -> None:
         self.counters: Counter = Counter()
+        self.unheard: list[str] = []
         self.log = structlog.get_logger()
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def mark_unheard(self, shipment_ids) -> None:
+        self.unheard.extend(shipment_ids)
 
 
 def failing(down: set[int], *, outage: bool = True):
@@ -115,6 +119,19 @@ def test_one_request_for_a_batch_counts_every_record_it_skips() -> None:
     polls.succeeded()
     polls.finish()  # one failed request of two: not down
     assert ctx.counters["order_poll_failed"] == 3 and (polls.failed, polls.finished) == (1, 2)
+
+
+def test_the_shipments_a_skipped_request_names_are_marked_unheard_for_the_run() -> None:
+    ctx = Ctx()
+    polls = Polls(ctx, "Unit API", concurrency=2)
+
+    def fetch(n: int) -> int | Skip:
+        if n % 2:
+            return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"n": n}, shipment_ids=(f"S{n}", f"S{n}:return"))
+        return Skip("carrier_errors", TransientError("carrier down"), {"n": n}, outage=False) if n == 4 else n
+
+    assert list(polls.run(range(6), fetch)) == [0, 2]
+    assert ctx.unheard == ["S1", "S1:return", "S3", "S3:return", "S5", "S5:return"]
 
 
 def test_an_error_a_fetch_raises_propagates_at_once() -> None:

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 from structlog.testing import capture_logs
 
-from shipetl import Page, Provider, Stream, TableMapping, config, runner, storage
+from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage
 from shipetl.destination import DuckDBDestination
 from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped
 from shipetl.rawzone import RawZoneWriter
@@ -216,6 +216,38 @@ def test_a_capped_run_expires_silent_parcels_only_once_its_turns_have_asked_ever
     # Runs two and three left parcels unasked, so none is judged silent; run four completes the round.
     assert expired == [0, 0, 0, 30]
     assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired' AND is_final") == [(30,)]
+
+
+class FlakyPollsProvider(GoodProvider):
+    """Ten parcels first seen long ago and silent since, asked while open; the polls of ``failing`` fail."""
+
+    name = "flakyco"
+    failing: set[str] = set()
+
+    def extract(self, ctx) -> Iterator[Page]:
+        def fetch(tn: str) -> dict | Skip:
+            if tn in self.failing:
+                return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"tn": tn}, shipment_ids=(tn,))
+            return {"tn": tn, "code": "IT", "at": "2024-01-01T00:00:00Z"}
+
+        polls = Polls(ctx, "Flaky API", concurrency=2)
+        parcels = [row["shipment_id"] for row in ctx.open_shipments()] or [f"F{i}" for i in range(10)]
+        items = list(polls.run(parcels, fetch))
+        polls.finish()
+        yield Page("parcels", {"items": items})
+
+
+def test_a_silent_parcel_whose_poll_failed_is_expired_only_by_a_run_that_heard_from_it(make_pipeline, registry) -> None:
+    registry.add_provider("fakes", FlakyPollsProvider)
+    cfg = config.load(make_pipeline("- {name: flaky, provider: flakyco, pii: keep}", run={"expire_after_days": 30}))
+    expired = []
+    for failing in (set(), {"F1", "F2"}, set()):  # first seen; two polls fail; all answer
+        FlakyPollsProvider.failing = failing
+        (run,) = runner.run_pipeline(cfg, registry=registry).sources
+        assert run.ok, run.error
+        expired.append(run.counters.get("expired", 0))
+    assert expired == [0, 8, 2]
+    assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired'") == [(10,)]
 
 
 def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:

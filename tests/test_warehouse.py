@@ -326,6 +326,19 @@ def test_open_shipment_with_a_recent_scan_is_not_expired_though_its_mapping_give
     assert run.counters["expired"] == 1
 
 
+def test_a_silent_shipment_whose_poll_failed_in_this_run_is_not_expired(wh) -> None:
+    """Its news since the last run is unknown: expiring it would end its polling before a late scan is seen."""
+    wh.commit(scans(("1Z", "IT", "2024-12-01T10:00:00Z"), ("2Z", "IT", "2024-12-01T11:00:00Z"),
+                    ("3Z", "IT", "2024-12-01T12:00:00Z")), extracted_at=T0)
+    later = T0 + timedelta(days=40)
+    result, run = wh.stage(extracted_at=later)
+    run.unheard = {"2Z", "not-stored"}
+    warehouse.commit(wh.path, wh.lake, result, run, {}, timeout=5, expire_before=later - timedelta(days=30))
+    latest = dict(wh.query("SELECT shipment_id, status FROM shipments_latest"))
+    assert latest == {"1Z": "expired", "2Z": "in_transit", "3Z": "expired"}
+    assert run.counters["expired"] == 2
+
+
 def test_failure_record_of_a_busy_warehouse_is_set_aside_then_stored(held) -> None:
     first = runs.SourceRun("r1", "acme-main", "acme", "acct-1", T0, T0, "failed", "token rejected")
     warehouse.record_failure(held, first, timeout=0.5)  # held: no wait past the timeout, no error

@@ -8,9 +8,10 @@ order is polled until it and its parcels are final. An order whose tracking AliE
 
 An order whose detail or tracking call still fails after core's retries (``TransientError``) costs that order,
 not the night (:mod:`shipetl.polling`): neither of its pages is loaded, it is counted (``order_poll_failed`` or
-``tracking_poll_failed``, by the call that failed) and logged, and the next run asks for it again, since it is
-still configured and not stored as finished (loading its snapshot alone could store it ``FINISH`` and so end its
-polling before its parcels were ever fetched). When most orders fail the source fails with one line.
+``tracking_poll_failed``, by the call that failed) and logged, its open parcels are not expired by this run,
+and the next run asks for it again, since it is still configured and not stored as finished (loading its
+snapshot alone could store it ``FINISH`` and so end its polling before its parcels were ever fetched). When
+most orders fail the source fails with one line.
 """
 
 from __future__ import annotations
@@ -74,17 +75,19 @@ def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
     return [i for i in wanted if i not in stored] + ctx.due_for_polling([i for i in wanted if i in stored], key=str)
 
 
-def open_placeholders(ctx: ExtractContext) -> dict[str, list[str]]:
-    """Open parcels still keyed by order and position (no number yet), by order id."""
+def open_parcels(ctx: ExtractContext, *, unnumbered_only: bool = False) -> dict[str, list[str]]:
+    """The shipment ids of the account's open parcels, by order id; ``unnumbered_only``: only those still keyed
+    by order and position (no number yet)."""
     out: dict[str, list[str]] = {}
     for s in ctx.open_shipments():
-        if s.get("order_id") and not s.get("tracking_number"):
+        if s.get("order_id") and not (unnumbered_only and s.get("tracking_number")):
             out.setdefault(str(s["order_id"]), []).append(s["shipment_id"])
     return out
 
 
 def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None,
-           placeholders: list[str]) -> list[Page] | Skip:
+           placeholders: list[str], parcels: list[str]) -> list[Page] | Skip:
+    """The pages of one order, or a Skip naming its open ``parcels`` (their news is unknown this run)."""
     record = {"order_id": order_id}
     try:
         order = client.order(order_id)
@@ -93,15 +96,15 @@ def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallbac
         ctx.log.warning("order_not_found", order_id=order_id, reason=str(exc))
         return []
     except TransientError as exc:
-        return Skip("order_poll_failed", exc, record)
+        return Skip("order_poll_failed", exc, record, shipment_ids=parcels)
     snapshot = Page("orders", order.content, {"order_id": order_id})
     try:
         tracking = client.tracking(order_id)
     except NotFoundError:
         ctx.count("tracking_not_found")  # no parcel data yet: asked again next run
         return [snapshot]
-    except TransientError as exc:
-        return Skip("tracking_poll_failed", exc, record)  # the order's snapshot waits with it (module doc)
+    except TransientError as exc:  # the order's snapshot waits with it (module doc)
+        return Skip("tracking_poll_failed", exc, record, shipment_ids=parcels)
     meta = {"order_id": order_id, "logistics_status": order.result.get("logistics_status"),
             "unmatched_node_status": fallback, "placeholders": placeholders}
     # The snapshot last: a run stopped between the two loads the parcels alone, and the order, not stored
@@ -121,11 +124,12 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         if not ids:
             return
         client.session()  # authorize once before the threads start
-        placeholders = open_placeholders(ctx)
+        placeholders, parcels = open_parcels(ctx, unnumbered_only=True), open_parcels(ctx)
         fallback = options.unmatched_node_status
         polls = Polls(ctx, "AliExpress", options.poll_concurrency)
         # Skipped orders need no keeping: the next run's ids hold them again.
-        for fetched in polls.run(ids, lambda i: _fetch(ctx, client, i, fallback, placeholders.get(i, []))):
+        for fetched in polls.run(ids, lambda i: _fetch(ctx, client, i, fallback, placeholders.get(i, []),
+                                                       parcels.get(i, []))):
             yield from fetched
         polls.finish()
     finally:

@@ -159,6 +159,7 @@ def _poll(ctx: ExtractContext, client: FuuffyClient, polls: Polls, targets: list
 
     def fetch(target: PollTarget) -> Page | Skip | None:
         record = {"order_id": target.order_id, "tracking_number": target.tracking_number}
+        unheard = (target.tracking_number,) if target.tracking_number else ()  # its shipment_id; none yet without
         try:
             if target.tracking_number:
                 body = client.tracking_by_number(target.tracking_number)
@@ -170,10 +171,10 @@ def _poll(ctx: ExtractContext, client: FuuffyClient, polls: Polls, targets: list
         except NotFoundError:
             ctx.count("not_found")
             return None
-        except SkipRecord as exc:
-            return Skip("courier_failures", exc, record, outage=False)  # Fuuffy's courier side, not its API
+        except SkipRecord as exc:  # Fuuffy's courier side, not its API
+            return Skip("courier_failures", exc, record, outage=False, shipment_ids=unheard)
         except TransientError as exc:
-            return Skip("tracking_poll_failed", exc, record)
+            return Skip("tracking_poll_failed", exc, record, shipment_ids=unheard)
         return Page("tracking", body, target.meta)
 
     yield from (page for page in polls.run(targets, fetch, again) if page is not None)

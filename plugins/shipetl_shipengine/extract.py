@@ -4,7 +4,7 @@ A tracking poll that still fails after core's retries (``TransientError``: 429, 
 costs that one parcel, not the night (:mod:`shipetl.polling`): it is skipped, counted (``tracking_poll_failed``),
 logged with its tracking number, and asked again on the next run. A carrier-side error (``SkipRecord``) is
 treated the same way but counted as ``carrier_errors``. Asked again means: a shipment already in the warehouse
-stays open (no new snapshot is written), and a parcel first seen in this run, which has no row yet and whose
+stays open (no new snapshot is written, and this run does not expire it), and a parcel first seen in this run, which has no row yet and whose
 label the next run's window may no longer reach, is kept in the ``tracking_retry`` cursor (committed with the
 run) and polled again by the next run.
 
@@ -123,14 +123,15 @@ def _poll(ctx: ExtractContext, client: ShipEngineClient, polls: Polls, metas: li
 
     def fetch(meta: dict[str, Any]) -> Page | Skip | None:
         record = {"tracking_number": meta["tracking_number"], "carrier_code": meta["label_carrier_code"]}
+        unheard = (meta["tracking_number"],)  # the shipment_id the mappings give it
         try:
             body = client.tracking(meta["label_carrier_code"], meta["tracking_number"])
         except NotFoundError:
             return None  # untrackable or unknown: counted below, not asked again
-        except SkipRecord as exc:
-            return Skip("carrier_errors", exc, record, outage=False)  # the carrier's side (providers.md 3.3)
+        except SkipRecord as exc:  # the carrier's side (providers.md 3.3)
+            return Skip("carrier_errors", exc, record, outage=False, shipment_ids=unheard)
         except TransientError as exc:
-            return Skip("tracking_poll_failed", exc, record)
+            return Skip("tracking_poll_failed", exc, record, shipment_ids=unheard)
         return Page("tracking", body, meta)
 
     for page in polls.run(metas, fetch, again):  # AuthError and other TerminalErrors fail the source here

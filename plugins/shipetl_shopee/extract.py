@@ -233,6 +233,8 @@ def _poll(ctx: ExtractContext, api: ShopeeApi, polls: Polls, metas: list[dict[st
             ctx.log.warning("package_not_found", order_sn=order_sn, package_number=package_number, error=str(exc))
             return None
         except TransientError as exc:
-            return Skip("tracking_poll_failed", exc, {"order_sn": order_sn, "package_number": package_number})
+            # The package and its return leg (a second shipment) learn their news from this one reply.
+            return Skip("tracking_poll_failed", exc, {"order_sn": order_sn, "package_number": package_number},
+                        shipment_ids=(package_number, package_number + RETURN_LEG))
 
     yield from (page for page in polls.run(metas, fetch, again) if page is not None)

@@ -41,6 +41,7 @@ class ContractContext(RunBookkeeping):
         self._cursors: dict[str, Any] = dict(cursors or {})
         self.new_cursors: dict[str, Any] = {}
         self.counters: Counter = Counter()
+        self.unheard: set[str] = set()
         self._provider, self._base_url, self._transport = provider_cls, base_url, transport
         self._credentials, self._open = dict(credentials), open_shipments
         self._warehouse_path = warehouse_path

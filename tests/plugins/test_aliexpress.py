@@ -47,6 +47,7 @@ class FakeContext(RunBookkeeping):
         self.tokens = TokenStore(tmp_path / "tokens")
         self.log = get_logger()
         self.counters: Counter[str] = Counter()
+        self.unheard: set[str] = set()
         self.queries: list[str] = []
         self._transport, self._base_url = transport, base_url
         self._secrets = {"app_secret": SECRET, "auth_code": sandbox.AUTH_CODE} if secrets is None else secrets
@@ -536,8 +537,9 @@ class FakeSync:
         return httpx.Response(200, content=fixture(name))
 
 
-def extract_ids(tmp_path: Path, fake: FakeSync, ids: list[str]) -> tuple[FakeContext, list[Page]]:
-    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(fake))
+def extract_ids(tmp_path: Path, fake: FakeSync, ids: list[str],
+                open_shipments: list[dict[str, Any]] | None = None) -> tuple[FakeContext, list[Page]]:
+    ctx = FakeContext(tmp_path, transport=httpx.MockTransport(fake), open_shipments=open_shipments)
     return ctx, list(extract.pages(ctx, options(order_ids=ids, poll_concurrency=4)))
 
 
@@ -550,8 +552,11 @@ def test_an_order_failing_after_retries_is_skipped_counted_and_asked_again_next_
                                                                                     reply: str) -> None:
     ids = ae_ids(30)
     fake = FakeSync({(api, ids[7]): reply})
+    open_parcels = [{"shipment_id": "LP001", "order_id": ids[7], "tracking_number": "LP001"},
+                    {"shipment_id": f"{ids[7]}-P2", "order_id": ids[7], "tracking_number": None},
+                    {"shipment_id": "LP003", "order_id": ids[3], "tracking_number": "LP003"}]
     with capture_logs() as logs:
-        ctx, pages = extract_ids(tmp_path, fake, ids)
+        ctx, pages = extract_ids(tmp_path, fake, ids, open_parcels)
     # Neither page of the order: a snapshot loaded FINISH alone would end its polling before its parcels came.
     assert fetched(pages) == [(s, i) for i in ids if i != ids[7] for s in ("tracking", "orders")]
     assert fake.calls[(api, ids[7])] == 6  # core's retries were used first (max_retries=5)
@@ -559,6 +564,7 @@ def test_an_order_failing_after_retries_is_skipped_counted_and_asked_again_next_
     warned = [e for e in logs if e["event"] == f"{api}_poll_failed"]
     assert len(warned) == 1 and warned[0]["order_id"] == ids[7] and warned[0]["log_level"] == "warning"
     assert "still failing after 6 attempts" in warned[0]["error"] and SECRET not in str(warned)
+    assert ctx.unheard == {"LP001", f"{ids[7]}-P2"}  # the failed order's open parcels: not expired by this run
 
     # The next run reads the same ids, finds the order not stored as finished, and fetches it.
     again, pages = extract_ids(tmp_path, FakeSync(), ids)

@@ -384,6 +384,7 @@ class RunCtx(RunBookkeeping):
         self.tokens = TokenStore(tmp_path / "tokens")
         self.log = structlog.get_logger()
         self.counters: Counter = Counter()
+        self.unheard: set[str] = set()
         self._cursors, self.new_cursors, self._open = dict(cursors or {}), {}, open_shipments or []
         self._handler = handler
 
@@ -459,6 +460,7 @@ def test_an_open_parcel_failing_is_left_to_the_warehouse_not_the_retry_cursor(tm
     ctx = RunCtx(tmp_path, FakeTracking(parcels(3), down={"SF8000000000001": "cut"}), open_shipments=[stored])
     assert len(extracted(ctx)) == 3 and ctx.counters["tracking_poll_failed"] == 1
     assert ctx.new_cursors["tracking_retry"] == []
+    assert ctx.unheard == {"SF8000000000001"}  # its shipment_id: not expired by this run
 
 
 def test_open_parcels_listed_again_or_not_take_turns_and_new_ones_are_always_polled(tmp_path):
@@ -483,6 +485,7 @@ def test_a_courier_failure_is_asked_again_and_never_fails_the_source(tmp_path):
     ctx = RunCtx(tmp_path, FakeTracking(numbers, all_down="500999"))
     assert extracted(ctx) == []
     assert ctx.counters == Counter({"courier_failures": 25}) and len(ctx.new_cursors["tracking_retry"]) == 25
+    assert ctx.unheard == set(numbers)
 
 
 def test_most_parcels_failing_fails_the_source_with_one_line(tmp_path):

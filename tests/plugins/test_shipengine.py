@@ -226,6 +226,7 @@ class Ctx(RunBookkeeping):
         self.timezone, self.since, self.until = None, None, datetime(2025, 12, 20, tzinfo=UTC)
         self.log = structlog.get_logger(source="se")
         self.counters: Counter = Counter()
+        self.unheard: set[str] = set()
         self._cursors, self.new_cursors = dict(cursors or {}), {}
         self._open = open_shipments or []
         self.transport = transport
@@ -293,6 +294,7 @@ def test_a_poll_failing_after_retries_is_skipped_counted_logged_and_asked_again(
     assert polled == [n for n in tracking if n != tracking[7]]  # the others, in order
     assert api.polls[tracking[7]] == 3  # core's retries were used first (max_retries=2 here)
     assert ctx.counters == Counter({"tracking_poll_failed": 1})
+    assert ctx.unheard == {tracking[7]}  # its shipment_id: not expired by this run
     warned = [e for e in logs if e["event"] == "tracking_poll_failed"]
     assert len(warned) == 1 and warned[0]["log_level"] == "warning" and warned[0]["tracking_number"] == tracking[7]
     assert "unit-api-key" not in str(warned)

@@ -451,6 +451,7 @@ class RunCtx(RunBookkeeping):
         self.max_open_polls = max_open_polls
         self.log = structlog.get_logger()
         self.counters: Counter = Counter()
+        self.unheard: set[str] = set()
         self._cursors, self.new_cursors, self._open = dict(cursors or {}), {}, open_shipments or []
 
     def window(self, key: str) -> tuple[datetime, datetime]:
@@ -542,6 +543,7 @@ def test_an_open_package_failing_is_left_to_the_warehouse_not_the_retry_cursor(t
     pages = shop_pages(tmp_path, FakeShop(order_sns(3), {("info", "OPEN"): "500"}), ctx)
     assert len(tracked(pages)) == 3 and ctx.counters == Counter({"tracking_poll_failed": 1})
     assert ctx.new_cursors[extract.RETRY_CURSOR] == []
+    assert ctx.unheard == {"P-OPEN", "P-OPEN:return"}  # the package and its return leg: not expired by this run
 
 
 def test_open_packages_not_listed_again_take_turns_under_max_open_polls(tmp_path):
