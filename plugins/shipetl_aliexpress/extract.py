@@ -25,10 +25,10 @@ from shipetl import ConfigError, ExtractContext, NotFoundError, Page, Polls, Ski
 from .client import PROVIDER, AliExpressClient
 from .statuses import FINISHED_ORDER_STATUS
 
-FINISHED_ORDERS_SQL = (
-    "SELECT order_id FROM orders_latest WHERE provider = ? AND account_id = ? AND status_raw = ?"
+# Every order of the account the warehouse holds, and whether its latest snapshot is finished.
+STORED_ORDERS_SQL = (
+    "SELECT order_id, coalesce(status_raw = ?, false) FROM orders_latest WHERE provider = ? AND account_id = ?"
 )
-STORED_ORDERS_SQL = "SELECT DISTINCT order_id FROM orders WHERE provider = ? AND account_id = ?"
 
 
 def ids_from_file(path: Path, column: str | None) -> list[str]:
@@ -64,14 +64,14 @@ def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
     """Configured ids not yet finished, then the orders of parcels still open; those the warehouse already
     holds come last, all of them or the source's ``max_open_polls`` taken in turn (``ctx.due_for_polling``)."""
     open_orders = [str(s["order_id"]) for s in ctx.open_shipments() if s.get("order_id")]
-    finished = {str(r[0]) for r in ctx.query(FINISHED_ORDERS_SQL, [PROVIDER, ctx.account_id, FINISHED_ORDER_STATUS])}
-    finished -= set(open_orders)
+    stored = dict((str(order_id), done) for order_id, done in
+                  ctx.query(STORED_ORDERS_SQL, [FINISHED_ORDER_STATUS, PROVIDER, ctx.account_id]))
+    finished = {order_id for order_id, done in stored.items() if done} - set(open_orders)
     configured = configured_ids(ctx, options)
     skipped = sum(1 for i in configured if i in finished)
     if skipped:
         ctx.count("orders_finished_skipped", skipped)
     wanted = list(dict.fromkeys([i for i in configured if i not in finished] + open_orders))
-    stored = {str(order_id) for (order_id,) in ctx.query(STORED_ORDERS_SQL, [PROVIDER, ctx.account_id])}
     return [i for i in wanted if i not in stored] + ctx.due_for_polling([i for i in wanted if i in stored], key=str)
 
 

@@ -285,19 +285,21 @@ def test_order_ids_from_list_file_csv_and_sql_without_repeats(tmp_path: Path) ->
 
 def test_finished_orders_are_skipped_unless_a_parcel_is_still_open(tmp_path: Path) -> None:
     ctx = FakeContext(tmp_path, open_shipments=[{"order_id": "8190000000000003"}, {"order_id": "8190000000000009"}],
-                      rows={"orders_latest": [("8190000000000001",), ("8190000000000003",)]})
-    ids = extract.ids_to_fetch(ctx, options(order_ids=["8190000000000001", "8190000000000002", "8190000000000003"]))
-    assert ids == ["8190000000000002", "8190000000000003", "8190000000000009"]
+                      rows={"orders_latest": [("8190000000000001", True), ("8190000000000003", True),
+                                              ("8190000000000004", False)]})
+    ids = extract.ids_to_fetch(ctx, options(order_ids=["8190000000000001", "8190000000000002", "8190000000000003",
+                                                       "8190000000000004"]))
+    assert ids == ["8190000000000002", "8190000000000009", "8190000000000003", "8190000000000004"]  # new ones first
     assert ctx.counters["orders_finished_skipped"] == 1
 
 
 def test_orders_the_warehouse_holds_open_take_turns_under_max_open_polls_and_new_ones_never_wait(tmp_path: Path) -> None:
     configured = [f"81900000000000{i:02d}" for i in range(10)]
-    stored = [(i,) for i in configured[:8]]
+    stored = [(i, False) for i in configured[:8]]
     asked: list[str] = []
     cursors: dict[str, Any] = {}
     for _ in range(4):
-        ctx = FakeContext(tmp_path, rows={"FROM orders WHERE": stored}, cursors=cursors, max_open_polls=3)
+        ctx = FakeContext(tmp_path, rows={"orders_latest": stored}, cursors=cursors, max_open_polls=3)
         ids = extract.ids_to_fetch(ctx, options(order_ids=configured))
         assert ids[:2] == configured[8:] and len(ids) == 5  # the two never stored, then three in turn
         assert ctx.counters["open_polls_deferred"] == 5
