@@ -316,6 +316,26 @@ def test_a_parcel_whose_polls_keep_failing_is_skipped_counted_and_loaded_next_ru
     assert json.loads(state[0][0]) == []
 
 
+def test_a_silent_parcel_whose_poll_fails_is_expired_only_once_a_poll_of_it_answers(sandbox, make_pipeline, run_cli,
+                                                                                    tmp_path):
+    # The sandbox's parcels last moved in 2025: with 30 days of patience every open one is silent by the second run.
+    pipeline = make_pipeline(shipengine_source(sandbox), run={"expire_after_days": 30})
+    open_sql = "SELECT tracking_number FROM shipments_latest WHERE NOT is_final ORDER BY 1"
+    assert run_cli("run", str(pipeline)).returncode == 0
+    first_open = [n for (n,) in warehouse_rows(tmp_path, open_sql)]
+    down = first_open[:3]
+    outage(sandbox, tracking_numbers=down)
+    second = run_cli("run", str(pipeline))
+    assert second.returncode == 0, second.stderr[-2000:]
+    counters = run_details(tmp_path)["counters"]
+    assert counters["tracking_poll_failed"] == 3 and counters["expired"] == len(first_open) - 3
+    assert [n for (n,) in warehouse_rows(tmp_path, open_sql)] == down  # their news tonight is unknown
+
+    outage(sandbox)
+    assert run_cli("run", str(pipeline)).returncode == 0
+    assert run_details(tmp_path)["counters"]["expired"] == 3 and warehouse_rows(tmp_path, open_sql) == []
+
+
 def test_tracking_down_for_every_parcel_fails_the_source_with_one_line_and_loads_nothing(sandbox, make_pipeline, run_cli,
                                                                                           tmp_path):
     outage(sandbox, all=True)
