@@ -4,9 +4,9 @@ A tracking poll that still fails after core's retries (``TransientError``: 429, 
 costs that one parcel, not the night (:mod:`shipetl.polling`): it is skipped, counted (``tracking_poll_failed``),
 logged with its tracking number, and asked again on the next run. A carrier-side error (``SkipRecord``) is
 treated the same way but counted as ``carrier_errors``. Asked again means: a shipment already in the warehouse
-stays open (no new snapshot is written, and this run does not expire it), and a parcel first seen in this run, which has no row yet and whose
-label the next run's window may no longer reach, is kept in the ``tracking_retry`` cursor (committed with the
-run) and polled again by the next run.
+stays open (no new snapshot is written, and this run does not expire it), and a parcel first seen in this run,
+which has no row yet and whose label the next run's window may no longer reach, is kept in the
+``tracking_retry`` cursor (committed with the run) and polled again by the next run.
 
 When most polls fail the API is down and the source fails with one line (:func:`shipetl.polling.looks_down`).
 An ``AuthError`` or any other ``TerminalError`` fails the source at once, and so does a failed page of labels,
