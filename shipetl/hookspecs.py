@@ -48,6 +48,8 @@ class Destination(Protocol):
         narrow it to the rows it loaded (``transform.staged_unmapped(name)`` has their keys).
         ``run.status`` is ``ok``, or ``interrupted`` for a run stopped early: its rows are those fetched until
         then, and ``cursors`` those of the provider's last checkpoint (``{}``: leave them as they are).
+        A destination that expires open shipments gone silent (``duckdb`` does, after ``run.expire_after_days``)
+        leaves those in ``run.unheard`` open: their poll failed in this run, so their news is unknown.
         """
 
     def record_failure(self, run: SourceRun) -> None:
