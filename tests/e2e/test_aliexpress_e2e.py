@@ -15,7 +15,8 @@ import zstandard
 from shipetl import config
 from shipetl.runner import run_pipeline
 from faulted import fault_requests
-from shipetl_aliexpress.sandbox import APP_KEY, APP_SECRET, AUTH_CODE, build_world
+from shipetl_aliexpress.sandbox import APP_SECRET, AUTH_CODE, build_world
+from sources import aliexpress_source
 
 pytestmark = pytest.mark.e2e
 
@@ -23,15 +24,6 @@ WRONG_SECRET = "wrong-aliexpress-secret-5d1c"
 UPPER_HEX_64 = re.compile(r"[0-9A-F]{64}")
 
 
-def source_yaml(url: str, ids_file: Path, *, name: str = "ae", secret: str = APP_SECRET) -> str:
-    return f"""
-    - name: {name}
-      provider: aliexpress
-      base_url: {url}/aliexpress
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 8}}
-      credentials: {{app_secret: "{secret}", auth_code: "{AUTH_CODE}"}}
-      options: {{app_key: "{APP_KEY}", order_ids_file: "{ids_file}", order_ids_column: ae_order_id, poll_concurrency: 8}}
-    """
 
 
 def write_ids(tmp_path: Path, ids: list[str]) -> Path:
@@ -49,7 +41,7 @@ def rows(tmp_path: Path, sql: str) -> list[tuple]:
 def test_pipeline_loads_ground_truth_survives_throttling_and_rerun_adds_nothing(sandbox, make_pipeline, registry, tmp_path):
     world = build_world(42)  # the sandbox fixture serves seed 42 at scale 1
     httpx.post(f"{sandbox}/aliexpress/_throttle", json={"every": 60, "seconds": 1})
-    pipeline = config.load(make_pipeline(source_yaml(sandbox, write_ids(tmp_path, [o.order_id for o in world.orders]))))
+    pipeline = config.load(make_pipeline(aliexpress_source(sandbox, write_ids(tmp_path, [o.order_id for o in world.orders]))))
 
     first = run_pipeline(pipeline, registry=registry).sources[0]
     assert first.status == "ok", first.error
@@ -84,7 +76,7 @@ def test_cli_run_keeps_secrets_out_of_logs_warehouse_and_raw_zone(sandbox, make_
     world = build_world(42)
     ids = list(dict.fromkeys([o.order_id for o in world.orders[:40]] + world.not_found_ids()[-2:]))
     ids_file = write_ids(tmp_path, ids)
-    pipeline = make_pipeline(source_yaml(sandbox, ids_file) + source_yaml(sandbox, ids_file, name="ae-bad", secret=WRONG_SECRET))
+    pipeline = make_pipeline(aliexpress_source(sandbox, ids_file) + aliexpress_source(sandbox, ids_file, name="ae-bad", secret=WRONG_SECRET))
 
     done = run_cli("--log-level", "debug", "run", str(pipeline))
     assert done.returncode == 1, done.stderr[-2000:]  # the bad source failed, the good one loaded
@@ -115,7 +107,7 @@ def test_cli_run_keeps_secrets_out_of_logs_warehouse_and_raw_zone(sandbox, make_
 def test_every_parcel_and_scan_has_its_carrier_code_and_the_marts_no_blank_carrier(sandbox, make_pipeline, registry,
                                                                                   tmp_path):
     world = build_world(42)
-    pipeline = config.load(make_pipeline(source_yaml(sandbox, write_ids(tmp_path, [o.order_id for o in world.orders]))))
+    pipeline = config.load(make_pipeline(aliexpress_source(sandbox, write_ids(tmp_path, [o.order_id for o in world.orders]))))
     source = run_pipeline(pipeline, registry=registry).sources[0]
     assert source.status == "ok", source.error
 
@@ -138,7 +130,7 @@ def test_an_order_whose_tracking_keeps_failing_is_skipped_counted_and_loaded_nex
     ids = [o.order_id for o in world.orders[:40]]
     victim = next(o for o in world.orders[:40] if o.has_tracking and o.parcels).order_id
     fault_requests(monkeypatch, lambda r: dict(parse_qsl(r.content.decode())).get("ae_order_id") == victim)
-    pipeline = config.load(make_pipeline(source_yaml(sandbox, write_ids(tmp_path, ids))))
+    pipeline = config.load(make_pipeline(aliexpress_source(sandbox, write_ids(tmp_path, ids))))
 
     first = run_pipeline(pipeline, registry=registry).sources[0]
     assert first.status == "ok", first.error

@@ -14,18 +14,15 @@ from pathlib import Path
 import pytest
 
 from shipetl.sandbox import SandboxSettings, running_sandbox
-from shipetl_aliexpress.sandbox import APP_KEY, APP_SECRET, AUTH_CODE
 from shipetl_aliexpress.sandbox import build_world as aliexpress_world
-from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS
 from shipetl_fuuffy.sandbox import build_world as fuuffy_world
 from shipetl_shipengine.sandbox import build_world as shipengine_world
 from shipetl_shipengine.statuses import STATUS_CODES, STATUS_DETAIL_CODES
 from shipetl_shopee.sandbox import build_world as shopee_world
-from sources import shipengine_source, shopee_source
+from sources import aliexpress_source, fuuffy_source, shipengine_source, shopee_source
 
 SCALE = 0.25
 SHOPS = (880101, 880202)
-FUUFFY_ID, FUUFFY_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 QUERY = "select provider, status, count(*) as parcels from shipments_latest group by all order by all"
 
 
@@ -36,22 +33,8 @@ def small_sandbox(registry) -> Iterator[str]:
 
 
 def pipeline_sources(url: str, ids_file: Path) -> str:
-    return shipengine_source(url) + shopee_source(url, SHOPS) + f"""
-    - name: ae
-      provider: aliexpress
-      base_url: {url}/aliexpress
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 8}}
-      credentials: {{app_secret: "{APP_SECRET}", auth_code: "{AUTH_CODE}"}}
-      options: {{app_key: "{APP_KEY}", order_ids_file: "{ids_file}", order_ids_column: ae_order_id, poll_concurrency: 8}}
-    - name: fz
-      provider: fuuffy
-      base_url: {url}/fuuffy
-      start: 2025-10-01
-      pii: hash
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 8}}
-      credentials: {{client_id: "{FUUFFY_ID}", client_secret: "{FUUFFY_SECRET}", pii_key: test-pii-key-0123}}
-      options: {{poll_concurrency: 8}}
-    """
+    return (shipengine_source(url) + shopee_source(url, SHOPS) + aliexpress_source(url, ids_file)
+            + fuuffy_source(url))
 
 
 def expected_parcels() -> Counter:

@@ -16,26 +16,13 @@ import zstandard
 from shipetl import config, runner
 from shipetl.sandbox import SandboxSettings, running_sandbox
 from faulted import fault_requests
-from shipetl_fuuffy.sandbox import DEFAULT_CLIENTS, build_world
-from sources import shipengine_source
+from shipetl_fuuffy.sandbox import build_world
+from sources import FUUFFY_CLIENT_SECRET, FUUFFY_PII_KEY, fuuffy_source, shipengine_source
 
-CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 WRONG_SECRET = "fuuffy-wrong-secret-5d2c"
-PII_KEY = "fuuffy-pii-key-91ab"
 HK_OFFSET = timedelta(hours=8)
 
 
-def source_yaml(url: str, *, name: str = "fz", secret: str = CLIENT_SECRET, options: str = "poll_concurrency: 8") -> str:
-    return f"""
-    - name: {name}
-      provider: fuuffy
-      base_url: {url}/fuuffy
-      start: 2025-10-01
-      pii: hash
-      rate_limit: {{per_second: 1000, burst: 100, max_in_flight: 8}}
-      credentials: {{client_id: "{CLIENT_ID}", client_secret: "{secret}", pii_key: "{PII_KEY}"}}
-      options: {{{options}}}
-    """
 
 
 def rows(tmp_path: Path, sql: str) -> list[tuple]:
@@ -65,7 +52,7 @@ def custom_sandbox(registry) -> Callable[..., AbstractContextManager[str]]:
 
 
 def test_run_loads_ground_truth_in_utc_and_rerun_adds_nothing(sandbox, make_pipeline, run_cli, tmp_path):
-    pipeline = make_pipeline(source_yaml(sandbox))
+    pipeline = make_pipeline(fuuffy_source(sandbox))
     first = run_cli("run", str(pipeline))
     assert first.returncode == 0, first.stderr[-3000:]
     world = build_world(42)
@@ -110,7 +97,7 @@ def assert_no_secret_anywhere(tmp_path: Path, output: str) -> None:
     """Neither the client secret nor the access token in logs, warehouse, lake or raw zone."""
     token_file = next((tmp_path / "tokens").glob("fuuffy*.json"))
     token = orjson.loads(token_file.read_bytes())["access_token"]
-    secrets = {"client secret": CLIENT_SECRET, "access token": token, "pii key": PII_KEY}
+    secrets = {"client secret": FUUFFY_CLIENT_SECRET, "access token": token, "pii key": FUUFFY_PII_KEY}
     raw = b"".join(zstandard.ZstdDecompressor().decompress(p.read_bytes(), max_output_size=1 << 30)
                    for p in (tmp_path / "raw").rglob("*.zst"))
     assert raw, "raw zone is empty"
@@ -127,7 +114,7 @@ def assert_no_secret_anywhere(tmp_path: Path, output: str) -> None:
 
 def test_token_expiring_mid_run_is_renewed_and_the_run_completes(custom_sandbox, make_pipeline, tmp_path):
     with custom_sandbox(fuuffy_token_max_uses=60) as url:
-        result = runner.run_pipeline(config.load(make_pipeline(source_yaml(url))))
+        result = runner.run_pipeline(config.load(make_pipeline(fuuffy_source(url))))
         stats = httpx.get(f"{url}/fuuffy/_stats").json()
     assert result.ok, [s.error for s in result.sources]
     # Each token dies after 60 calls: a renewal per 60 accepted calls, and none without a refusal first.
@@ -137,7 +124,7 @@ def test_token_expiring_mid_run_is_renewed_and_the_run_completes(custom_sandbox,
 
 
 def test_token_expired_by_the_admin_route_is_replaced_on_the_next_run(sandbox, make_pipeline, tmp_path):
-    pipeline = config.load(make_pipeline(source_yaml(sandbox)))
+    pipeline = config.load(make_pipeline(fuuffy_source(sandbox)))
     assert runner.run_pipeline(pipeline).ok
     httpx.post(f"{sandbox}/fuuffy/_tokens/expire").raise_for_status()
     # The stored token still looks valid for almost an hour: the sandbox's 401 invalid_token must trigger renewal.
@@ -147,7 +134,7 @@ def test_token_expired_by_the_admin_route_is_replaced_on_the_next_run(sandbox, m
 
 def test_wrong_client_secret_fails_that_source_alone(custom_sandbox, make_pipeline, run_cli, tmp_path):
     with custom_sandbox(scale=0.1) as url:  # a small ShipEngine world keeps the other source quick
-        pipeline = make_pipeline(source_yaml(url, name="fz-bad", secret=WRONG_SECRET) + shipengine_source(url))
+        pipeline = make_pipeline(fuuffy_source(url, name="fz-bad", secret=WRONG_SECRET) + shipengine_source(url))
         result = run_cli("run", str(pipeline))
     assert result.returncode == 1
     output = result.stdout + result.stderr
@@ -166,7 +153,7 @@ def test_courier_failure_is_skipped_and_counted_not_fatal(custom_sandbox, make_p
     world = build_world(42)
     victim = next(s for s in world.expected_shipments() if s["carrier_code"] == "sf_express")["tracking_number"]
     with custom_sandbox(fuuffy_courier_failures=[victim], fuuffy_courier_latency_ms=5) as url:
-        result = runner.run_pipeline(config.load(make_pipeline(source_yaml(url, options="max_retries: 1"))))
+        result = runner.run_pipeline(config.load(make_pipeline(fuuffy_source(url, options="max_retries: 1"))))
     (source,) = result.sources
     assert source.status == "ok", source.error
     assert source.counters.get("courier_failures") == 1
@@ -176,7 +163,7 @@ def test_courier_failure_is_skipped_and_counted_not_fatal(custom_sandbox, make_p
 def test_rate_limit_headers_hold_requests_until_the_window_resets(custom_sandbox, make_pipeline, tmp_path):
     # A "minute" of one second and 100 requests in it: the run's ~360 requests span several windows.
     with custom_sandbox(fuuffy_rate_per_minute=100, fuuffy_rate_window_s=1) as url:
-        pipeline = make_pipeline(source_yaml(url, options="poll_concurrency: 1").replace("max_in_flight: 8", "max_in_flight: 1"))
+        pipeline = make_pipeline(fuuffy_source(url, options="poll_concurrency: 1").replace("max_in_flight: 8", "max_in_flight: 1"))
         result = runner.run_pipeline(config.load(pipeline))
         stats = httpx.get(f"{url}/fuuffy/_stats").json()
     assert result.ok, [s.error for s in result.sources]
@@ -189,7 +176,7 @@ def test_rate_limit_headers_hold_requests_until_the_window_resets(custom_sandbox
 
 def test_unmapped_courier_codes_are_counted_per_code_and_delivered_parcels_have_delivered_at(sandbox, make_pipeline,
                                                                                              run_cli, tmp_path):
-    result = run_cli("run", str(make_pipeline(source_yaml(sandbox))))
+    result = run_cli("run", str(make_pipeline(fuuffy_source(sandbox))))
     assert result.returncode == 0, result.stderr[-3000:]
     world = build_world(42)
     events = world.expected_events()
@@ -233,7 +220,7 @@ def test_a_parcel_whose_replies_keep_coming_cut_short_is_skipped_counted_and_loa
     expected = expected_events()
     victim = sorted({e[0] for e in expected})[0]
     fault_requests(monkeypatch, lambda r: r.url.params.get("tracking_number") == victim, fault="truncate")
-    pipeline = config.load(make_pipeline(source_yaml(sandbox, options="poll_concurrency: 8, max_retries: 1")))
+    pipeline = config.load(make_pipeline(fuuffy_source(sandbox, options="poll_concurrency: 8, max_retries: 1")))
 
     (first,) = runner.run_pipeline(pipeline).sources
     assert first.status == "ok", first.error
