@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEP = "\x1f"
-NULL_MARK = "\x00"
 
 
 def event_id(provider: str, tracking_number: str | None, occurred_at: datetime, code: str | None, text: str | None) -> str:

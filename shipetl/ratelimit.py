@@ -95,7 +95,6 @@ class RateLimiter:
         max_in_flight: int,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
-        wall: Clock = time.time,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -104,7 +103,6 @@ class RateLimiter:
         self._semaphore = threading.BoundedSemaphore(max_in_flight)
         self._clock = clock
         self._sleep = sleep
-        self._wall = wall
         self._lock = threading.Lock()
         self._paused_until = 0.0  # on self._clock's scale
 
@@ -112,10 +110,6 @@ class RateLimiter:
         """Hold every request through this limiter for ``seconds`` (a 429's Retry-After)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
-
-    def pause_until(self, epoch_seconds: float) -> None:
-        """Hold every request until a wall-clock instant (a 429's X-RateLimit-Reset)."""
-        self.pause_for(epoch_seconds - self._wall())
 
     def paused_for(self) -> float:
         """Seconds left in the current pause; 0 when not paused."""
@@ -157,9 +151,7 @@ class RateLimit:
     burst: int | None = None
     max_in_flight: int = 8
 
-    def build(
-        self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, wall: Clock = time.time
-    ) -> RateLimiter:
+    def build(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> RateLimiter:
         """Make a fresh limiter with one bucket per rate given.
 
         :raises ValueError: when a rate is not positive or burst / max_in_flight is below 1.
@@ -172,7 +164,7 @@ class RateLimit:
         ]
         if self.per_hour is not None:
             buckets.append(SlidingWindow(self.per_hour, 3600.0, clock=clock, sleep=sleep))
-        return RateLimiter(buckets, self.max_in_flight, clock=clock, sleep=sleep, wall=wall)
+        return RateLimiter(buckets, self.max_in_flight, clock=clock, sleep=sleep)
 
 
 _registry_lock = threading.Lock()

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .errors import AuthError, ConfigError, WarehouseBusyError
+from .errors import ConfigError, WarehouseBusyError
 from .log import get_logger
 from .rawzone import safe_name
 from .redact import register_secret
@@ -153,9 +153,3 @@ class TokenStore:
                               expires_at=new.access_expires_at.isoformat())
             return new
 
-    def require(self, provider: str, account: str, hint: str) -> TokenPair:
-        """The stored pair or an AuthError telling the user how to authorize the account."""
-        pair = self.load(provider, account)
-        if pair is None:
-            raise AuthError(f"{provider}/{account}: not authorized yet; {hint}")
-        return pair

@@ -76,13 +76,13 @@ def test_per_minute_alone_spaces_requests():
     assert t.now - 1000.0 == pytest.approx(1.2)
 
 
-def test_pause_for_and_pause_until_hold_the_next_slot():
+def test_pause_for_holds_the_next_slot():
     t = FakeTime()
-    limiter = RateLimiter([], max_in_flight=2, clock=t.clock, sleep=t.sleep, wall=lambda: 5000.0)
+    limiter = RateLimiter([], max_in_flight=2, clock=t.clock, sleep=t.sleep)
     limiter.pause_for(7)
     with limiter.slot():
         assert t.now == pytest.approx(1007)
-    limiter.pause_until(5000.0 + 3)
+    limiter.pause_for(3)
     with limiter.slot():
         assert t.now == pytest.approx(1010)
     limiter.pause_for(-5)

@@ -132,14 +132,6 @@ def test_force_does_not_renew_what_another_process_already_replaced(tmp_path) ->
     assert renew.calls == []
 
 
-def test_require(tmp_path) -> None:
-    s = store(tmp_path)
-    with pytest.raises(AuthError, match="shopee/8812: not authorized yet; run shipetl auth shopee"):
-        s.require("shopee", "8812", "run shipetl auth shopee")
-    s.save("shopee", "8812", pair("at-0001", timedelta(hours=1)))
-    assert s.require("shopee", "8812", "x").access_token == "at-0001"
-
-
 # ----------------------------------------------------------------------------- several processes
 
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 # --- Provider facts (providers.md 1.1, 1.4) ---------------------------------------------------------
 LIVE_BASE_URL = "https://partner.shopeemobile.com"
-TEST_BASE_URL = "https://openplatform.sandbox.test-stable.shopee.sg"
 ORDER_LIST_PATH = "/api/v2/order/get_order_list"
 ORDER_DETAIL_PATH = "/api/v2/order/get_order_detail"
 TRACKING_NUMBER_PATH = "/api/v2/logistics/get_tracking_number"
