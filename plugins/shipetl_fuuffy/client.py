@@ -172,12 +172,10 @@ class FuuffyClient:
         # Which credentials a stored token was issued to, without keeping the secret itself beside it.
         self._credentials_hash = hashlib.sha256(f"{self.client_id}\x1f{self._client_secret}".encode()).hexdigest()[:16]
         self.http: HttpClient = ctx.http(classify=self._classify, max_retries=max_retries)
-        self.token_requests = 0
 
     # --- auth -----------------------------------------------------------------------------------
 
     def _new_token(self, current: TokenPair | None) -> TokenPair:
-        self.token_requests += 1
         try:
             response = self.http.post(TOKEN_PATH, data={
                 "grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self._client_secret,
