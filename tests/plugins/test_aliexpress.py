@@ -48,12 +48,10 @@ class FakeContext(RunBookkeeping):
         self.log = get_logger()
         self.counters: Counter[str] = Counter()
         self.unheard: set[str] = set()
-        self.queries: list[str] = []
         self._transport, self._base_url = transport, base_url
         self._secrets = {"app_secret": SECRET, "auth_code": sandbox.AUTH_CODE} if secrets is None else secrets
         self._open = open_shipments or []
         self._rows = rows or {}
-        self.checkpoints = 0
 
     def http(self, **overrides: Any):
         return http_client(base_url=self._base_url, source="ae/seller-1", transport=self._transport,
@@ -64,17 +62,7 @@ class FakeContext(RunBookkeeping):
             raise ConfigError(f"credentials.{name}: missing")
         return self._secrets[name]
 
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
-
-    def checkpoint(self) -> None:
-        self.checkpoints += 1
-
-    def open_shipments(self) -> list[dict[str, Any]]:
-        return list(self._open)
-
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        self.queries.append(sql)
         return next((rows for key, rows in self._rows.items() if key in sql), [])
 
 
