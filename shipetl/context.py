@@ -55,7 +55,8 @@ class RunBookkeeping:
     _open: Sequence[dict[str, Any]]
     counters: Counter
     unheard: set[str]
-    """Shipments whose poll failed this run (:meth:`mark_unheard`): the run's commit expires none of them."""
+    """Shipments whose poll failed in this run (:meth:`mark_unheard`); the runner keeps them from expiry until asked
+    again (:func:`shipetl.polling.still_unheard`)."""
     max_open_polls: int | None = None
     """The source's ``max_open_polls``: open records asked again per run at most (None: all of them)."""
     checkpointed: dict[str, Any] | None = None

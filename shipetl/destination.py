@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import warehouse
 from .hookspecs import API_VERSION, hookimpl
 from .log import get_logger
-from .polling import POLL_TURN_CURSOR, PollRound
+from .polling import asked_all_since
 from .runs import INTERRUPTED
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ class DuckDBDestination:
         turns that went once round began, and none before they have."""
         if run.status == INTERRUPTED:
             return None
-        if POLL_TURN_CURSOR not in cursors:
-            return run.started_at - self.expire_after
-        asked = PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).asked_all_since()
+        asked = asked_all_since(run.started_at, cursors)
         if asked is None:
             get_logger().info("expiry_waits", source=run.label,
                               reason="the capped polls (max_open_polls) have not yet gone round the open records")

@@ -49,7 +49,7 @@ class Destination(Protocol):
         ``run.status`` is ``ok``, or ``interrupted`` for a run stopped early: its rows are those fetched until
         then, and ``cursors`` those of the provider's last checkpoint (``{}``: leave them as they are).
         A destination that expires open shipments gone silent (``duckdb`` does, after ``run.expire_after_days``)
-        leaves those in ``run.unheard`` open: their poll failed in this run, so their news is unknown.
+        leaves those in ``run.unheard`` open: their latest poll failed, so their news is unknown.
         """
 
     def record_failure(self, run: SourceRun) -> None:

@@ -10,7 +10,8 @@ that: the source fails with one line (rule in :func:`looks_down`). Errors the pl
 A source's ``max_open_polls`` caps how many records a run asks again of those the warehouse holds as open:
 :func:`take_turn` picks them in a fixed order that goes round, each run going on where the last stopped, and
 :class:`PollRound` remembers the turns since every record was last asked, so expiry judges a parcel's silence
-only on what was asked (:meth:`PollRound.asked_all_since`).
+only on what was asked (:meth:`PollRound.asked_all_since`). A record whose poll failed was asked but not
+heard from: :func:`still_unheard` keeps it from expiry until a later turn has asked it again.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ R = TypeVar("R")
 JUDGE_AFTER = 20
 # Where ``ExtractContext.due_for_polling`` keeps its PollRound: core's cursor, named apart from a provider's.
 POLL_TURN_CURSOR = "core.poll_turn"
+# Core's cursor of the shipments whose latest poll failed, each ``[shipment_id, since]`` (:func:`still_unheard`).
+UNHEARD_CURSOR = "core.unheard"
 # Turn ranks are 64-bit hashes: the round is this many places long, the last one this.
 ROUND = 1 << 64
 ROUND_END = f"{ROUND - 1:016x}"
@@ -69,7 +72,7 @@ class Skip:
     ``counter`` is what it is counted and logged as, ``record`` the log fields naming it. ``outage=False`` marks a
     failure on the far side of the API (a carrier's), which is counted but never makes the API look down.
     ``shipment_ids`` are the shipments (``shipment_id`` as the mappings write it) the failed request would have
-    brought news of: none of them is expired by this run (``ExtractContext.mark_unheard``).
+    brought news of: none of them is expired until asked again (``ExtractContext.mark_unheard``).
     """
 
     counter: str
@@ -225,3 +228,33 @@ def _round_start(turns: list[list[str | None]]) -> int | None:
         if covered >= ROUND:
             return i
     return None
+
+
+def asked_all_since(started_at: datetime, cursors: Mapping[str, Any]) -> datetime | None:
+    """When every open record was last all asked, as a run that went to its end with ``cursors`` tells: at its own
+    start when it asked them all (it kept no turn: no ``max_open_polls``), else when the latest turns that go
+    once round began (None while they do not)."""
+    if POLL_TURN_CURSOR not in cursors:
+        return started_at
+    return PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).asked_all_since()
+
+
+def still_unheard(kept: Any, unheard: Iterable[str], when: datetime, asked_since: datetime | None) -> list[list[str]]:
+    """The ``core.unheard`` cursor after a run started at ``when``: ``[shipment_id, since]`` of each shipment whose
+    latest poll failed, this run's ``unheard`` and those of ``kept`` (the cursor before) not asked again since.
+
+    A failed poll at ``since`` was asked again once every record has been asked from a later instant: an entry
+    goes when ``asked_since`` (:func:`asked_all_since`; None: not known, as in a run stopped early) is after it.
+    A shipment failing again gets this run's instant.
+    """
+    out: dict[str, str] = {}
+    for entry in kept if isinstance(kept, list) else ():
+        try:
+            shipment_id, since = entry
+            failed_at = datetime.fromisoformat(since)
+        except (TypeError, ValueError):
+            continue  # not an entry core wrote
+        if asked_since is None or asked_since <= failed_at:
+            out[str(shipment_id)] = since
+    out.update(dict.fromkeys(unheard, when.replace(microsecond=0).isoformat()))  # second precision, as turns are
+    return [[shipment_id, since] for shipment_id, since in sorted(out.items())]

@@ -144,8 +144,9 @@ class ExtractContext(Protocol):
 
     def mark_unheard(self, shipment_ids: Iterable[str]) -> None:
         """Shipments this run asked about and got no answer for (their poll failed): their news since the last
-        run is unknown, so this run expires none of them however long they have been silent.
-        :class:`~shipetl.polling.Polls` calls it for every :class:`~shipetl.polling.Skip` naming ``shipment_ids``."""
+        answer is unknown, so core expires none of them, however long they have been silent, until a later run
+        has asked them again. :class:`~shipetl.polling.Polls` calls it for every :class:`~shipetl.polling.Skip`
+        naming ``shipment_ids``."""
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the run summary (``not_found``, ``time_conflicts``...)."""

@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from . import config as config_mod
-from . import transform
+from . import polling, transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
 from .errors import PluginError, RunInProgressError, RunStopped, ShipetlError
@@ -60,9 +61,18 @@ def _record_counts(run: SourceRun, result: transform.TransformResult, ctx: Sourc
     for name, n in result.unknown_countries.items():
         log.warning("country_unknown", value=name, rows=n)
     run.counters = dict(ctx.counters + result.counters)
-    run.unheard = set(ctx.unheard)
     if result.unknown_countries:
         run.counters["unknown_countries"] = sum(result.unknown_countries.values())
+
+
+def _keep_unheard(ctx: SourceContext, run: SourceRun, cursors: dict[str, Any]) -> dict[str, Any]:
+    """``cursors`` with core's ``core.unheard`` cursor after this run, and in ``run.unheard`` the shipments its commit
+    must not expire: those whose latest poll failed, in this run or in one whose turn has not come round again."""
+    asked = None if run.status == INTERRUPTED else polling.asked_all_since(run.started_at, cursors)
+    before = ctx.cursor(polling.UNHEARD_CURSOR)
+    kept = polling.still_unheard(before, ctx.unheard, run.started_at, asked)
+    run.unheard = {shipment_id for shipment_id, _ in kept}
+    return {**cursors, polling.UNHEARD_CURSOR: kept} if kept or before else cursors
 
 
 def interrupted_line(checkpointed: bool) -> str:
@@ -221,6 +231,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                 log.warning("source_interrupted", pages=run.pages, checkpoint=ctx.checkpointed is not None)
             else:
                 run.status, cursors = "ok", ctx.new_cursors
+            cursors = _keep_unheard(ctx, run, cursors)
             run.finished_at = datetime.now(timezone.utc)
             destination.commit(result, run, cursors)
             _log_unmapped(run, log)

@@ -56,7 +56,8 @@ class SourceRun:
     unmapped: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     unheard: set[str] = field(default_factory=set)
-    """Shipments whose poll failed in this run: news of them is unknown since the last run, so none is expired."""
+    """Shipments whose latest poll failed (in this run, or in one whose turn has not come round again): their news
+    is unknown, so the commit expires none of them."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of each phase: ``fetch_and_map`` (extract, raw zone, transform), ``commit`` (waiting for the
     warehouse file, the inserts and the lake's files, up to the run record), and ``lake`` (its Parquet part)."""

@@ -223,7 +223,7 @@ def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
 
     News is the shipment's ``last_event_at`` (else its creation, else its first sighting) or any stored
     scan of it since ``cutoff``: a mapping that leaves ``last_event_at`` empty does not expire live parcels.
-    A shipment whose poll failed in this run (``run.unheard``) is not expired: its latest news is unknown.
+    A shipment whose latest poll failed (``run.unheard``) is not expired: its latest news is unknown.
     """
     table = TABLES["shipments"]
     content = [c for c in table.column_names if c not in COMMON_NAMES and c != "record_hash"]

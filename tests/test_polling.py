@@ -12,7 +12,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from shipetl import AuthError, Polls, Skip, TransientError
-from shipetl.polling import MAX_TURNS, PollRound, looks_down, take_turn, turn_rank
+from shipetl.polling import MAX_TURNS, PollRound, asked_all_since, looks_down, still_unheard, take_turn, turn_rank
 
 
 class Ctx:
@@ -238,3 +238,27 @@ def test_turns_that_never_go_round_are_kept_to_a_bound() -> None:
     for i in range(MAX_TURNS + 50):
         round_ = round_.took(datetime(2026, 1, 1, tzinfo=UTC), f"{i:016x}")  # one place a turn
     assert len(round_.turns) == MAX_TURNS and round_.asked_all_since() is None
+
+
+def test_a_failed_poll_stays_unheard_until_every_record_was_asked_after_it() -> None:
+    day = [datetime(2026, 3, d, 2, 0, 0, 123456, tzinfo=UTC) for d in range(1, 6)]
+    kept = still_unheard([], ["P1", "P2"], day[0], asked_since=None)
+    assert kept == [["P1", day[0].replace(microsecond=0).isoformat()], ["P2", day[0].replace(microsecond=0).isoformat()]]
+    # A turn that began with the failing run does not vouch for it; a round begun after it does.
+    same_round = still_unheard(kept, [], day[1], asked_since=day[0].replace(microsecond=0))
+    assert same_round == kept
+    assert still_unheard(kept, [], day[2], asked_since=day[1]) == []
+    # Failing again moves it on; an unknown round (a run stopped early) forgets nothing.
+    again = still_unheard(kept, ["P2"], day[3], asked_since=day[1])
+    assert again == [["P2", day[3].replace(microsecond=0).isoformat()]]
+    assert still_unheard(kept, [], day[4], asked_since=None) == kept
+    assert still_unheard([["P3", "not a time"], "junk", ["P4"]], [], day[4], asked_since=None) == []
+
+
+def test_a_run_with_no_turn_asked_every_record_at_its_start() -> None:
+    start = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    assert asked_all_since(start, {}) == start
+    assert asked_all_since(start, {"core.poll_turn": {"place": "00ff", "turns": [["2026-02-28T02:00:00+00:00", None, "00ff"]]}}) is None
+    everything = PollRound().took(start, None).to_cursor()
+    assert asked_all_since(start, {"core.poll_turn": everything}) == start
+

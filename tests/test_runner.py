@@ -250,6 +250,51 @@ def test_a_silent_parcel_whose_poll_failed_is_expired_only_by_a_run_that_heard_f
     assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired'") == [(10,)]
 
 
+class FlakyTurnProvider(GoodProvider):
+    """TurnProvider's thirty silent parcels, asked through Polls; on a run with ``fail_first`` set, the first parcel
+    of the turn fails (its id goes to ``failed``)."""
+
+    name = "flakyturnco"
+    fail_first = False
+    failed: list[str] = []
+
+    def extract(self, ctx) -> Iterator[Page]:
+        names = [row["shipment_id"] for row in ctx.open_shipments()] or [f"T{i:02d}" for i in range(30)]
+        due = ctx.due_for_polling(names, key=str) if ctx.open_shipments() else names
+        failing = {due[0]} if self.fail_first else set()
+        self.failed.extend(failing)
+
+        def fetch(tn: str) -> dict | Skip:
+            if tn in failing:
+                return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"tn": tn}, shipment_ids=(tn,))
+            return {"tn": tn, "code": "IT", "at": "2024-01-01T00:00:00Z"}
+
+        polls = Polls(ctx, "Flaky API", concurrency=2)
+        items = list(polls.run(due, fetch))
+        polls.finish()
+        yield Page("parcels", {"items": items})
+
+
+def test_a_capped_parcel_whose_poll_failed_waits_for_its_next_turn_before_it_can_expire(make_pipeline, registry) -> None:
+    """Its turn asked it but heard nothing: the round that turn began does not vouch for its silence."""
+    registry.add_provider("fakes", FlakyTurnProvider)
+    cfg = config.load(make_pipeline("- {name: turns, provider: flakyturnco, pii: keep, max_open_polls: 10}",
+                                    run={"expire_after_days": 30}))
+    FlakyTurnProvider.failed = []
+    expired = []
+    for run_number in range(1, 6):  # first sight; then ten a run, three runs a round; run two's first poll fails
+        FlakyTurnProvider.fail_first = run_number == 2
+        (run,) = runner.run_pipeline(cfg, registry=registry).sources
+        assert run.ok, run.error
+        expired.append(run.counters.get("expired", 0))
+    # Run four ends the first round and expires the 29 heard from; run five asks the failed one again, then expires it.
+    assert expired == [0, 0, 0, 29, 1]
+    (failed,) = FlakyTurnProvider.failed
+    assert query(cfg, f"SELECT status FROM shipments_latest WHERE shipment_id = '{failed}'") == [("expired",)]
+    state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'turns'"))
+    assert orjson.loads(state["core.unheard"]) == []  # forgotten once asked again
+
+
 def test_cursors_committed_and_read_back_next_run(pipeline, registry) -> None:
     from datetime import UTC, datetime
 
