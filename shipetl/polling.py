@@ -254,7 +254,7 @@ def still_unheard(kept: Any, unheard: Iterable[str], when: datetime, asked_since
             failed_at = datetime.fromisoformat(since)
         except (TypeError, ValueError):
             continue  # not an entry core wrote
-        if asked_since is None or asked_since <= failed_at:
+        if failed_at.tzinfo is not None and (asked_since is None or asked_since <= failed_at):
             out[str(shipment_id)] = since
     out.update(dict.fromkeys(unheard, when.replace(microsecond=0).isoformat()))  # second precision, as turns are
     return [[shipment_id, since] for shipment_id, since in sorted(out.items())]

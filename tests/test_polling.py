@@ -253,6 +253,7 @@ def test_a_failed_poll_stays_unheard_until_every_record_was_asked_after_it() -> 
     assert again == [["P2", day[3].replace(microsecond=0).isoformat()]]
     assert still_unheard(kept, [], day[4], asked_since=None) == kept
     assert still_unheard([["P3", "not a time"], "junk", ["P4"]], [], day[4], asked_since=None) == []
+    assert still_unheard([["P5", "2026-03-09T02:00:00"]], [], day[4], asked_since=day[1]) == []  # naive: not core's
 
 
 def test_a_run_with_no_turn_asked_every_record_at_its_start() -> None:
