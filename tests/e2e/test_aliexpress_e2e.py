@@ -24,8 +24,6 @@ WRONG_SECRET = "wrong-aliexpress-secret-5d1c"
 UPPER_HEX_64 = re.compile(r"[0-9A-F]{64}")
 
 
-
-
 def write_ids(tmp_path: Path, ids: list[str]) -> Path:
     path = tmp_path / "orders.csv"
     path.write_text("placed_on,ae_order_id\n" + "".join(f"2025-12-01,{i}\n" for i in ids))

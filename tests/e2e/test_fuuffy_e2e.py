@@ -23,8 +23,6 @@ WRONG_SECRET = "fuuffy-wrong-secret-5d2c"
 HK_OFFSET = timedelta(hours=8)
 
 
-
-
 def rows(tmp_path: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
