@@ -152,4 +152,3 @@ class TokenStore:
             get_logger().info("token_refreshed", provider=provider, account=account,
                               expires_at=new.access_expires_at.isoformat())
             return new
-
