@@ -262,4 +262,3 @@ def test_a_run_with_no_turn_asked_every_record_at_its_start() -> None:
     assert asked_all_since(start, {"core.poll_turn": {"place": "00ff", "turns": [["2026-02-28T02:00:00+00:00", None, "00ff"]]}}) is None
     everything = PollRound().took(start, None).to_cursor()
     assert asked_all_since(start, {"core.poll_turn": everything}) == start
-
