@@ -24,6 +24,7 @@ class TestShipEngineContract(ProviderContract):
         f"GET /v1/tracking?carrier_code=stamps_com&tracking_number={SEED_004_NUMBER}": "tracking_usps_seed_004.json",
         "GET /v1/tracking?carrier_code=ups&tracking_number=1ZXXXXXXXXXXXXXXX1": "tracking_ups_current.json",
     }
+    failing_poll = ("GET /v1/tracking?carrier_code=ups&tracking_number=1ZXXXXXXXXXXXXXXX1", "1ZXXXXXXXXXXXXXXX1")
     errors = {
         "auth": ErrorFixture(401, "error_401.json"),
         "rate_limit": ErrorFixture(429, "error_429.json", {"Retry-After": "1"}),

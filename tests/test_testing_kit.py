@@ -86,6 +86,7 @@ FIXTURES = {
                     '"last_scan": "2025-01-20T08:00:00Z"}, {"id": "P2", "service": "Economy", "status": "done", '
                     '"last_scan": "2025-01-18T10:30:00Z"}]}',
     "parcel_p1.json": '{"parcels": [{"id": "P1", "status": "moving", "last_scan": "2025-01-20T08:00:00Z"}]}',
+    "parcel_p3.json": '{"parcels": [{"id": "P3", "status": "moving", "last_scan": "2025-01-21T09:00:00Z"}]}',
     "error.json": '{"error": "no"}',
 }
 CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
@@ -119,7 +120,8 @@ class TestKit(KitContract):
 ''')
     assert {name.partition("[")[0] for name in outcomes} == {*CHECKS, "test_second_run_state"}
     assert {name: outcome for name, (outcome, _) in outcomes.items() if outcome != "passed"} == {
-        "test_rows_match_expected": "skipped"}  # no expected_<table>.json
+        "test_rows_match_expected": "skipped",  # no expected_<table>.json
+        "test_a_poll_failing_after_retries_costs_that_shipment_alone": "skipped"}  # no failing_poll declared
 
 
 def test_rows_commits_and_state_carry_the_account_the_provider_names(pytester):
@@ -163,6 +165,48 @@ class TestKit(KitContract):
     outcome, text = outcomes["test_every_fixture_route_is_requested"]
     assert outcome == "failed", text
     assert "route(s) ['GET /parcels?page=2', 'GET /parcels/P2']" in text  # P1 counts: the second run asks it
+
+
+# The kit's open parcels asked through shipetl.Polls, each failure a Skip naming {names}.
+POLLED_EXTRACT = '''
+from shipetl import Polls, Skip, TransientError
+
+
+def polled_extract(self, ctx):
+    with ctx.http() as http:
+        yield Page("parcels", http.get("/parcels", params={{"page": "1"}}).content)
+        ctx.set_cursor(CURSOR, ctx.until)
+
+        def fetch(row):
+            try:
+                return Page("parcels", http.get(f"/parcels/{{row['shipment_id']}}").content, stored_meta(row))
+            except TransientError as exc:
+                return Skip("tracking_poll_failed", exc, {{"id": row["shipment_id"]}}, shipment_ids={names})
+
+        polls = Polls(ctx, "Kit API", 2)
+        yield from polls.run(list(ctx.open_shipments()), fetch)
+        polls.finish()
+
+
+KitProvider.extract = polled_extract
+'''
+WITH_A_FAILING_POLL = '''
+class TestKit(KitContract):
+    routes = {**KitContract.routes, "GET /parcels/P3": "parcel_p3.json"}
+    open_shipments = [{"shipment_id": "P1", "service": "Express"}, {"shipment_id": "P3", "service": "Economy"}]
+    failing_poll = ("GET /parcels/P1", "P1")
+'''
+
+
+@pytest.mark.parametrize(("extract", "outcome", "message"), [
+    (POLLED_EXTRACT.format(names='(row["shipment_id"],)'), "passed", ""),
+    (POLLED_EXTRACT.format(names="()"), "failed", "the Skip of the failed poll does not name 'P1'"),
+    ("", "failed", "one shipment's failing poll failed the extract"),  # the kit's own extract: no Polls
+], ids=["skipped-and-named", "skipped-unnamed", "not-skipped"])
+def test_a_failing_poll_must_cost_its_shipment_alone_and_name_it(pytester, extract, outcome, message):
+    outcomes = run_contract(pytester, extract + WITH_A_FAILING_POLL)
+    got, text = outcomes["test_a_poll_failing_after_retries_costs_that_shipment_alone"]
+    assert got == outcome and message in text, text[-2000:]
 
 
 def test_a_plugin_for_another_hook_api_version_is_reported_with_the_plugin_managers_reason(pytester):

@@ -96,6 +96,10 @@ class ProviderContract:
     """Raw codes that may stay ``unknown`` (documented as unmapped); any other unknown code fails."""
     allow_rejects: ClassVar[tuple[str, ...]] = ()
     """Substrings of reject reasons the fixtures are meant to produce; any other reject fails."""
+    failing_poll: ClassVar[tuple[str, str] | None] = None
+    """``(route, shipment_id)``: a route of ``routes`` that answers one shipment's own poll, and the
+    ``shipment_id`` its rows carry. The contract answers it 503 on every try and checks the extract goes on
+    without it and names the shipment in its ``Skip``. None (an API with no per-shipment request) skips that check."""
 
     # -- fixtures ---------------------------------------------------------------------------------
 
@@ -189,15 +193,23 @@ class ProviderContract:
     def _extract(cls, provider_cls: type[Provider], secrets: Mapping[str, str], base_url: str,
                  transport: httpx.BaseTransport, tmp: Path, **earlier: Any) -> tuple[list[Page], dict[str, Any]]:
         """The account's pages, and the cursors the extract set; a first run unless ``earlier`` says otherwise."""
+        provider = cls._provider(provider_cls)
+        ctx = cls._context(provider, secrets, base_url, transport, tmp, **earlier)
+        return list(provider.extract(ctx)), ctx.new_cursors
+
+    @classmethod
+    def _context(cls, provider: Provider, secrets: Mapping[str, str], base_url: str, transport: httpx.BaseTransport,
+                 tmp: Path, **earlier: Any) -> ContractContext:
+        """The ExtractContext of one extract by ``provider``; a first run unless ``earlier`` says otherwise."""
         for value in secrets.values():
             redact.register_secret(value)  # as config.load does for a real pipeline
-        provider = cls._provider(provider_cls)
+        provider_cls = type(provider)
         state = {"open_shipments": list(cls.open_shipments), **earlier}
         ctx = ContractContext(provider_cls, provider.options, base_url=base_url, transport=transport, credentials=secrets,
                               since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
                               **state)
         ctx.account_id = cls._account(provider_cls)
-        return list(provider.extract(ctx)), ctx.new_cursors
+        return ctx
 
     @classmethod
     def _provider(cls, provider_cls: type[Provider]) -> Provider:
@@ -368,6 +380,30 @@ class ProviderContract:
         leaked = [n for n, v in contract_secrets.items() if v in text]
         redact.clear_secrets()
         assert not leaked, f"credential(s) {leaked} appear in the {kind} error or its logs"
+
+    def test_a_poll_failing_after_retries_costs_that_shipment_alone(self, contract_provider, contract_secrets,
+                                                                   contract_base_url, tmp_path):
+        if self.failing_poll is None or contract_base_url:
+            pytest.skip("a live server has no fixture route to fail" if contract_base_url else
+                        "no failing_poll declared: (a route answering one shipment's poll, that shipment's id)")
+        route, shipment_id = self.failing_poll
+        assert route in self.routes, f"failing_poll names {route!r}, which routes does not list"
+        transport = FixtureTransport(CONTRACT_BASE_URL, self.fixtures, {**self.routes, route: Reply(503)})
+        provider = self._provider(contract_provider)
+        ctx = self._context(provider, contract_secrets, CONTRACT_BASE_URL, transport, tmp_path)
+        try:
+            with _captured_output():
+                pages = list(provider.extract(ctx))
+        except TransientError as exc:
+            pytest.fail(f"one shipment's failing poll failed the extract ({exc}): fetch it through shipetl.Polls and "
+                        "return a Skip for it")
+        finally:
+            redact.clear_secrets()
+        assert transport.answered[route] > 1, f"{route} answered 503 and was not asked again: a 5xx is transient"
+        assert pages, "the extract yielded nothing once one poll failed"
+        assert shipment_id in ctx.unheard, (f"the Skip of the failed poll does not name {shipment_id!r}: give it "
+                                            f"shipment_ids=({shipment_id!r},), so core does not expire the shipment "
+                                            "on a night its news is unknown")
 
     def test_no_secret_in_logs_raw_zone_or_rows(self, harvest: Harvest, contract_secrets):
         sent = {v for r in harvest.requests for k, v in r.headers.items() if redact.is_secret_key(k)}

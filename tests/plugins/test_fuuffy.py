@@ -46,6 +46,7 @@ class TestFuuffyContract(ProviderContract):
         "GET /v1/tracking/get?tracking_number=SF7444700499702": "tracking_msg_list_as_string.json",
         "GET /v1/tracking/get/3550877": "tracking_no_parcel_yet.json",
     }
+    failing_poll = ("GET /v1/tracking/get?tracking_number=SF7444700508450", "SF7444700508450")
     errors = {
         "auth": ErrorFixture(401, "error_401021.json"),
         "rate_limit": ErrorFixture(429, "error_429.json", PAST_RESET),

@@ -63,6 +63,7 @@ class TestShopeeContract(ProviderContract):
         "GET /api/v2/logistics/get_tracking_info?order_sn=210930KJDNF06T": "tracking_info_seed.json",
         "GET /api/v2/logistics/get_tracking_info?package_number=OFG10000000000001": "tracking_info_return_leg.json",
     }
+    failing_poll = ("GET /api/v2/logistics/get_tracking_info?package_number=OFG10000000000001", "OFG10000000000001")
     errors = {"auth": ErrorFixture(403, "error_auth.json"),
               "rate_limit": ErrorFixture(200, "error_rate_limit.json"),
               "bad_input": ErrorFixture(400, "error_param.json")}
