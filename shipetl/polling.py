@@ -200,7 +200,7 @@ class PollRound:
 
     def took(self, when: datetime, last: str | None) -> PollRound:
         """This round after a turn taken at ``when`` from ``place`` to ``last`` (None: every open record was asked)."""
-        turns = [*self.turns, [when.replace(microsecond=0).isoformat(), self.place, last]]  # down: still a bound
+        turns = [*self.turns, [_stamp(when), self.place, last]]
         start = _round_start(turns)
         return PollRound(last or self.place, turns[start:] if start is not None else turns[-MAX_TURNS:])
 
@@ -209,6 +209,12 @@ class PollRound:
         (a record that opened later was asked as it opened). None while the kept turns do not go round."""
         start = _round_start(self.turns)
         return datetime.fromisoformat(self.turns[start][0]) if start is not None else None
+
+
+def _stamp(when: datetime) -> str:
+    """An instant as core's polling cursors keep it, turns and failed polls alike: ISO, to the second, rounded
+    down (a lower bound still), so the two compare as equals when they are the same run's."""
+    return when.replace(microsecond=0).isoformat()
 
 
 def _turn_length(first: str | None, last: str | None) -> int:
@@ -256,5 +262,5 @@ def still_unheard(kept: Any, unheard: Iterable[str], when: datetime, asked_since
             continue  # not an entry core wrote
         if failed_at.tzinfo is not None and (asked_since is None or asked_since <= failed_at):
             out[str(shipment_id)] = since
-    out.update(dict.fromkeys(unheard, when.replace(microsecond=0).isoformat()))  # second precision, as turns are
+    out.update(dict.fromkeys(unheard, _stamp(when)))
     return [[shipment_id, since] for shipment_id, since in sorted(out.items())]
