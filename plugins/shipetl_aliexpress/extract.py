@@ -75,14 +75,17 @@ def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:
     return [i for i in wanted if i not in stored] + ctx.due_for_polling([i for i in wanted if i in stored], key=str)
 
 
-def open_parcels(ctx: ExtractContext, *, unnumbered_only: bool = False) -> dict[str, list[str]]:
-    """The shipment ids of the account's open parcels, by order id; ``unnumbered_only``: only those still keyed
-    by order and position (no number yet)."""
-    out: dict[str, list[str]] = {}
+def open_parcels(ctx: ExtractContext) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The shipment ids of the account's open parcels by order id, in one pass over them: all of them, and those
+    still keyed by order and position (no number yet)."""
+    parcels: dict[str, list[str]] = {}
+    placeholders: dict[str, list[str]] = {}
     for s in ctx.open_shipments():
-        if s.get("order_id") and not (unnumbered_only and s.get("tracking_number")):
-            out.setdefault(str(s["order_id"]), []).append(s["shipment_id"])
-    return out
+        if s.get("order_id"):
+            parcels.setdefault(str(s["order_id"]), []).append(s["shipment_id"])
+            if not s.get("tracking_number"):
+                placeholders.setdefault(str(s["order_id"]), []).append(s["shipment_id"])
+    return parcels, placeholders
 
 
 def _fetch(ctx: ExtractContext, client: AliExpressClient, order_id: str, fallback: str | None,
@@ -124,7 +127,7 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         if not ids:
             return
         client.session()  # authorize once before the threads start
-        placeholders, parcels = open_parcels(ctx, unnumbered_only=True), open_parcels(ctx)
+        parcels, placeholders = open_parcels(ctx)
         fallback = options.unmatched_node_status
         polls = Polls(ctx, "AliExpress", options.poll_concurrency)
         # Skipped orders need no keeping: the next run's ids hold them again.
