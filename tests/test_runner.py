@@ -186,23 +186,36 @@ def test_unmapped_counts_only_the_rows_loaded(pipeline, registry) -> None:
     assert query(cfg, "SELECT unmapped FROM runs ORDER BY started_at") == [(1,), (1,)]
 
 
-class TurnProvider(GoodProvider):
-    """Thirty parcels, first seen long ago and silent since; a run asks again those due of the ones still open."""
+class SilentParcels(GoodProvider):
+    """Parcels first seen long ago and silent since (``count`` of them), asked through Polls while open: the ones
+    due, under max_open_polls. ``failing(due)`` names the polls of this run that fail."""
 
-    name = "turnco"
+    name = "silentco"
+    count = 30
+
+    @staticmethod
+    def failing(due: list[str]) -> set[str]:
+        return set()
 
     def extract(self, ctx) -> Iterator[Page]:
-        parcels = [{"tn": f"T{i:02d}", "code": "IT", "at": "2024-01-01T00:00:00Z"} for i in range(30)]
         still_open = [row["shipment_id"] for row in ctx.open_shipments()]
-        if still_open:
-            due = set(ctx.due_for_polling(still_open, key=str))
-            parcels = [p for p in parcels if p["tn"] in due]
-        yield Page("parcels", {"items": parcels})
+        due = ctx.due_for_polling(still_open, key=str) if still_open else [f"T{i:02d}" for i in range(self.count)]
+        failing = self.failing(due)
+
+        def fetch(tn: str) -> dict | Skip:
+            if tn in failing:
+                return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"tn": tn}, shipment_ids=(tn,))
+            return {"tn": tn, "code": "IT", "at": "2024-01-01T00:00:00Z"}
+
+        polls = Polls(ctx, "Silent API", concurrency=2)
+        items = list(polls.run(due, fetch))
+        polls.finish()
+        yield Page("parcels", {"items": items})
 
 
 def test_a_capped_run_expires_silent_parcels_only_once_its_turns_have_asked_every_one(make_pipeline, registry) -> None:
-    registry.add_provider("fakes", TurnProvider)
-    cfg = config.load(make_pipeline("- {name: turns, provider: turnco, pii: keep, max_open_polls: 10}",
+    registry.add_provider("fakes", SilentParcels)
+    cfg = config.load(make_pipeline("- {name: turns, provider: silentco, pii: keep, max_open_polls: 10}",
                                     run={"expire_after_days": 30}))
     expired, deferred, waits = [], [], []
     for _ in range(4):  # the first run sees them all; then ten a run, so three runs go round
@@ -218,31 +231,15 @@ def test_a_capped_run_expires_silent_parcels_only_once_its_turns_have_asked_ever
     assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired' AND is_final") == [(30,)]
 
 
-class FlakyPollsProvider(GoodProvider):
-    """Ten parcels first seen long ago and silent since, asked while open; the polls of ``failing`` fail."""
-
-    name = "flakyco"
-    failing: set[str] = set()
-
-    def extract(self, ctx) -> Iterator[Page]:
-        def fetch(tn: str) -> dict | Skip:
-            if tn in self.failing:
-                return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"tn": tn}, shipment_ids=(tn,))
-            return {"tn": tn, "code": "IT", "at": "2024-01-01T00:00:00Z"}
-
-        polls = Polls(ctx, "Flaky API", concurrency=2)
-        parcels = [row["shipment_id"] for row in ctx.open_shipments()] or [f"F{i}" for i in range(10)]
-        items = list(polls.run(parcels, fetch))
-        polls.finish()
-        yield Page("parcels", {"items": items})
-
-
 def test_a_silent_parcel_whose_poll_failed_is_expired_only_by_a_run_that_heard_from_it(make_pipeline, registry) -> None:
-    registry.add_provider("fakes", FlakyPollsProvider)
-    cfg = config.load(make_pipeline("- {name: flaky, provider: flakyco, pii: keep}", run={"expire_after_days": 30}))
+    class TenParcels(SilentParcels):
+        count = 10
+
+    registry.add_provider("fakes", TenParcels)
+    cfg = config.load(make_pipeline("- {name: flaky, provider: silentco, pii: keep}", run={"expire_after_days": 30}))
     expired = []
-    for failing in (set(), {"F1", "F2"}, set()):  # first seen; two polls fail; all answer
-        FlakyPollsProvider.failing = failing
+    for failing in (set(), {"T01", "T02"}, set()):  # first seen; two polls fail; all answer
+        TenParcels.failing = staticmethod(lambda due, failing=failing: failing)
         (run,) = runner.run_pipeline(cfg, registry=registry).sources
         assert run.ok, run.error
         expired.append(run.counters.get("expired", 0))
@@ -250,47 +247,30 @@ def test_a_silent_parcel_whose_poll_failed_is_expired_only_by_a_run_that_heard_f
     assert query(cfg, "SELECT count(*) FROM shipments_latest WHERE status = 'expired'") == [(10,)]
 
 
-class FlakyTurnProvider(GoodProvider):
-    """TurnProvider's thirty silent parcels, asked through Polls; on a run with ``fail_first`` set, the first parcel
-    of the turn fails (its id goes to ``failed``)."""
-
-    name = "flakyturnco"
-    fail_first = False
-    failed: list[str] = []
-
-    def extract(self, ctx) -> Iterator[Page]:
-        names = [row["shipment_id"] for row in ctx.open_shipments()] or [f"T{i:02d}" for i in range(30)]
-        due = ctx.due_for_polling(names, key=str) if ctx.open_shipments() else names
-        failing = {due[0]} if self.fail_first else set()
-        self.failed.extend(failing)
-
-        def fetch(tn: str) -> dict | Skip:
-            if tn in failing:
-                return Skip("tracking_poll_failed", TransientError("HTTP 503"), {"tn": tn}, shipment_ids=(tn,))
-            return {"tn": tn, "code": "IT", "at": "2024-01-01T00:00:00Z"}
-
-        polls = Polls(ctx, "Flaky API", concurrency=2)
-        items = list(polls.run(due, fetch))
-        polls.finish()
-        yield Page("parcels", {"items": items})
-
-
 def test_a_capped_parcel_whose_poll_failed_waits_for_its_next_turn_before_it_can_expire(make_pipeline, registry) -> None:
     """Its turn asked it but heard nothing: the round that turn began does not vouch for its silence."""
-    registry.add_provider("fakes", FlakyTurnProvider)
-    cfg = config.load(make_pipeline("- {name: turns, provider: flakyturnco, pii: keep, max_open_polls: 10}",
+    failed: list[str] = []
+
+    class FirstOfRunTwoFails(SilentParcels):
+        @staticmethod
+        def failing(due: list[str]) -> set[str]:
+            if run_number != 2:
+                return set()
+            failed.append(due[0])
+            return {due[0]}
+
+    registry.add_provider("fakes", FirstOfRunTwoFails)
+    cfg = config.load(make_pipeline("- {name: turns, provider: silentco, pii: keep, max_open_polls: 10}",
                                     run={"expire_after_days": 30}))
-    FlakyTurnProvider.failed = []
     expired = []
     for run_number in range(1, 6):  # first sight; then ten a run, three runs a round; run two's first poll fails
-        FlakyTurnProvider.fail_first = run_number == 2
         (run,) = runner.run_pipeline(cfg, registry=registry).sources
         assert run.ok, run.error
         expired.append(run.counters.get("expired", 0))
     # Run four ends the first round and expires the 29 heard from; run five asks the failed one again, then expires it.
     assert expired == [0, 0, 0, 29, 1]
-    (failed,) = FlakyTurnProvider.failed
-    assert query(cfg, f"SELECT status FROM shipments_latest WHERE shipment_id = '{failed}'") == [("expired",)]
+    (failed_one,) = failed
+    assert query(cfg, f"SELECT status FROM shipments_latest WHERE shipment_id = '{failed_one}'") == [("expired",)]
     state = dict(query(cfg, "SELECT key, value FROM source_state WHERE source = 'turns'"))
     assert orjson.loads(state["core.unheard"]) == []  # forgotten once asked again
 
