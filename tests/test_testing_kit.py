@@ -6,10 +6,11 @@ author would (the test module is the plugin module), and runs pytest on it in-pr
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 # Imported before pytester snapshots sys.modules: DuckDB, which it imports, cannot be imported twice in a process.
-from shipetl.testing import ProviderContract
+from shipetl.testing import FixtureTransport, ProviderContract
 
 pytest_plugins = ["pytester"]
 
@@ -251,3 +252,20 @@ class TestKit(KitContract):
     outcome, text = outcomes["test_rows_have_the_canonical_schema"]
     assert outcome == "failed", text
     assert "TestKit.options give kitcheck 2 accounts (shop-1, shop-2); the contract runs exactly one" in text
+
+
+def test_fixture_routes_match_the_fields_of_a_form_post_and_unmatched_ones_mask_secrets(tmp_path):
+    (tmp_path / "order.json").write_text('{"order": 1}')
+    (tmp_path / "tracking.json").write_text('{"tracking": 1}')
+    routes = {"POST /sync?method=order.get": "order.json", "POST /sync?method=tracking.get&order_id=7": "tracking.json"}
+    transport = FixtureTransport("http://rpc.test/api", tmp_path, routes)
+    with httpx.Client(transport=transport, base_url="http://rpc.test/api") as client:
+        order = client.post("/sync", data={"method": "order.get", "order_id": "7", "sign": "S1GNATURE"})
+        tracking = client.post("/sync", data={"method": "tracking.get", "order_id": "7", "session": "T0KEN"})
+        other = client.post("/sync", data={"method": "tracking.get", "order_id": "8", "session": "T0KEN"})
+        query = client.post("/sync?method=tracking.get&order_id=7", json={"method": "order.get"})
+    assert (order.json(), tracking.json(), other.status_code, query.json()) == ({"order": 1}, {"tracking": 1}, 404,
+                                                                                {"tracking": 1})
+    assert transport.answered == {"POST /sync?method=order.get": 1, "POST /sync?method=tracking.get&order_id=7": 2}
+    (unmatched,) = transport.unmatched
+    assert unmatched.startswith("POST /sync?method=tracking.get&order_id=8&session=") and "T0KEN" not in unmatched

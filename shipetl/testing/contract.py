@@ -29,7 +29,7 @@ from ..rawzone import RawZoneWriter
 from ..runs import SourceRun
 from ..schema import TABLES
 from .context import ContractContext, Harvest, Rerun
-from .transport import FixtureTransport, RecordingTransport, Reply, as_reply
+from .transport import FixtureTransport, RecordingTransport, Reply, as_reply, request_params
 
 CONTRACT_BASE_URL = "http://contract.test/base-url-check"
 ERROR_KINDS: dict[str, type[Exception]] = {"auth": AuthError, "rate_limit": TransientError, "bad_input": TerminalError}
@@ -82,7 +82,8 @@ class ProviderContract:
     fixtures: ClassVar[Path]
     """Folder of captured-shape JSON replies, error bodies and ``expected_<table>.json`` rows."""
     routes: ClassVar[Mapping[str, str | Reply]] = {}
-    """``"GET /path?param=value"`` -> fixture file (or :class:`Reply`), relative to the base URL."""
+    """``"GET /path?param=value"`` -> fixture file (or :class:`Reply`), relative to the base URL; the parameters
+    match the query string, and a form POST's fields (``"POST /sync?method=orders.get"``)."""
     errors: ClassVar[Mapping[str, Reply]] = {}
     """``auth``, ``rate_limit``, ``bad_input`` -> the error reply the API sends in that case."""
     options: ClassVar[Mapping[str, Any]] = {}
@@ -407,7 +408,7 @@ class ProviderContract:
 
     def test_no_secret_in_logs_raw_zone_or_rows(self, harvest: Harvest, contract_secrets):
         sent = {v for r in harvest.requests for k, v in r.headers.items() if redact.is_secret_key(k)}
-        sent |= {v for r in harvest.requests for k, v in r.url.params.items() if redact.is_secret_key(k)}
+        sent |= {v for r in harvest.requests for k, v in request_params(r).items() if redact.is_secret_key(k)}
         secrets = {v for v in {*contract_secrets.values(), *sent} if len(v) >= 6}
         raw = b"".join(zstandard.ZstdDecompressor().decompress(p.read_bytes(), max_output_size=1 << 30)
                        for p in harvest.raw_dir.rglob("*.zst")).decode("utf-8", "replace")

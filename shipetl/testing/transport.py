@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 
+from ..redact import redact_obj
+
 MAX_REQUESTS = 2000  # more than this from fixtures means paging never ends
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,14 @@ def as_reply(value: str | Reply) -> Reply:
     return value if isinstance(value, Reply) else Reply(200, value)
 
 
+def request_params(request: httpx.Request) -> dict[str, str]:
+    """A request's query parameters, and the fields of its form body when it is a form POST (they win)."""
+    params = dict(request.url.params)
+    if request.headers.get("content-type", "").startswith(FORM):
+        params.update(httpx.QueryParams(request.content.decode("utf-8", "replace")))
+    return params
+
+
 def _route(key: str) -> tuple[str, str, dict[str, str]]:
     method, _, target = key.strip().partition(" ")
     url = httpx.URL(target.strip() or "/")
@@ -38,9 +49,10 @@ def _route(key: str) -> tuple[str, str, dict[str, str]]:
 class FixtureTransport(httpx.MockTransport):
     """Answers requests under ``base_url`` from fixture files by route, and records every request.
 
-    A route is ``"METHOD /path"`` plus optional query parameters that must match
-    (``"GET /v1/orders?page=2"``); the route naming most parameters wins, and counts the request in
-    ``answered`` under its key. ``reply_all`` answers every request with one reply (error cases). A
+    A route is ``"METHOD /path"`` plus optional parameters that must match (``"GET /v1/orders?page=2"``):
+    the request's query parameters and, for a form POST (``application/x-www-form-urlencoded``), its form
+    fields, so an API taking every call at one path (``"POST /sync?method=orders.get&order_id=1"``) has a
+    route per call. The route naming most parameters wins, and counts the request in ``answered`` under its key. ``reply_all`` answers every request with one reply (error cases). A
     request outside ``base_url`` or matching no route gets a 404 and is recorded in ``unmatched``.
     """
 
@@ -74,11 +86,12 @@ class FixtureTransport(httpx.MockTransport):
             return httpx.Response(404, json={"error": "outside base_url"})
         if self.reply_all is not None:
             return self._respond(self.reply_all)
-        path, params = "/" + url.path[len(prefix):].strip("/"), dict(url.params)
+        path, params = "/" + url.path[len(prefix):].strip("/"), request_params(request)
         candidates = [(len(p), key, reply) for key, (m, rp, p), reply in self.routes
                       if m == request.method and rp == path and all(params.get(k) == v for k, v in p.items())]
         if not candidates:
-            self.unmatched.append(f"{request.method} {path}?{url.query.decode()} (no fixture route)")
+            shown = httpx.QueryParams(redact_obj(params))  # a form's sign or session masked
+            self.unmatched.append(f"{request.method} {path}?{shown} (no fixture route)")
             return httpx.Response(404, json={"error": "no fixture route"})
         _, key, reply = max(candidates, key=lambda c: c[0])
         self.answered[key] += 1

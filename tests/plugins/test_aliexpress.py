@@ -1,4 +1,5 @@
-"""AliExpress plugin: signing, both error layers, tokens, order id sources, and the SQL mapping of real shapes."""
+"""AliExpress plugin: the shared contract, signing, both error layers, tokens, order id sources, and the SQL
+mapping of real shapes."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+import shipetl_aliexpress
 from shipetl import AuthError, ConfigError, NotFoundError, Page, TerminalError, TokenPair, TokenStore, TransientError, http_client
 from shipetl import transform
 from shipetl.context import RunBookkeeping
 from shipetl.log import get_logger
 from shipetl.rawzone import RawZoneWriter
+from shipetl.testing import ErrorFixture, ProviderContract
 from shipetl_aliexpress import client as ae_client
 from shipetl_aliexpress import extract, provider, sandbox, statuses
 from shipetl_aliexpress.client import AliExpressClient, SessionRejected, ban_seconds, classify, gateway_error, sign
@@ -68,6 +71,52 @@ class FakeContext(RunBookkeeping):
 
 def form_of(request: httpx.Request) -> dict[str, str]:
     return dict(parse_qsl(request.content.decode()))
+
+
+# --- the shared contract, over captured-shape fixtures ----------------------------------------------
+
+SEED_ORDER, AWKWARD_ORDER = "8190000000000001", "8190000000000002"
+SEED_PARCEL = "4209795192144903600008220012159992"
+TRACKING_ROUTE = f"POST /sync?method={ae_client.TRACKING_GET}&ae_order_id="
+
+
+class TestAliExpressContract(ProviderContract):
+    """Every call is a form POST to one path: the routes tell them apart by the form's ``method`` and ids."""
+
+    plugin = shipetl_aliexpress
+    fixtures = FIXTURES
+    options = {"app_key": APP_KEY, "order_ids": [SEED_ORDER, AWKWARD_ORDER]}
+    routes = {
+        "POST /rest/auth/token/create": "token_create.json",
+        f"POST /sync?method={ae_client.ORDER_GET}": "order_get.json",
+        TRACKING_ROUTE + SEED_ORDER: "tracking_seed_sample.json",
+        TRACKING_ROUTE + AWKWARD_ORDER: "tracking_awkward_shapes.json",
+    }
+    # Core hands a run the parcels still open; the failed order's open parcel is the one named.
+    open_shipments = [{"shipment_id": SEED_PARCEL, "tracking_number": SEED_PARCEL, "order_id": SEED_ORDER}]
+    failing_poll = (TRACKING_ROUTE + SEED_ORDER, SEED_PARCEL)
+    errors = {"auth": ErrorFixture(200, "error_incomplete_signature.json"),
+              "rate_limit": ErrorFixture(200, "error_api_call_limit.json"),
+              "bad_input": ErrorFixture(200, "error_insufficient_permission.json")}
+
+
+# The meta the extractor puts beside each tracking fixture (its order's logistics_status comes from order.get).
+TRACKING_META = {
+    "tracking_seed_sample": {"order_id": SEED_ORDER, "logistics_status": "SELLER_SEND_GOODS",
+                             "unmatched_node_status": "in_transit"},
+    "tracking_awkward_shapes": {"order_id": AWKWARD_ORDER, "logistics_status": "SELLER_SEND_PART_GOODS",
+                                "unmatched_node_status": "in_transit"},
+}
+AWKWARD_META = TRACKING_META["tracking_awkward_shapes"]
+
+
+def expected_rows(table: str, order_id: str) -> list[dict[str, Any]]:
+    """One order's rows of the contract's ``expected_<table>.json`` (scans by the order's parcels)."""
+    rows = json.loads(fixture(f"expected_{table}.json"))
+    if table == "tracking_events":
+        parcels = {s["shipment_id"] for s in expected_rows("shipments", order_id)}
+        return [r for r in rows if r["shipment_id"] in parcels]
+    return [r for r in rows if r["order_id"] == order_id]
 
 
 # --- signing -------------------------------------------------------------------------------------
@@ -318,25 +367,28 @@ def mapped(tmp_path: Path, registry, stream: str, body: bytes, meta: dict[str, A
 
 
 def comparable(rows: list[dict[str, Any]], columns: list[str], key: tuple[str, ...]) -> list[dict[str, Any]]:
-    def plain(v: Any) -> Any:
-        return v.isoformat() if isinstance(v, datetime) else (str(v) if hasattr(v, "as_tuple") else v)
+    def plain(v: Any) -> Any:  # as the expected_<table>.json files write values
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return str(v) if hasattr(v, "as_tuple") else v
     picked = [{c: plain(r[c]) for c in columns} for r in rows]
     return sorted(picked, key=lambda r: tuple(str(r[k]) for k in key))
 
 
-@pytest.mark.parametrize("name", ["tracking_seed_sample", "tracking_awkward_shapes"])
+@pytest.mark.parametrize("name", list(TRACKING_META))
 def test_tracking_fixture_maps_to_expected_rows(tmp_path: Path, registry, name: str) -> None:
-    expected = json.loads(fixture(f"{name}.expected.json"))
-    rows = mapped(tmp_path, registry, "tracking", fixture(f"{name}.json"), expected["meta"])
+    meta = TRACKING_META[name]
+    rows = mapped(tmp_path, registry, "tracking", fixture(f"{name}.json"), meta)
     for table, key in (("shipments", ("shipment_id",)), ("tracking_events", ("shipment_id", "occurred_at"))):
-        columns = list(expected[table][0])
-        assert comparable(rows[table], columns, key) == comparable(expected[table], columns, key)
+        expected = expected_rows(table, meta["order_id"])
+        columns = list(expected[0])
+        assert comparable(rows[table], columns, key) == comparable(expected, columns, key)
     events = rows["tracking_events"]
     assert len({e["event_id"] for e in events}) == len(events)
 
 
 def test_same_scan_in_two_parcels_is_two_events_and_a_number_does_not_change_its_id(tmp_path: Path, registry) -> None:
-    meta = json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"]
+    meta = AWKWARD_META
     first = mapped(tmp_path / "a", registry, "tracking", fixture("tracking_awkward_shapes.json"), meta)
     numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
     second = mapped(tmp_path / "b", registry, "tracking", numbered, meta)
@@ -346,7 +398,7 @@ def test_same_scan_in_two_parcels_is_two_events_and_a_number_does_not_change_its
 
 
 def test_placeholder_parcel_is_retired_once_its_number_appears(tmp_path: Path, registry) -> None:
-    meta = {**json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"], "placeholders": ["8190000000000002-P1"]}
+    meta = {**AWKWARD_META, "placeholders": ["8190000000000002-P1"]}
     numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
     shipments = {s["shipment_id"]: s for s in mapped(tmp_path, registry, "tracking", numbered, meta)["shipments"]}
     retired = shipments["8190000000000002-P1"]
@@ -360,11 +412,11 @@ def test_demo_order_ids_are_the_orders_the_sandbox_serves() -> None:
 
 
 def test_order_fixture_maps_order_and_lines_in_pacific_time(tmp_path: Path, registry) -> None:
-    expected = json.loads(fixture("order_get.expected.json"))
-    rows = mapped(tmp_path, registry, "orders", fixture("order_get.json"), expected["meta"])
+    rows = mapped(tmp_path, registry, "orders", fixture("order_get.json"), {"order_id": SEED_ORDER})
     for table, key in (("orders", ("order_id",)), ("order_items", ("line_id",))):
-        columns = list(expected[table][0])
-        assert comparable(rows[table], columns, key) == comparable(expected[table], columns, key)
+        expected = expected_rows(table, SEED_ORDER)
+        columns = list(expected[0])
+        assert comparable(rows[table], columns, key) == comparable(expected, columns, key)
     assert json.loads(rows["orders"][0]["extras"])["logistics_status"] == "SELLER_SEND_GOODS"
 
 
@@ -459,7 +511,7 @@ def test_sandbox_world_has_the_awkward_cases() -> None:
 def test_carrier_code_is_the_parcels_carrier_name_normalized(tmp_path: Path, registry) -> None:
     # Seed 002's carrier_name ("AliExpress standard shipping") is the only carrier field of a tracking reply;
     # carrier_code was NULL for every parcel and scan, so the marts showed one blank-carrier bucket.
-    meta = json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"]
+    meta = AWKWARD_META
     rows = mapped(tmp_path, registry, "tracking", fixture("tracking_awkward_shapes.json"), meta)
     names = {s["shipment_id"]: s["service"] for s in rows["shipments"]}
     codes = {s["shipment_id"]: s["carrier_code"] for s in rows["shipments"]}
@@ -484,7 +536,7 @@ def test_carrier_code_of_a_name(name, code) -> None:
 
 
 def test_a_retired_placeholder_keeps_its_parcels_carrier_code(tmp_path: Path, registry) -> None:
-    meta = {**json.loads(fixture("tracking_awkward_shapes.expected.json"))["meta"], "placeholders": ["8190000000000002-P1"]}
+    meta = {**AWKWARD_META, "placeholders": ["8190000000000002-P1"]}
     numbered = fixture("tracking_awkward_shapes.json").replace(b'"mail_no": ""', b'"mail_no": "LP00999999999999"', 1)
     shipments = {s["shipment_id"]: s for s in mapped(tmp_path, registry, "tracking", numbered, meta)["shipments"]}
     assert shipments["8190000000000002-P1"]["carrier_code"] == shipments["LP00999999999999"]["carrier_code"] is not None
