@@ -298,7 +298,8 @@ def runs(pipeline: str, limit: int) -> None:
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 def state(pipeline: str) -> None:
-    """Show each source account's stored cursors."""
+    """Show each source account's stored cursors; core's own (core.*) in words: `shipetl sql PIPELINE "select
+    * from source_state"` shows them as stored."""
     from . import query as query_mod
 
     query_mod.show_state(_load(pipeline))

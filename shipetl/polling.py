@@ -245,6 +245,30 @@ def asked_all_since(started_at: datetime, cursors: Mapping[str, Any]) -> datetim
     return PollRound.from_cursor(cursors[POLL_TURN_CURSOR]).asked_all_since()
 
 
+def describe_cursor(key: str, value: Any) -> str | None:
+    """Core's polling cursors (``core.poll_turn``, ``core.unheard``) in words, for ``shipetl state``; None for any
+    other key, or a value core did not write. The stored values hold up to a thousand turns or one entry per
+    shipment: too much to read."""
+    if key == POLL_TURN_CURSOR:
+        try:
+            round_ = PollRound.from_cursor(value)
+            reached = f"{int(round_.place, 16) / ROUND:.0%} of the round" if round_.place else "the start of the round"
+            since = round_.asked_all_since()
+        except (TypeError, ValueError, IndexError):
+            return None
+        asked = (f"every open shipment asked since {since.isoformat()}" if since else
+                 "the kept turns have not gone once round yet")
+        return f"next turn after {reached}; {len(round_.turns)} turn(s) kept; {asked}"
+    if key == UNHEARD_CURSOR:
+        entries = [entry for entry in value if isinstance(entry, list) and len(entry) == 2] if isinstance(value, list) else []
+        if not entries:
+            return "no shipment waiting"
+        shown = ", ".join(f"{shipment_id} (failed {since})" for shipment_id, since in entries[:3])
+        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+        return f"{len(entries)} shipment(s) whose poll failed, not expired until asked again: {shown}{more}"
+    return None
+
+
 def still_unheard(kept: Any, unheard: Iterable[str], when: datetime, asked_since: datetime | None) -> list[list[str]]:
     """The ``core.unheard`` cursor after a run started at ``when``: ``[shipment_id, since]`` of each shipment whose
     latest poll failed, this run's ``unheard`` and those of ``kept`` (the cursor before) not asked again since.

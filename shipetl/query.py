@@ -23,7 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from rich.table import Table
 
-from . import marts, runs, state, warehouse
+from . import marts, polling, runs, state, warehouse
 from .config import PipelineConfig
 from .errors import ShipetlError
 from .summary import stdout_console
@@ -196,6 +196,9 @@ def run_history(pipeline: PipelineConfig, limit: int) -> None:
 
 
 def show_state(pipeline: PipelineConfig) -> None:
+    """Print every stored cursor, core's polling cursors in words (:func:`shipetl.polling.describe_cursor`)."""
     with session(pipeline) as con:
-        _print_rows(["source", "account", "key", "value", "run_id", "updated_at"], state.list_all(con))
+        rows = [(source, account, key, polling.describe_cursor(key, orjson.loads(value)) or value, run_id, updated_at)
+                for source, account, key, value, run_id, updated_at in state.list_all(con)]
+    _print_rows(["source", "account", "key", "value", "run_id", "updated_at"], rows)
     sys.stdout.flush()

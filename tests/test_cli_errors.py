@@ -28,7 +28,7 @@ def invoke(*args: str):
 
 @pytest.fixture
 def pipeline(tmp_path) -> Path:
-    """A warehouse with one failed run (a long error) and one long cursor."""
+    """A warehouse with one failed run (a long error), one long cursor and one of core's."""
     db = tmp_path / "warehouse.duckdb"
     with warehouse.connect(db, read_only=False) as con:
         warehouse.ensure_schema(con)
@@ -36,7 +36,8 @@ def pipeline(tmp_path) -> Path:
                              account_id="shipengine-main", started_at=T, finished_at=T, status="failed",
                              error=LONG_ERROR)
         runs.insert(con, run, None)
-        state.write(con, "shipengine-main", "shipengine-main", run.run_id, {"updated_since": LONG_CURSOR})
+        state.write(con, "shipengine-main", "shipengine-main", run.run_id,
+                    {"updated_since": LONG_CURSOR, "core.unheard": [["1Z0001", "2025-10-01T12:00:00+00:00"]]})
     path = tmp_path / "pipeline.yaml"
     path.write_text(textwrap.dedent(f"""\
         warehouse: {{path: {db}, lake: {tmp_path}/lake}}
@@ -127,12 +128,15 @@ def test_runs_piped_prints_whole_values(run_cli, pipeline) -> None:
     assert "shipengine-main" in row and LONG_ERROR in row
 
 
-def test_state_piped_prints_whole_values(run_cli, pipeline) -> None:
+def test_state_piped_prints_whole_values_and_cores_cursors_in_words(run_cli, pipeline) -> None:
     proc = run_cli("state", str(pipeline))
     assert proc.returncode == 0, proc.stderr
     assert "…" not in proc.stdout
     [row] = [line for line in proc.stdout.splitlines() if "updated_since" in line]
     assert "shipengine-main" in row and LONG_CURSOR in row and "20251001T120000Z-0123456789ab" in row
+    [core] = [line for line in proc.stdout.splitlines() if "core.unheard" in line]
+    assert "1 shipment(s) whose poll failed, not expired until asked again: 1Z0001 (failed 2025-10-01T12:00:00+00:00)" \
+        in core and "[[" not in core
 
 
 # --- sandbox: the URL is announced once bound ---------------------------------------------------------------

@@ -12,7 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from shipetl import AuthError, Polls, Skip, TransientError
-from shipetl.polling import MAX_TURNS, PollRound, asked_all_since, looks_down, still_unheard, take_turn, turn_rank
+from shipetl.polling import (MAX_TURNS, ROUND_END, PollRound, asked_all_since, describe_cursor, looks_down, still_unheard,
+                             take_turn, turn_rank)
 
 
 class Ctx:
@@ -262,3 +263,22 @@ def test_a_run_with_no_turn_asked_every_record_at_its_start() -> None:
     assert asked_all_since(start, {"core.poll_turn": {"place": "00ff", "turns": [["2026-02-28T02:00:00+00:00", None, "00ff"]]}}) is None
     everything = PollRound().took(start, None).to_cursor()
     assert asked_all_since(start, {"core.poll_turn": everything}) == start
+
+
+def test_shipetl_state_tells_cores_polling_cursors_in_words() -> None:
+    start = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    halfway = PollRound().took(start, "8000000000000000")
+    assert describe_cursor("core.poll_turn", halfway.to_cursor()) == (
+        "next turn after 50% of the round; 1 turn(s) kept; the kept turns have not gone once round yet")
+    gone_round = halfway.took(start + timedelta(days=1), ROUND_END).to_cursor()
+    assert describe_cursor("core.poll_turn", gone_round) == (
+        "next turn after 100% of the round; 2 turn(s) kept; every open shipment asked since 2026-03-01T02:00:00+00:00")
+    assert describe_cursor("core.poll_turn", None).startswith("next turn after the start of the round; 0 turn(s)")
+    unheard = still_unheard([], ["P1", "P2", "P3", "P4"], start, asked_since=None)
+    assert describe_cursor("core.unheard", unheard) == (
+        "4 shipment(s) whose poll failed, not expired until asked again: P1 (failed 2026-03-01T02:00:00+00:00), "
+        "P2 (failed 2026-03-01T02:00:00+00:00), P3 (failed 2026-03-01T02:00:00+00:00) and 1 more")
+    assert describe_cursor("core.unheard", []) == "no shipment waiting"
+    # A provider's own cursor, and a value core did not write, are shown as stored.
+    assert describe_cursor("labels_created_at", "2026-03-01T00:00:00+00:00") is None
+    assert describe_cursor("core.poll_turn", {"place": "not hex", "turns": []}) is None
