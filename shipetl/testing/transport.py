@@ -52,8 +52,9 @@ class FixtureTransport(httpx.MockTransport):
     A route is ``"METHOD /path"`` plus optional parameters that must match (``"GET /v1/orders?page=2"``):
     the request's query parameters and, for a form POST (``application/x-www-form-urlencoded``), its form
     fields, so an API taking every call at one path (``"POST /sync?method=orders.get&order_id=1"``) has a
-    route per call. The route naming most parameters wins, and counts the request in ``answered`` under its key. ``reply_all`` answers every request with one reply (error cases). A
-    request outside ``base_url`` or matching no route gets a 404 and is recorded in ``unmatched``.
+    route per call. The route naming most parameters wins, and counts the request in ``answered`` under its
+    key. ``reply_all`` answers every request with one reply (error cases). A request outside ``base_url``
+    or matching no route gets a 404 and is recorded in ``unmatched``.
     """
 
     def __init__(self, base_url: str, fixtures: Path, routes: Mapping[str, str | Reply] | None = None,
