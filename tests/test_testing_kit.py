@@ -93,13 +93,14 @@ FIXTURES = {
 CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
 
 
-def run_contract(pytester: pytest.Pytester, source: str) -> dict[str, tuple[str, str]]:
-    """Run the kitcheck plugin's contract with ``source`` appended to its module (later definitions win).
+def run_contract(pytester: pytest.Pytester, source: str, fixtures: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """Run the kitcheck plugin's contract with ``source`` appended to its module (later definitions win), and
+    ``fixtures`` beside the usual ones.
 
     Returns {test: (outcome, failure text)}; a failing fixture counts as its test failing.
     """
     (pytester.path / "fixtures").mkdir()
-    for name, body in FIXTURES.items():
+    for name, body in {**FIXTURES, **(fixtures or {})}.items():
         (pytester.path / "fixtures" / name).write_text(body)
     pytester.makepyfile(test_kit=PLUGIN + source)
     outcomes: dict[str, tuple[str, str]] = {}
@@ -269,3 +270,47 @@ def test_fixture_routes_match_the_fields_of_a_form_post_and_unmatched_ones_mask_
     assert transport.answered == {"POST /sync?method=order.get": 1, "POST /sync?method=tracking.get&order_id=7": 2}
     (unmatched,) = transport.unmatched
     assert unmatched.startswith("POST /sync?method=tracking.get&order_id=8&session=") and "T0KEN" not in unmatched
+
+
+
+# The kit's fixtures as rows (the two parcels of parcels.json), and a live server answering other parcels.
+EXPECTED_SHIPMENTS = '[{"shipment_id": "P1", "status": "in_transit"}, {"shipment_id": "P2", "status": "delivered"}]'
+AGAINST_A_LIVE_SERVER = '''
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shipetl.sandbox import SandboxSettings, running_sandbox
+
+LIVE = b'{"parcels": [{"id": "L1", "service": "Live", "status": "moving", "last_scan": "2025-01-22T08:00:00Z"}]}'
+
+
+def live_app(settings):
+    async def parcels(request):
+        return Response(LIVE, media_type="application/json")
+
+    return Starlette(routes=[Route("/parcels", parcels), Route("/parcels/{number}", parcels)])
+
+
+class TestKit(KitContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_base_url(cls):
+        with running_sandbox({"kitcheck": live_app}, SandboxSettings(port=0)) as url:
+            yield f"{url}/kitcheck"
+'''
+
+
+def test_rows_are_held_to_the_fixtures_expected_rows(pytester):
+    outcomes = run_contract(pytester, "class TestKit(KitContract):\n    pass\n",
+                            {"expected_shipments.json": EXPECTED_SHIPMENTS})
+    assert outcomes["test_rows_match_expected"] == ("passed", "")
+
+
+def test_a_live_server_is_not_held_to_the_fixtures_expected_rows(pytester):
+    outcomes = run_contract(pytester, AGAINST_A_LIVE_SERVER, {"expected_shipments.json": EXPECTED_SHIPMENTS})
+    outcome, text = outcomes["test_rows_match_expected"]
+    assert outcome == "skipped" and "a live server answers with its own data" in text, text
+    assert outcomes["test_rerun_adds_nothing"] == ("passed", "")
+    assert outcomes["test_no_secret_in_logs_raw_zone_or_rows"] == ("passed", "")

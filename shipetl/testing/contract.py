@@ -353,7 +353,9 @@ class ProviderContract:
         assert not unused, (f"no request of the first run or the second reached route(s) {unused}: the extract "
                             f"stops early, or the routes are stale")
 
-    def test_rows_match_expected(self, harvest: Harvest):
+    def test_rows_match_expected(self, harvest: Harvest, contract_base_url):
+        if contract_base_url:
+            pytest.skip("expected_<table>.json lists the fixtures' rows; a live server answers with its own data")
         files = sorted(Path(self.fixtures).glob("expected_*.json"))
         if not files:
             pytest.skip("no expected_<table>.json beside the fixtures")
