@@ -240,7 +240,9 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             transformer.close()
             con.close()
     except Exception as exc:  # one source's failure must not take the others down
-        _fail(destination, run, storage.write_error(pipeline, exc) or exc, log)
+        known = (storage.write_error(pipeline, exc)
+                 or transform.memory_error(exc, pipeline.warehouse.memory_limit, pipeline.path))
+        _fail(destination, run, known or exc, log)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return run

@@ -20,7 +20,7 @@ import duckdb
 
 from . import countries, statuses, timestamps
 from .canonical_sql import CanonicalSql
-from .errors import PluginError
+from .errors import PluginError, ShipetlError
 from .provider import Stream, TableMapping
 from .schema import TABLES
 from .sqltext import sql_literal
@@ -73,6 +73,16 @@ def connect(memory_limit: str = "512MB", temp_dir: Path | None = None, status_ta
     countries.install(con, temp=False)
     install_pii(con, pii, pii_key)
     return con
+
+
+def memory_error(exc: Exception, memory_limit: str, pipeline_path: Path | str) -> ShipetlError | None:
+    """The one line for DuckDB running out of a run connection's ``memory_limit`` (``warehouse.memory_limit``),
+    naming the setting to raise; None for any other error."""
+    if not isinstance(exc, duckdb.OutOfMemoryException):
+        return None
+    detail = str(exc).splitlines()[0].removeprefix("Out of Memory Error: ")
+    return ShipetlError(f"DuckDB ran out of memory within warehouse.memory_limit {memory_limit} ({detail}); raise "
+                        f"warehouse.memory_limit in {pipeline_path}, doubling it for a start")
 
 
 def install_pii(con, mode: str, key: str | None) -> None:

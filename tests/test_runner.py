@@ -499,6 +499,28 @@ def test_a_full_disk_under_the_raw_zone_names_warehouse_raw_and_what_frees_space
                           "(warehouse.raw_keep_days deletes old raw pages after each run)")
 
 
+class WidePagesProvider(Provider):
+    """Pages wider than a tiny warehouse.memory_limit lets DuckDB parse."""
+
+    name = "wideco"
+    default_base_url = "https://wideco.example"
+    streams = (SHIPMENTS,)
+
+    def extract(self, ctx) -> Iterator[Page]:
+        for p in range(4):
+            yield Page("parcels", {"items": [{"tn": f"{p}-{i}", "code": "IT", "more": {"note": "x" * 200}}
+                                             for i in range(2000)]})
+
+
+def test_running_out_of_duckdb_memory_names_warehouse_memory_limit(make_pipeline, registry) -> None:
+    registry.add_provider("fakes", WidePagesProvider)
+    cfg = config.load(make_pipeline("- name: wide\n  provider: wideco\n  pii: keep\n", memory_limit="16MB"), env={})
+    (run,) = runner.run_pipeline(cfg, registry=registry).sources
+    assert run.status == "failed"
+    assert run.error.startswith("DuckDB ran out of memory within warehouse.memory_limit 16MB (failed to allocate "), run.error
+    assert run.error.endswith(f"; raise warehouse.memory_limit in {cfg.path}, doubling it for a start")
+
+
 class _UnrecordableDestination(DuckDBDestination):
     def record_failure(self, run) -> None:
         raise OSError(30, "Read-only file system", "warehouse.duckdb")
