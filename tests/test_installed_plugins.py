@@ -188,7 +188,7 @@ def test_generated_plugin_installs_lists_runs_and_passes_its_own_tests(venv: Ven
     assert events == ["n", "7"]
 
     own_tests = venv.run("pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path / "shipetl-acme")
-    assert re.search(r"\b29 passed\b", own_tests.stdout), own_tests.stdout
+    assert re.search(r"\b28 passed, 4 skipped\b", own_tests.stdout), own_tests.stdout  # as test_scaffold says why
     assert "failed" not in own_tests.stdout
 
 
