@@ -260,7 +260,8 @@ def describe_cursor(key: str, value: Any) -> str | None:
                  "the kept turns have not gone once round yet")
         return f"next turn after {reached}; {len(round_.turns)} turn(s) kept; {asked}"
     if key == UNHEARD_CURSOR:
-        entries = [entry for entry in value if isinstance(entry, list) and len(entry) == 2] if isinstance(value, list) else []
+        listed = value if isinstance(value, list) else []
+        entries = [entry for entry in listed if isinstance(entry, list) and len(entry) == 2]
         if not entries:
             return "no shipment waiting"
         shown = ", ".join(f"{shipment_id} (failed {since})" for shipment_id, since in entries[:3])

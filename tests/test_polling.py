@@ -12,8 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from shipetl import AuthError, Polls, Skip, TransientError
-from shipetl.polling import (MAX_TURNS, ROUND_END, PollRound, asked_all_since, describe_cursor, looks_down, still_unheard,
-                             take_turn, turn_rank)
+from shipetl.polling import (MAX_TURNS, ROUND_END, PollRound, asked_all_since, describe_cursor, looks_down,
+                             still_unheard, take_turn, turn_rank)
 
 
 class Ctx:

@@ -93,7 +93,8 @@ FIXTURES = {
 CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
 
 
-def run_contract(pytester: pytest.Pytester, source: str, fixtures: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+def run_contract(pytester: pytest.Pytester, source: str,
+                 fixtures: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """Run the kitcheck plugin's contract with ``source`` appended to its module (later definitions win), and
     ``fixtures`` beside the usual ones.
 
@@ -270,7 +271,6 @@ def test_fixture_routes_match_the_fields_of_a_form_post_and_unmatched_ones_mask_
     assert transport.answered == {"POST /sync?method=order.get": 1, "POST /sync?method=tracking.get&order_id=7": 2}
     (unmatched,) = transport.unmatched
     assert unmatched.startswith("POST /sync?method=tracking.get&order_id=8&session=") and "T0KEN" not in unmatched
-
 
 
 # The kit's fixtures as rows (the two parcels of parcels.json), and a live server answering other parcels.
