@@ -89,16 +89,21 @@ def test_a_bad_night_on_every_provider_loads_exactly_what_a_good_night_loads(sma
     ids_file = tmp_path / "ae_orders.csv"
     ids_file.write_text("ae_order_id\n" + "".join(f"{o.order_id}\n" for o in aliexpress_world(42, SCALE).orders))
 
+    # With 8% of tries failing, a request failing all six of core's tries is a chance in 4 million (Fuuffy's
+    # own max_retries, 3 by default, raised to match): a difference between the nights is the pipeline's.
+    sources = (shipengine_source(small_sandbox) + shopee_source(small_sandbox, SHOPS)
+               + aliexpress_source(small_sandbox, ids_file)
+               + fuuffy_source(small_sandbox, options="poll_concurrency: 8, max_retries: 5"))
+
     def run_into(folder: Path):
         # One tokens folder: the sandbox's authorization codes link an account once, as real ones do.
-        pipeline = make_pipeline(pipeline_sources(small_sandbox, ids_file), path=folder / "warehouse.duckdb",
-                                 lake=folder / "lake", raw=folder / "raw")
+        pipeline = make_pipeline(sources, path=folder / "warehouse.duckdb", lake=folder / "lake", raw=folder / "raw")
         return run_cli("run", str(pipeline))
 
     good = run_into(tmp_path / "good")
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
-    # About one request in eight fails at first (429, 500/503, a body cut short); each is retried until it answers.
-    faults = {"rate_429": 0.05, "rate_5xx": 0.05, "rate_truncate": 0.03, "retry_after_s": 0.05, "seed": 11}
+    # About one try in twelve fails (429, 500/503, a body cut short); each is retried until it answers.
+    faults = {"rate_429": 0.03, "rate_5xx": 0.03, "rate_truncate": 0.02, "retry_after_s": 0.05, "seed": 11}
     httpx.post(f"{small_sandbox}/_sandbox/faults", json=faults).raise_for_status()
     bad = run_into(tmp_path / "bad")
     assert bad.returncode == 0, bad.stdout[-3000:] + bad.stderr[-3000:]
