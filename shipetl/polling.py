@@ -260,8 +260,7 @@ def describe_cursor(key: str, value: Any) -> str | None:
                  "the kept turns have not gone once round yet")
         return f"next turn after {reached}; {len(round_.turns)} turn(s) kept; {asked}"
     if key == UNHEARD_CURSOR:
-        listed = value if isinstance(value, list) else []
-        entries = [entry for entry in listed if isinstance(entry, list) and len(entry) == 2]
+        entries = [(shipment_id, since) for shipment_id, since, _ in _unheard_entries(value)]
         if not entries:
             return "no shipment waiting"
         shown = ", ".join(f"{shipment_id} (failed {since})" for shipment_id, since in entries[:3])
@@ -278,14 +277,20 @@ def still_unheard(kept: Any, unheard: Iterable[str], when: datetime, asked_since
     goes when ``asked_since`` (:func:`asked_all_since`; None: not known, as in a run stopped early) is after it.
     A shipment failing again gets this run's instant.
     """
-    out: dict[str, str] = {}
-    for entry in kept if isinstance(kept, list) else ():
+    out = {shipment_id: since for shipment_id, since, failed_at in _unheard_entries(kept)
+           if asked_since is None or asked_since <= failed_at}
+    out.update(dict.fromkeys(unheard, _stamp(when)))
+    return [[shipment_id, since] for shipment_id, since in sorted(out.items())]
+
+
+def _unheard_entries(value: Any) -> Iterator[tuple[str, str, datetime]]:
+    """``(shipment_id, since, since as an instant)`` of each entry of a ``core.unheard`` cursor that core wrote: a
+    pair of an id and an ISO instant with its offset (a hand-edited or foreign one is left out)."""
+    for entry in value if isinstance(value, list) else ():
         try:
             shipment_id, since = entry
             failed_at = datetime.fromisoformat(since)
         except (TypeError, ValueError):
-            continue  # not an entry core wrote
-        if failed_at.tzinfo is not None and (asked_since is None or asked_since <= failed_at):
-            out[str(shipment_id)] = since
-    out.update(dict.fromkeys(unheard, _stamp(when)))
-    return [[shipment_id, since] for shipment_id, since in sorted(out.items())]
+            continue
+        if failed_at.tzinfo is not None:
+            yield str(shipment_id), since, failed_at
