@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 
@@ -23,6 +22,7 @@ from shipetl_fuuffy.sandbox import build_world as fuuffy_world
 from shipetl_shipengine.sandbox import build_world as shipengine_world
 from shipetl_shipengine.statuses import STATUS_CODES, STATUS_DETAIL_CODES
 from shipetl_shopee.sandbox import build_world as shopee_world
+from ground_truth import warehouse_rows
 from sources import aliexpress_source, fuuffy_source, shipengine_source, shopee_source
 
 SCALE = 0.25
@@ -76,12 +76,8 @@ def test_four_providers_load_together_and_sql_counts_parcels_per_provider_and_st
 def canonical_rows(folder: Path) -> dict[str, Counter]:
     """Every row of every canonical table in ``folder``'s warehouse, as a multiset per table, without what two runs
     of the same data must differ in (``run_id``, ``extracted_at``)."""
-    rows = {}
-    with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        for table in (*DATA_TABLES, "rejects"):
-            rows[table] = Counter(con.execute(f"SELECT * EXCLUDE (run_id, extracted_at) FROM {table}").fetchall())
-    return rows
+    return {table: Counter(warehouse_rows(folder, f"SELECT * EXCLUDE (run_id, extracted_at) FROM {table}"))
+            for table in (*DATA_TABLES, "rejects")}
 
 
 def test_a_bad_night_on_every_provider_loads_exactly_what_a_good_night_loads(small_sandbox, make_pipeline, run_cli,
