@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
 from .httpclient import HttpClient, http_client
 from .polling import POLL_TURN_CURSOR, PollRound, take_turn
 from .ratelimit import RateLimit, limiter_for
@@ -30,6 +30,21 @@ def as_utc(value: date | datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def stored_time(cursors: dict[str, Any], key: str) -> datetime | None:
+    """The committed time cursor ``key`` as an aware datetime (naive text is UTC); None while unset.
+
+    :raises PluginError: the cursor holds something else (a number, say): it names the cursor.
+    """
+    stored = cursors.get(key)
+    if stored is None or stored == "":
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(stored))
+    except (TypeError, ValueError):
+        raise PluginError(f"cursor {key!r} holds {stored!r}, which ctx.window cannot read as a time: a window's cursor "
+                          "must be set with ctx.set_cursor(key, <datetime>)") from None
+
+
 RATES = ("per_second", "per_minute", "per_hour")
 
 
@@ -46,8 +61,9 @@ def effective_rate_limit(default: RateLimit | None, configured) -> RateLimit:
 class RunBookkeeping:
     """The cursor, polling and counter parts of an ExtractContext, shared by the runner's and the contract's.
 
-    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments), ``counters``, ``unheard``
-    and ``log``.
+    Expects ``_cursors`` (as committed), ``new_cursors``, ``_open`` (open shipments), ``counters``, ``unheard``,
+    ``log``, ``until``, and for :meth:`window` ``_since_override`` (``--since``), ``_lookback`` and
+    ``_first_since`` (where a first run's window starts).
     """
 
     _cursors: dict[str, Any]
@@ -63,6 +79,18 @@ class RunBookkeeping:
     """The cursors as the provider's last :meth:`checkpoint` left them; None before its first."""
     started_at: datetime | None = None
     """When the run started, before any of its requests: the time a turn of open polls is kept with (None: now)."""
+
+    _since_override: datetime | None
+    _lookback: timedelta
+    _first_since: datetime
+    until: datetime
+
+    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
+        """The time window to fetch: ``--since``, else the stored cursor minus the lookback, else the first window."""
+        if self._since_override:
+            return self._since_override, self.until
+        stored = stored_time(self._cursors, cursor_key)
+        return (self._first_since if stored is None else stored - self._lookback), self.until
 
     def cursor(self, key: str, default: Any = None) -> Any:
         return self.new_cursors.get(key, self._cursors.get(key, default))
@@ -123,6 +151,8 @@ class SourceContext(RunBookkeeping):
         self.timezone = source.timezone or provider_cls.default_timezone
         self._since_override = since
         self.until = until
+        self._lookback = source.lookback
+        self._first_since = as_utc(source.start) if source.start else until - DEFAULT_FIRST_WINDOW
         self.log = log
         self._cursors = dict(cursors)
         self.new_cursors: dict[str, Any] = {}
@@ -139,17 +169,6 @@ class SourceContext(RunBookkeeping):
     def since(self) -> datetime | None:
         """The ``--since`` given on the command line, if any."""
         return self._since_override
-
-    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
-        """The time window to fetch: ``--since``, else the stored cursor minus the lookback, else ``start:``."""
-        if self._since_override:
-            return self._since_override, self.until
-        stored = self._cursors.get(cursor_key)
-        if stored:
-            return datetime.fromisoformat(stored) - self._source.lookback, self.until
-        if self._source.start:
-            return as_utc(self._source.start), self.until
-        return self.until - DEFAULT_FIRST_WINDOW, self.until
 
     def set_cursor(self, key: str, value: Any) -> None:
         """Store a cursor for the commit; a time cursor never moves back and never jumps a gap.
@@ -168,8 +187,8 @@ class SourceContext(RunBookkeeping):
     def _advanced(self, key: str, value: datetime) -> datetime | None:
         """Where a time cursor may go given ``value``; None to leave it as committed."""
         try:
-            committed = datetime.fromisoformat(self._cursors[key]) if self._cursors.get(key) else None
-        except (TypeError, ValueError):
+            committed = stored_time(self._cursors, key)
+        except PluginError:
             return value  # not a time cursor after all: the provider's own business
         floor = committed or (as_utc(self._source.start) if self._source.start else None)
         if self._since_override and floor is not None and self._since_override > floor:

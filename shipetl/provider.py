@@ -99,7 +99,10 @@ class ExtractContext(Protocol):
     an OAuth-style provider raises when its tokens are gone."""
 
     def window(self, cursor_key: str) -> tuple[datetime, datetime]:
-        """The window to fetch: ``--since``, else the stored cursor minus the source's lookback, else ``start:``."""
+        """The window to fetch: ``--since``, else the stored cursor minus the source's lookback, else ``start:``.
+
+        The cursor must have been set as a ``datetime`` (stored as ISO text); anything else is a PluginError.
+        """
 
     def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
         """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs.

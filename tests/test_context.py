@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from shipetl import ratelimit
 from shipetl.config import RateLimitConfig, SourceConfig
 from shipetl.context import DEFAULT_FIRST_WINDOW, POLL_TURN_CURSOR, SourceContext, as_utc, effective_rate_limit
+from shipetl.errors import PluginError
 from shipetl.log import get_logger
 from shipetl.polling import PollRound
 from shipetl.ratelimit import RateLimit
@@ -74,6 +75,16 @@ def test_stored_cursor_keeps_its_offset_as_an_instant() -> None:
     ctx = make_ctx(cursors={"t": "2025-05-20T08:00:00+08:00"}, lookback="6h")
     start, _ = ctx.window("t")
     assert start == datetime(2025, 5, 19, 18, 0, tzinfo=UTC)
+
+
+def test_a_stored_cursor_without_an_offset_is_utc() -> None:
+    assert make_ctx(cursors={"t": "2025-05-20T06:00:00"}).window("t")[0] == datetime(2025, 5, 20, 6, tzinfo=UTC)
+
+
+def test_a_window_cursor_that_is_not_a_time_is_a_plugin_error_naming_it() -> None:
+    ctx = make_ctx(cursors={"updated_at": 1747720800000})
+    with pytest.raises(PluginError, match=r"cursor 'updated_at' holds 1747720800000, which ctx.window cannot read"):
+        ctx.window("updated_at")
 
 
 def test_other_cursor_key_falls_back_to_start() -> None:

@@ -147,13 +147,32 @@ class TestKit(KitContract):
     ("def stored_meta(row):\n    return {}\n", "loaded more rows: {'shipments': 1}"),
     ("def window_start(ctx):\n    return max(ctx.since, ctx.cursor(CURSOR) or ctx.since)\n",
      "TypeError: '>' not supported between instances of 'str' and 'datetime.datetime'"),
+    ("def window_start(ctx):\n    return ctx.window(CURSOR)[0]\n\n\n_extract = KitProvider.extract\n\n\n"
+     "def epoch_ms_cursor(self, ctx):\n    set_cursor = ctx.set_cursor\n"
+     "    ctx.set_cursor = lambda key, value: set_cursor(key, int(value.timestamp() * 1000))\n"
+     "    yield from _extract(self, ctx)\n\n\nKitProvider.extract = epoch_ms_cursor\n",
+     "cursor 'listed_until' holds 1738281600000, which ctx.window cannot read as a time"),
 ], ids=["open-shipment-rebuilt-from-a-missing-column", "open-shipment-rebuilt-differently",
-        "cursor-read-back-as-a-datetime"])
+        "cursor-read-back-as-a-datetime", "window-cursor-stored-as-epoch-ms"])
 def test_the_rerun_check_runs_a_second_extract_from_the_first_runs_cursors_and_open_shipments(pytester, bug, message):
     outcomes = run_contract(pytester, f"\n{bug}\n\nclass TestKit(KitContract):\n    pass\n")
     outcome, text = outcomes["test_rerun_adds_nothing"]
     assert outcome == "failed" and message in text, text[-2000:]
     assert outcomes["test_rows_have_the_canonical_schema"][0] == "passed"  # the first run alone is fine
+
+
+def test_the_second_runs_window_starts_at_the_cursor_the_first_run_committed(pytester):
+    outcomes = run_contract(pytester, '''
+def window_start(ctx):
+    return ctx.window(CURSOR)[0]
+
+
+class TestKit(KitContract):
+    def test_windows(self, harvest, rerun):
+        assert '"since":"2025-01-01T00:00:00+00:00"' in harvest.output  # the class's window before its until
+        assert '"since":"2025-01-31T00:00:00+00:00"' in rerun.harvest.output  # the first run's cursor
+''')
+    assert outcomes["test_windows"][0] == "passed", outcomes["test_windows"][1]
 
 
 def test_fixture_routes_no_request_reaches_are_named_unless_they_answer_an_error(pytester):

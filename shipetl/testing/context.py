@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class ContractContext(RunBookkeeping):
                  cursors: Mapping[str, Any] | None = None, warehouse_path: Path | None = None) -> None:
         self.source_name = self.account_id = provider_cls.name
         self.options, self.since, self.until = options, since, until
+        # A first run fetches since..until; a later one from its stored cursors, as core's window rule says.
+        self._since_override, self._lookback, self._first_since = None, timedelta(0), since
         self.timezone = timezone_name or provider_cls.default_timezone
         self.log = structlog.get_logger(source=provider_cls.name)
         self.tokens = TokenStore(tmp / "tokens")
@@ -45,9 +47,6 @@ class ContractContext(RunBookkeeping):
         self._provider, self._base_url, self._transport = provider_cls, base_url, transport
         self._credentials, self._open = dict(credentials), open_shipments
         self._warehouse_path = warehouse_path
-
-    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
-        return self.since, self.until
 
     def http(self, *, rate_limit_key: str | None = None, **overrides: Any):
         kwargs: dict[str, Any] = {"base_url": self._base_url, "source": self.source_name, "max_retries": 2,

@@ -87,12 +87,18 @@ class ProviderContract:
     errors: ClassVar[Mapping[str, Reply]] = {}
     """``auth``, ``rate_limit``, ``bad_input`` -> the error reply the API sends in that case."""
     options: ClassVar[Mapping[str, Any]] = {}
+    """The source's ``options:`` (validated by the provider's ``options_model``); they must give one account."""
     credentials: ClassVar[Mapping[str, str]] = {}
     """Values for the provider's ``secrets``; unlisted ones get a made-up value."""
     timezone: ClassVar[str | None] = None
+    """The source's ``timezone:``; None: the provider's ``default_timezone``."""
     until: ClassVar[datetime] = datetime(2025, 1, 31, tzinfo=UTC)
+    """The run's ``ctx.until``, also the ``extracted_at`` of the first run's rows."""
     window: ClassVar[timedelta] = timedelta(days=30)
+    """How far before ``until`` a first run's ``ctx.window`` (and ``ctx.since``) starts; a second run's window
+    starts at the cursor the first committed, as in ``shipetl run``."""
     open_shipments: ClassVar[list[dict[str, Any]]] = []
+    """Rows of ``shipments`` (not final) the first run's ``ctx.open_shipments()`` hands the extract."""
     allow_unknown: ClassVar[frozenset[str]] = frozenset()
     """Raw codes that may stay ``unknown`` (documented as unmapped); any other unknown code fails."""
     allow_rejects: ClassVar[tuple[str, ...]] = ()
