@@ -76,6 +76,23 @@ class CanonicalSql:
         if "local" in mapping.times.values() and not zone and not self.row_zone:
             raise PluginError(f"mapping of {table.name} reads naive local times but neither the source has a timezone "
                               "nor the mapping a time_zone column")
+        self.times = {**self._unlisted_times(), **mapping.times}
+
+    def _unlisted_times(self) -> dict[str, str]:
+        """Time columns the mapping gives as text without listing them in ``times``: ISO 8601 with an offset, as
+        the ``iso`` kind reads them (text without one is rejected, never taken as UTC).
+
+        :raises PluginError: any other type (a naive TIMESTAMP, a number), which only a listed kind reads right.
+        """
+        unlisted = {f.name: self.types[f.name] for f in self.table.columns if pa.types.is_timestamp(f.type)
+                    and f.name in self.cols and f.name not in self.mapping.times and f.name not in COMMON_NAMES}
+        wrong = sorted(name for name, mapped in unlisted.items()
+                       if not _same_type(mapped, "TIMESTAMPTZ") and mapped != "VARCHAR")
+        if wrong:
+            raise PluginError(f"mapping of {self.table.name} gives {', '.join(f'{c} as {unlisted[c]}' for c in wrong)}: "
+                              "give a time as text and list it in TableMapping.times (iso, epoch_s, epoch_ms or local), "
+                              "or as TIMESTAMPTZ")
+        return {name: "iso" for name, mapped in unlisted.items() if mapped == "VARCHAR"}
 
     def _typed(self, f: pa.Field) -> tuple[str, str | None]:
         """(SQL for the typed value, SQL for its reject reason over the raw value ``__raw_<name>``, or None).
@@ -87,8 +104,8 @@ class CanonicalSql:
         if name not in self.cols:
             return f"CAST(NULL AS {dtype})", None  # typed, so staged rows and Parquet keep the canonical types
         mapped = self.types[name]
-        if name in self.mapping.times:
-            kind = self.mapping.times[name]
+        if name in self.times:
+            kind = self.times[name]
             if not self.row_zone:
                 return (timestamps.sql_expr(kind, src, self.zone_sql),
                         timestamps.reject_reason_sql(kind, name, raw, self.zone_sql))
@@ -198,7 +215,7 @@ class CanonicalSql:
         # A value that came but could not be read has its own reason: "missing" is for one that did not come.
         # So is a time in a zone that is not one: the row's time_zone reason says why.
         def unread(name: str) -> str:
-            zone = "AND NOT __zone_unknown " if self.row_zone and name in self.mapping.times else ""
+            zone = "AND NOT __zone_unknown " if self.row_zone and name in self.times else ""
             return (f"AND ({type_reasons[name]}) IS NULL " if name in type_reasons else "") + zone
 
         missing = [f"CASE WHEN {ref(f.name)} IS NULL {unread(f.name)}THEN '{f.name}: missing' END"

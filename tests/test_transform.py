@@ -230,6 +230,23 @@ def test_unknown_time_kind_is_a_plugin_error(tmp_path) -> None:
         shipments(tmp_path, {"id": "A1"}, times={"created_at": "epoch_ns"})
 
 
+def test_a_time_given_as_text_but_not_listed_is_read_as_iso_never_as_utc(tmp_path) -> None:
+    times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
+    result, good = shipments(tmp_path, {"id": "A1", "delivered": "2024-07-01T12:00:00-04:00"},
+                             {"id": "A2", "delivered": "2024-07-01 12:00:00"}, times=times)
+    assert [(r["shipment_id"], r["delivered_at"]) for r in good] == [("A1", datetime(2024, 7, 1, 16, tzinfo=UTC))]
+    (reason,) = rejects(result)
+    assert reason.startswith("delivered_at: '2024-07-01 12:00:00'") and "offset" in reason, reason
+
+
+def test_a_time_of_another_type_not_listed_is_a_plugin_error(tmp_path) -> None:
+    sql = SHIPMENTS_SQL.replace("e->>'delivered' AS delivered_at", "CAST(e->>'delivered' AS TIMESTAMP) AS delivered_at")
+    times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
+    with pytest.raises(PluginError, match="gives delivered_at as TIMESTAMP: give a time as text and list it in "
+                                          "TableMapping.times"):
+        shipments(tmp_path, {"id": "A1"}, sql=sql, times=times)
+
+
 # --------------------------------------------------------------------------- columns and values
 
 
