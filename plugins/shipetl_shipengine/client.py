@@ -15,7 +15,8 @@ LABELS_PATH = "/v1/labels"
 TRACKING_PATH = "/v1/tracking"
 # 400 codes that mean "this one parcel cannot be tracked", not "the request was malformed".
 UNTRACKABLE = {"tracking_not_supported", "invalid_identifier", "carrier_not_connected"}
-DEFAULT_RETRY_AFTER_S = 5.0
+DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a wait of its own (providers.md 5)
+RETRY_AFTER_HEADERS = ("Retry-After", "RetryAfter")
 
 
 def iso_z(value: datetime) -> str:
@@ -31,24 +32,31 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def classify(response: httpx.Response) -> None:
-    """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors.
+    """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors (providers.md 3.3).
 
-    429 and 5xx are left to core, which retries them and honours ``Retry-After``.
+    A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A carrier-side error, whatever
+    its status, costs that parcel until the next run (``SkipRecord``), never the source; other 5xx are left to
+    core, which retries them.
     """
-    if response.status_code < 400 or response.status_code == 429 or response.status_code >= 500:
+    status = response.status_code
+    if status < 400:
         return
     errors = _errors(response)
     first = errors[0] if errors else {}
     code, message = first.get("error_code", ""), first.get("message", "")
-    if code == "rate_limit_exceeded":
+    if status == 429 or code == "rate_limit_exceeded":
+        if status == 429 and any(name in response.headers for name in RETRY_AFTER_HEADERS):
+            return
         raise TransientError("ShipEngine rate limit exceeded", retry_after=DEFAULT_RETRY_AFTER_S)
-    if response.status_code == 401 or first.get("error_type") == "security":
+    if status == 401 or first.get("error_type") == "security":
         raise AuthError("API key rejected (HTTP 401); check credentials.api_key")
-    if response.status_code == 404 or code in UNTRACKABLE:
+    if status == 404 or code in UNTRACKABLE:
         raise NotFoundError(f"{code or 'not_found'}: {message}")
     if first.get("error_source") == "carrier":
-        raise SkipRecord(f"carrier error HTTP {response.status_code} {code}: {message}")
-    raise TerminalError(f"HTTP {response.status_code} {code}: {message}")
+        raise SkipRecord(f"carrier error HTTP {status} {code}: {message}")
+    if status >= 500:
+        return
+    raise TerminalError(f"HTTP {status} {code}: {message}")
 
 
 class ShipEngineClient:

@@ -25,6 +25,7 @@ from shipetl import AuthError, Page, TransientError, http_client, transform
 from shipetl.context import RunBookkeeping
 from shipetl.rawzone import RawZoneWriter
 from shipetl_shipengine import extract
+from shipetl_shipengine.client import classify
 from shipetl_shipengine.provider import ShipEngineOptions, ShipEngineProvider
 from shipetl_shipengine.statuses import USPS_CODES
 
@@ -256,8 +257,9 @@ class Api:
     answer ``status``."""
 
     def __init__(self, tracking: list[str], down: set[str] | str = frozenset(), status: int = 503,
-                 labels_status: int = 200) -> None:
+                 labels_status: int = 200, error_source: str = "shipengine") -> None:
         self.tracking, self.down, self.status, self.labels_status = tracking, down, status, labels_status
+        self.error_source = error_source
         self.polls: Counter = Counter()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -275,7 +277,8 @@ class Api:
         if self.down == "all" or number in self.down:
             if self.status == 401:
                 return httpx.Response(401, json={"errors": [{"error_type": "security", "error_code": "unauthorized"}]})
-            return httpx.Response(self.status, json={"errors": [{"error_type": "system", "error_code": "unspecified"}]})
+            return httpx.Response(self.status, json={"errors": [{"error_source": self.error_source, "error_type": "system",
+                                                                 "error_code": "unspecified"}]})
         return httpx.Response(200, json={"tracking_number": number, "carrier_code": "ups", "status_code": "IT",
                                          "events": []})
 
@@ -378,6 +381,35 @@ def test_most_polls_failing_fails_the_source_with_one_line_and_stops_polling() -
     assert "unit-api-key" not in message
     assert sum(1 for n in tracking if api.polls[n]) < 60  # stopped early, not after every parcel's retries
     assert extract.CURSOR not in ctx.new_cursors and extract.CURSOR not in (ctx.checkpointed or {})
+
+
+@pytest.mark.parametrize("status", [503, 400])
+def test_a_carrier_outage_costs_its_parcels_until_the_next_run_never_the_source(status) -> None:
+    tracking = numbers(30)
+    api = Api(tracking, down="all", status=status, error_source="carrier")
+    ctx = Ctx(httpx.MockTransport(api))
+    assert [p for p in pages_of(ctx) if p.stream == "tracking"] == []
+    assert all(api.polls[n] == 1 for n in tracking)  # the next run asks again, not this one
+    assert ctx.counters == Counter({"carrier_errors": 30}) and ctx.unheard == set(tracking)
+    assert len(ctx.new_cursors[extract.RETRY_CURSOR]) == 30
+
+
+@pytest.mark.parametrize(("headers", "wait"), [({}, 5.0), ({"Retry-After": "2"}, 2.0), ({"RetryAfter": "3"}, 3.0)])
+def test_a_429_waits_its_own_seconds_else_five(headers, wait) -> None:
+    api = Api(["1Z1"])
+    waits: list[float] = []
+
+    def throttled(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/tracking" and not waits:
+            return httpx.Response(429, headers=headers, json={"errors": [{"error_source": "shipengine", "error_type":
+                                                                           "system", "error_code": "rate_limit_exceeded"}]})
+        return api(request)
+
+    http = http_client(base_url="https://api.shipengine.com", source="se", classify=classify,
+                       transport=httpx.MockTransport(throttled), sleep=waits.append)
+    assert http.request("GET", "/v1/tracking", params={"tracking_number": "1Z1"}).status_code == 200
+    (slept,) = waits
+    assert wait <= slept <= wait + 1  # the wait and a little jitter
 
 
 def test_a_few_failures_among_many_are_tolerated() -> None:
