@@ -198,9 +198,10 @@ class CanonicalSql:
         t = self.table
         final = f"status IN ({', '.join(map(sql_literal, sorted(statuses.ALWAYS_FINAL)))})"
         derived = {}
-        if "event_id" in t.column_names and "event_id" not in self.cols:
-            derived["event_id"] = keys.event_id_sql(sql_literal(self.provider), "coalesce(tracking_number, shipment_id)",
-                                                    "occurred_at", "status_raw", "description")
+        if "event_id" in t.column_names:
+            core_id = keys.event_id_sql(sql_literal(self.provider), "coalesce(tracking_number, shipment_id)",
+                                        "occurred_at", "status_raw", "description")
+            derived["event_id"] = core_id if "event_id" not in self.cols else f"coalesce(event_id, {core_id})"
         if "is_final" in t.column_names:
             derived["is_final"] = final if "is_final" not in self.cols else f"coalesce(is_final, {final})"
         if "record_hash" in t.column_names:

@@ -17,7 +17,9 @@
   newest scan means ``returned``, else ``in_transit`` when it has reverse scans, else ``info_received``;
   a leg that never gets there stays open until core expires it for want of news. Each reverse scan is
   ``in_transit``: an event's status must not depend on later scans, since an event is stored once (its
-  ``event_id`` has no status) and would keep whatever status the first poll gave it.
+  ``event_id`` has no status) and would keep whatever status the first poll gave it. A reverse scan's
+  ``event_id`` hashes the leg's ``shipment_id`` where core's would hash its tracking number: scans that
+  came before the return number are not stored again once it comes.
 - An order requested from ``get_order_detail`` and missing from the reply becomes a reject.
 """
 
@@ -205,6 +207,10 @@ SELECT
 FROM (SELECT meta, unnest(body.response.tracking_info) AS e FROM pages)
 UNION ALL BY NAME
 SELECT
+    -- Core's event_id, over the leg's shipment id rather than its number: the same as before the number came.
+    md5(concat_ws(chr(31), 'shopee', package || '{RETURN_LEG}',
+                  coalesce(CAST(epoch_us(utc_from_epoch_s(e.update_time)) AS VARCHAR), ''), '',
+                  coalesce(nullif(trim(e.description), ''), ''))) AS event_id,
     package || '{RETURN_LEG}' AS shipment_id,
     number AS tracking_number,
     meta->>'reversed_carrier_code' AS carrier_code,

@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 import shipetl_shopee
 from shipetl import (AuthError, NotFoundError, Page, SkipRecord, TerminalError, TokenPair, TokenStore, TransientError,
                      http_client)
+from shipetl import keys
 from shipetl.context import RunBookkeeping
 from shipetl.plugins import registry_from_modules
 from shipetl.rawzone import RawZoneWriter
@@ -388,6 +389,19 @@ def test_only_a_reverse_number_or_reverse_scans_make_a_return_leg(tmp_path):
     scans = [e for e in tables["tracking_events"] if e["shipment_id"] == "P2:return"]
     assert len(scans) == 3 and {e["tracking_number"] for e in scans} == {None}
     assert len({e["event_id"] for e in scans}) == 3
+
+
+def test_a_reverse_scan_keeps_its_event_id_when_the_return_number_comes(tmp_path):
+    before = _mapped(tmp_path / "before", [_leg_reply(number="")])["tracking_events"]
+    after = _mapped(tmp_path / "after", [_leg_reply()])["tracking_events"]
+    legs = [sorted((e["event_id"], e["tracking_number"]) for e in scans if e["shipment_id"] == "P0:return")
+            for scans in (before, after)]
+    assert len(legs[0]) == 3 and {n for _, n in legs[0]} == {None} and {n for _, n in legs[1]} == {"JNTR0000000000771"}
+    assert [i for i, _ in legs[0]] == [i for i, _ in legs[1]]
+    # Core's own id for a scan without a number, so scans loaded before this rule keep theirs too.
+    assert {e["event_id"] for e in before if e["shipment_id"] == "P0:return"} == {
+        keys.event_id("shopee", "P0:return", e["occurred_at"], None, e["description"])
+        for e in before if e["shipment_id"] == "P0:return"}
 
 
 class _Warehouse(ContractContext):
