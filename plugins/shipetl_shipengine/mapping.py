@@ -15,6 +15,10 @@ Event status, first that applies (providers.md 3.5, 6.1):
 4. an event with no status of its own (the seed's shape): the newest event of the reply takes the reply's
    top-level status, older ones stay ``unknown`` (GUESS of 3.5).
 
+A shipment's status is the reply's top-level one, except that a parcel delivered after a scan of
+``RETURN_TO_SENDER`` is ``returned`` (final): ShipEngine has no status for "back at the sender", and the
+delivery that follows the turn back is that (providers.md 3.5, GUESS).
+
 "Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and counts the event's raw
 code as unmapped (``tracking_events:<code>`` in the run summary, listed in the ``status_unmapped`` log line),
 so codes no table knows are visible instead of silently folded in.
@@ -75,10 +79,12 @@ WITH replies AS (
 ), timed AS (
     SELECT *, list_transform(instants, lambda i: utc_from_iso(i)) AS utcs FROM replies
 ), ranked AS (
-    -- The newest scan of each reply, by time, never by position (replies are not reliably ordered): the
-    -- reply's own lists, unnested side by side, so no window sorts every scan of the file.
+    -- The newest scan of each reply, by time, never by position (replies are not reliably ordered); of scans
+    -- at the same instant the first in the array (providers.md 6.1: ties kept in reverse array order), and
+    -- any copy of it the reply repeats. The reply's own lists, unnested side by side, so no window sorts
+    -- every scan of the file.
     SELECT tracking_number, carrier_code, top_code, top_detail, unnest(events) AS e, unnest(instants) AS instant,
-           unnest(utcs) = list_max(utcs) AS newest
+           unnest(events) = events[list_position(utcs, list_max(utcs))] AS newest
     FROM timed
 ), placed AS (
     -- ShipEngine's own per-event status ("" and null alike: absent), and the carrier table's for the scan's
@@ -125,7 +131,12 @@ SELECT
     body.tracking_number AS tracking_number,
     body.carrier_code AS carrier_code,
     meta->>'service_code' AS service,
-    coalesce(status_of('shipengine.detail', body.status_detail_code), status_of('shipengine', body.status_code)) AS status,
+    CASE WHEN list_contains(list_transform(body.events, lambda e: e.status_detail_code), 'RETURN_TO_SENDER')
+              AND coalesce(status_of('shipengine.detail', body.status_detail_code),
+                           status_of('shipengine', body.status_code)) = 'delivered'
+         THEN 'returned'
+         ELSE coalesce(status_of('shipengine.detail', body.status_detail_code), status_of('shipengine', body.status_code))
+    END AS status,
     body.status_code AS status_raw,
     coalesce(final_of('shipengine.detail', body.status_detail_code), final_of('shipengine', body.status_code)) AS is_final,
     meta->>'ship_from_country' AS origin_country,

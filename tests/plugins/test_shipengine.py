@@ -80,6 +80,17 @@ def test_codes_no_table_maps_are_left_null_so_core_counts_them(tmp_path, registr
                                        ("tracking_events", "DP"): 1})
 
 
+def test_of_scans_at_the_newest_instant_only_the_first_in_the_reply_takes_the_top_level_status(tmp_path, registry):
+    body = legacy_ups_reply()
+    newest, tied = body["events"][0], body["events"][1]
+    tied.update({"occurred_at": newest["occurred_at"], "carrier_occurred_at": newest["carrier_occurred_at"]})
+    body["events"].append(copy.deepcopy(newest))  # a scan the reply repeats is the same scan, whatever its place
+    rows, _ = mapped(tmp_path, registry, [body])
+    last = max(r["occurred_at"] for r in rows)
+    assert sorted((r["status_raw"], r["status"]) for r in rows if r["occurred_at"] == last) == sorted([
+        ("KB", "delivered"), ("KB", "delivered"), (tied["event_code"], "unknown")])
+
+
 def test_documented_usps_codes_and_per_event_status_codes_are_not_counted(tmp_path, registry) -> None:
     rows, result = mapped(tmp_path, registry, [fixture("tracking_usps_seed_004.json"),
                                                fixture("tracking_ups_current.json")])
@@ -122,6 +133,18 @@ def scan_reply(carrier: str, number: str, scans: list[tuple[str, str, str | None
     body.update({"tracking_number": number, "carrier_code": carrier, "status_code": top_status or "IT",
                  "status_detail_code": top_detail, "carrier_status_code": scans[-1][0], "events": events})
     return body
+
+
+def test_a_parcel_delivered_after_turning_back_to_its_sender_is_returned(tmp_path, registry) -> None:
+    back = scan_reply("ups", "1ZBACK", [("IT", "In transit", "IT", None),
+                                        ("RS", "Returning to sender", "EX", "RETURN_TO_SENDER"),
+                                        ("DS", "Delivered to sender", "DE", "DELIVERED")])
+    turning = scan_reply("ups", "1ZTURN", [("IT", "In transit", "IT", None),
+                                           ("RS", "Returning to sender", "EX", "RETURN_TO_SENDER")])
+    home = scan_reply("ups", "1ZHOME", [("IT", "In transit", "IT", None), ("DL", "Delivered", "DE", "DELIVERED")])
+    _, result = mapped(tmp_path, registry, [back, turning, home])
+    rows = result.con.sql(f"SELECT shipment_id, status, is_final FROM {transform.staged_table('shipments')}").fetchall()
+    assert sorted(rows) == [("1ZBACK", "returned", True), ("1ZHOME", "delivered", True), ("1ZTURN", "exception", False)]
 
 
 def test_scans_no_carrier_table_knows_take_shipengines_own_per_event_status(tmp_path, registry) -> None:
