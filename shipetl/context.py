@@ -201,8 +201,9 @@ class SourceContext(RunBookkeeping):
             return None
         return None if committed and value <= committed else value
 
-    def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
-        config = effective_rate_limit(self._provider.default_rate_limit, self._source.rate_limit)
+    def http(self, *, rate_limit_key: str | None = None, default_rate_limit: RateLimit | None = None,
+             **overrides: Any) -> HttpClient:
+        config = effective_rate_limit(default_rate_limit or self._provider.default_rate_limit, self._source.rate_limit)
         kwargs: dict[str, Any] = {
             "base_url": (self._source.base_url or self._provider.default_base_url).rstrip("/"),
             "source": self.label,

@@ -104,11 +104,14 @@ class ExtractContext(Protocol):
         The cursor must have been set as a ``datetime`` (stored as ISO text); anything else is a PluginError.
         """
 
-    def http(self, *, rate_limit_key: str | None = None, **overrides: Any) -> HttpClient:
+    def http(self, *, rate_limit_key: str | None = None, default_rate_limit: RateLimit | None = None,
+             **overrides: Any) -> HttpClient:
         """An HTTP client on the source's base URL with core's retries, rate limit and redacted logs.
 
         The rate limit (provider default with the source's ``rate_limit:``) is shared per account;
-        ``rate_limit_key`` shares it wider, e.g. ``shopee/partner-1234`` for every shop of one app.
+        ``rate_limit_key`` shares it wider, e.g. ``aliexpress/app-1234`` for every seller of one app key.
+        ``default_rate_limit`` replaces the provider's default for this account (ShipEngine's test keys get
+        fewer requests); the source's ``rate_limit:`` still applies over it. The first client of a key sets its limit.
         """
 
     def secret(self, name: str) -> str:

@@ -172,7 +172,7 @@ _limiters: dict[str, RateLimiter] = {}
 
 
 def limiter_for(key: str, config: RateLimit) -> RateLimiter:
-    """The process-wide limiter for ``key`` (e.g. ``shopee/partner-1234``), built on first use.
+    """The process-wide limiter for ``key`` (e.g. ``aliexpress/app-1234``), built on first use.
 
     Every client of one provider account must share a limiter, or their rates add up. The first
     caller's ``config`` wins; later callers with the same key get the same limiter.

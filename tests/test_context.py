@@ -265,6 +265,16 @@ def test_http_uses_base_url_override_and_shared_limiter(monkeypatch) -> None:
         assert other.rate_limit is ratelimit._limiters["acme/partner-1"] and other.rate_limit is not limiter
 
 
+def test_http_may_replace_the_providers_default_limit_and_the_sources_own_still_wins(monkeypatch) -> None:
+    monkeypatch.setattr(ratelimit, "_limiters", {})
+    slower = RateLimit(per_minute=20, burst=2)
+    with make_ctx().http(default_rate_limit=slower) as client:
+        assert [b.rate for b in client.rate_limit.buckets] == [20 / 60] and client.rate_limit.max_in_flight == 8
+    monkeypatch.setattr(ratelimit, "_limiters", {})
+    with make_ctx(rate_limit={"per_minute": 120}).http(default_rate_limit=slower) as client:
+        assert [b.rate for b in client.rate_limit.buckets] == [2.0]
+
+
 def test_http_default_base_url(monkeypatch) -> None:
     monkeypatch.setattr(ratelimit, "_limiters", {})
     seen: list[str] = []

@@ -161,7 +161,8 @@ class AliExpressClient:
         self._secret = ctx.secret("app_secret")
         self.language = language
         self.clock = clock
-        self.http = ctx.http(classify=classify, **(http_overrides or {}))
+        # The quota is the app key's, shared by every seller account it serves (providers.md 2.5).
+        self.http = ctx.http(classify=classify, rate_limit_key=f"aliexpress/app-{self.app_key}", **(http_overrides or {}))
         self._pair: TokenPair | None = None
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from shipetl import AuthError, ExtractContext, NotFoundError, SkipRecord, TerminalError, TransientError
+from shipetl import AuthError, ExtractContext, NotFoundError, RateLimit, SkipRecord, TerminalError, TransientError
 
 LABELS_PATH = "/v1/labels"
 TRACKING_PATH = "/v1/tracking"
@@ -17,6 +17,9 @@ TRACKING_PATH = "/v1/tracking"
 UNTRACKABLE = {"tracking_not_supported", "invalid_identifier", "carrier_not_connected"}
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a wait of its own (providers.md 5)
 RETRY_AFTER_HEADERS = ("Retry-After", "RetryAfter")
+# Test keys get 20 requests a minute where live ones get 200 (providers.md 3.3, 5).
+TEST_KEY_PREFIX = "TEST_"
+TEST_KEY_RATE_LIMIT = RateLimit(per_minute=20, burst=2)
 
 
 def iso_z(value: datetime) -> str:
@@ -63,10 +66,12 @@ class ShipEngineClient:
     """The calls the extractor makes, one method each."""
 
     def __init__(self, ctx: ExtractContext, on_behalf_of: str | None = None):
-        headers = {"API-Key": ctx.secret("api_key")}
+        api_key = ctx.secret("api_key")
+        headers = {"API-Key": api_key}
         if on_behalf_of:
             headers["On-Behalf-Of"] = on_behalf_of
-        self.http = ctx.http(headers=headers, classify=classify)
+        limit = TEST_KEY_RATE_LIMIT if api_key.startswith(TEST_KEY_PREFIX) else None
+        self.http = ctx.http(headers=headers, classify=classify, default_rate_limit=limit)
 
     def labels(self, since: datetime, until: datetime, page_size: int) -> Iterator[dict[str, Any]]:
         """Every page of labels created in [since, until], oldest first; stops at the last page."""

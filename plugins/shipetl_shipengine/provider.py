@@ -16,13 +16,14 @@ class ShipEngineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     account_id: str | None = Field(None, description="Name of the ShipEngine account in the warehouse (default: the source name)")
-    page_size: int = Field(100, ge=1, le=500, description="Labels per page when discovering shipments")
+    page_size: int = Field(25, ge=1, le=500, description="Labels per page when discovering shipments (ShipEngine's own "
+                           "default; its maximum is not published)")
     poll_concurrency: int = Field(8, ge=1, le=64, description="Tracking requests in flight at once")
     on_behalf_of: str | None = Field(None, description="Partner accounts: the On-Behalf-Of account id")
 
 
 class ShipEngineProvider(Provider):
-    """Labels from ``GET /v1/labels``, their tracking from ``GET /v1/tracking``."""
+    """Labels from ``GET /v1/labels``, their tracking from ``GET /v1/tracking``; a test key (``TEST_...``) gets 20 requests a minute."""
 
     name = "shipengine"
     default_base_url = "https://api.shipengine.com"

@@ -38,6 +38,8 @@ AUTH_PARTNER_PATH = "/api/v2/shop/auth_partner"
 PUBLIC_PREFIXES = ("/api/v2/public/", "/api/v2/auth/", AUTH_PARTNER_PATH)
 
 MAX_WINDOW_S = 1_296_000  # get_order_list: time_to - time_from, 15 days
+# The slices asked for: a little under that, since whether Shopee counts both bounds is unconfirmed (providers.md 1.4).
+WINDOW_S = MAX_WINDOW_S - 3600
 PAGE_SIZE_MAX = 100
 DETAIL_BATCH_MAX = 50
 # get_order_detail returns only a few fields unless asked; these feed orders, order_items and shipments.
@@ -235,6 +237,7 @@ class ShopeeApi:
                 "time_range_field": "update_time", "time_from": time_from, "time_to": time_to,
                 "page_size": min(page_size, PAGE_SIZE_MAX), "cursor": cursor,
                 "response_optional_fields": "order_status",
+                "request_order_status_pending": "true",  # else PENDING orders stay hidden (providers.md 1.4)
             })
             yield raw, body
             response = body.get("response") or {}

@@ -34,7 +34,7 @@ import orjson
 
 from shipetl import ExtractContext, NotFoundError, Page, Polls, Skip, TransientError
 
-from .client import DETAIL_BATCH_MAX, MAX_WINDOW_S, NotYetAvailable, ShopeeApi
+from .client import DETAIL_BATCH_MAX, WINDOW_S, NotYetAvailable, ShopeeApi
 from .mapping import RETURN_LEG
 
 CURSOR = "orders_update_time"
@@ -53,7 +53,7 @@ WHERE f.provider = 'shopee' AND f.account_id = ? AND f.is_final AND NOT r.is_fin
 """
 
 
-def windows(since: datetime, until: datetime, max_seconds: int = MAX_WINDOW_S) -> list[tuple[int, int]]:
+def windows(since: datetime, until: datetime, max_seconds: int = WINDOW_S) -> list[tuple[int, int]]:
     """[since, until] as consecutive (time_from, time_to) epoch-second slices of at most ``max_seconds``.
 
     Slices share their boundary second (whether Shopee's bounds are inclusive is unconfirmed); the

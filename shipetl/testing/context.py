@@ -18,6 +18,7 @@ from ..context import RunBookkeeping
 from ..errors import ConfigError
 from ..httpclient import http_client
 from ..provider import Page, Provider
+from ..ratelimit import RateLimit
 from ..tokens import TokenStore
 
 
@@ -48,7 +49,9 @@ class ContractContext(RunBookkeeping):
         self._credentials, self._open = dict(credentials), open_shipments
         self._warehouse_path = warehouse_path
 
-    def http(self, *, rate_limit_key: str | None = None, **overrides: Any):
+    def http(self, *, rate_limit_key: str | None = None, default_rate_limit: RateLimit | None = None,
+             **overrides: Any):
+        """A client on the contract's transport; no rate limit (the fixtures answer at once)."""
         kwargs: dict[str, Any] = {"base_url": self._base_url, "source": self.source_name, "max_retries": 2,
                                   "sleep": lambda _s: None}
         kwargs.update(overrides)

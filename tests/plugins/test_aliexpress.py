@@ -56,7 +56,8 @@ class FakeContext(RunBookkeeping):
         self._open = open_shipments or []
         self._rows = rows or {}
 
-    def http(self, **overrides: Any):
+    def http(self, *, rate_limit_key: str | None = None, **overrides: Any):
+        self.rate_limit_key = rate_limit_key  # the limiter a real context would share (no waiting here)
         return http_client(base_url=self._base_url, source="ae/seller-1", transport=self._transport,
                            sleep=lambda s: None, **overrides)
 
@@ -155,6 +156,7 @@ def test_client_signs_sync_calls_without_prefix_and_token_calls_with_it(tmp_path
     ctx = FakeContext(tmp_path, transport=httpx.MockTransport(handler))
     reply = AliExpressClient(ctx, app_key=APP_KEY).tracking("8190000000000001")
     assert reply.result["ret"] is True
+    assert ctx.rate_limit_key == f"aliexpress/app-{APP_KEY}"  # the app key's quota, whichever seller asks
     (token_path, token_form), (sync_path, sync_form) = seen
     assert token_path == "/rest/auth/token/create" and token_form["code"] == sandbox.AUTH_CODE
     assert token_form["sign"] == sandbox.expected_sign(token_form, "/auth/token/create")

@@ -21,11 +21,11 @@ import structlog
 from structlog.testing import capture_logs
 
 import shipetl_shipengine
-from shipetl import AuthError, Page, TransientError, http_client, transform
+from shipetl import AuthError, Page, RateLimit, TransientError, http_client, transform
 from shipetl.context import RunBookkeeping
 from shipetl.rawzone import RawZoneWriter
 from shipetl_shipengine import extract
-from shipetl_shipengine.client import classify
+from shipetl_shipengine.client import TEST_KEY_RATE_LIMIT, ShipEngineClient, classify
 from shipetl_shipengine.provider import ShipEngineOptions, ShipEngineProvider
 from shipetl_shipengine.statuses import USPS_CODES
 
@@ -258,7 +258,8 @@ class Ctx(RunBookkeeping):
     def window(self, key: str) -> tuple[datetime, datetime]:
         return datetime(2025, 11, 1, tzinfo=UTC), self.until
 
-    def http(self, **overrides: Any):
+    def http(self, *, default_rate_limit: RateLimit | None = None, **overrides: Any):
+        self.default_rate_limit = default_rate_limit  # what a real context would build the limiter from
         return http_client(base_url=BASE, source="se", max_retries=2, sleep=lambda _s: None,
                            transport=self.transport, **{k: v for k, v in overrides.items() if k != "transport"})
 
@@ -433,6 +434,15 @@ def test_a_429_waits_its_own_seconds_else_five(headers, wait) -> None:
     assert http.request("GET", "/v1/tracking", params={"tracking_number": "1Z1"}).status_code == 200
     (slept,) = waits
     assert wait <= slept <= wait + 1  # the wait and a little jitter
+
+
+@pytest.mark.parametrize(("key", "limit"), [("TEST_k1x9", TEST_KEY_RATE_LIMIT), ("live_k1x9", None)])
+def test_a_test_key_gets_the_test_keys_twenty_requests_a_minute(key, limit) -> None:
+    ctx = Ctx(httpx.MockTransport(Api([])))
+    ctx.secret = lambda name: key
+    ShipEngineClient(ctx).close()
+    assert ctx.default_rate_limit == limit  # None: the provider's 200 a minute
+    assert TEST_KEY_RATE_LIMIT.per_minute == 20
 
 
 def test_a_few_failures_among_many_are_tolerated() -> None:

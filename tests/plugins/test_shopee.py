@@ -53,6 +53,9 @@ class TestShopeeContract(ProviderContract):
     fixtures = FIXTURES
     options = {"partner_id": PARTNER_ID, "shop_ids": [SHOP_ID], "poll_concurrency": 2}
     until = datetime(2025, 12, 20, tzinfo=UTC)
+    # Two slices of the order list (each a little under 15 days), which the fixtures answer alike: the second
+    # lists again what the first did, as an order updated on their shared boundary second would be.
+    window = timedelta(days=29)
     routes = {
         "POST /api/v2/auth/token/get": "token_get.json",
         "GET /api/v2/order/get_order_list?cursor=": "order_list_page_1.json",
@@ -177,10 +180,10 @@ def test_order_detail_asks_fifty_at_most_with_optional_fields(tmp_path):
         api.order_detail([f"SN{i}" for i in range(51)])
 
 
-def test_forty_days_become_three_windows_of_at_most_fifteen_days():
+def test_forty_days_become_three_windows_of_a_little_under_fifteen_days():
     start = datetime(2025, 10, 1, tzinfo=UTC)
     slices = windows(start, start + timedelta(days=40))
-    assert [b - a for a, b in slices] == [1_296_000, 1_296_000, 864_000]
+    assert [b - a for a, b in slices] == [1_292_400, 1_292_400, 871_200]  # 15 days less an hour, twice
     assert slices[0][0] == int(start.timestamp()) and all(slices[i][1] == slices[i + 1][0] for i in range(2))
 
 
@@ -489,10 +492,12 @@ class FakeShop:
                  all_down: bool = False):
         self.listed, self.down, self.all_down = listed, down or {}, all_down  # listed: by time_from, or in every slice
         self.asked: Counter = Counter()
+        self.list_params: list[dict[str, str]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path, params = request.url.path.rsplit("/", 1)[1], request.url.params
         if path == "get_order_list":
+            self.list_params.append(dict(params))
             listed = self.listed[int(params["time_from"])] if isinstance(self.listed, dict) else self.listed
             return httpx.Response(200, json={"error": "", "response": {
                 "order_list": [{"order_sn": sn} for sn in listed], "more": False}})
@@ -530,6 +535,12 @@ def shop_pages(tmp_path: Path, fake: FakeShop, ctx: RunCtx) -> list[Page]:
 
 def tracked(pages: list[Page]) -> list[str]:
     return [p.meta["order_sn"] for p in pages if p.stream == "tracking"]
+
+
+def test_the_order_list_asks_for_pending_orders_too(tmp_path):
+    fake = FakeShop(order_sns(2))
+    shop_pages(tmp_path, fake, RunCtx())
+    assert fake.list_params and all(p["request_order_status_pending"] == "true" for p in fake.list_params)
 
 
 def test_a_package_failing_after_retries_is_skipped_counted_and_polled_next_run(tmp_path):
