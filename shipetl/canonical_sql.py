@@ -43,6 +43,11 @@ def _trimmed(text: str) -> str:
             f"THEN nullif(trim({text}), '') ELSE {text} END")
 
 
+def _unknown_country(column: str) -> str:
+    """SQL for a country column's text where no country table knows it (NULL when known or blank)."""
+    return f'CASE WHEN "cn_{column}".alpha2 IS NULL THEN nullif(trim(CAST(m."{column}" AS VARCHAR)), \'\') END'
+
+
 def _same_type(mapped: str, canonical: str) -> bool:
     """Whether a mapped column's DuckDB type already is the canonical one (no cast needed)."""
     norm = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
@@ -141,6 +146,21 @@ class CanonicalSql:
             return f"coalesce(MAP {{{items}}}[{carrier} || '/' || {code}], MAP {{{items}}}[{code}])"
         return f"MAP {{{items}}}[{code}]"
 
+    def _with_unknown_countries(self, extras: str) -> str:
+        """``extras`` with the text of each country column no table knows as ``<column>_raw``, so the raw value is
+        kept beside its NULL code; a row whose countries are known (or absent) keeps its extras as they are."""
+        countries = sorted(COUNTRY_COLUMNS & self.cols)
+        if not countries:
+            return extras
+        raw = {c: _unknown_country(c) for c in countries}
+        patch = "json_object(" + ", ".join(f"'{c}_raw', {sql}" for c, sql in raw.items()) + ")"
+        unknown = " OR ".join(f"{sql} IS NOT NULL" for sql in raw.values())
+        # Only into an object, or where the mapping gave none: other JSON stays as it is, text that is not JSON a reject.
+        target = (f" AND (json_type({extras}) = 'OBJECT' OR {extras} IS NULL AND m.extras IS NULL)"
+                  if "extras" in self.cols else "")
+        return (f"CASE WHEN ({unknown}){target} THEN CAST(json_merge_patch(coalesce({extras}, '{{}}'), {patch}) "
+                f"AS VARCHAR) ELSE {extras} END")
+
     def _inner(self, run_id: str, account_id: str, extracted_at: datetime) -> tuple[str, dict[str, str]]:
         """The typing layer over the mapping, and the reason per column the outer layer checks (over typed columns)."""
         consts = {
@@ -160,6 +180,8 @@ class CanonicalSql:
                                f"THEN 'status: ' || m.status || ' is not a canonical status' END")
             if f.name in ("event_id", "record_hash", "is_final") and f.name not in self.cols:
                 expr = "NULL"
+            if f.name == "extras":
+                expr = self._with_unknown_countries(expr)
             inner.append(f'{expr} AS "{f.name}"')
             if reason:
                 inner.append(f'm."{f.name}" AS "__raw_{f.name}"')
@@ -176,7 +198,7 @@ class CanonicalSql:
         if self.by_hand:
             unmapped += f" AND {self.by_hand} IS NULL"
         countries = sorted(COUNTRY_COLUMNS & self.cols)
-        unknown = [f'CASE WHEN "cn_{c}".alpha2 IS NULL THEN nullif(trim(CAST(m."{c}" AS VARCHAR)), \'\') END' for c in countries]
+        unknown = [_unknown_country(c) for c in countries]
         inner.append(f"{unmapped} AS __unmapped")
         inner.append(f"coalesce({', '.join(unknown) or 'NULL'}) AS __country_raw")
         counters = " || ".join(f"coalesce(({expr}) || chr(30), '')" for expr in self.mapping.counters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -398,7 +399,21 @@ def test_country_names_and_codes_become_alpha2(tmp_path) -> None:
     assert [(r["destination_country"], r["origin_country"]) for r in got] == [
         ("HK", "CN"), ("HK", "CN"), ("HK", "CN"), (None, None), (None, None)]
     assert result.unknown_countries == {"Narnia": 1, "narnia": 1}
-    assert rejects(result) == []
+    # The text no table knows is kept in extras; rows whose countries are known keep their extras as mapped.
+    assert [json.loads(r["extras"]) if r["extras"] else None for r in got] == [
+        None, None, None, {"destination_country_raw": "Narnia"}, {"destination_country_raw": "narnia"}]
+
+
+def test_an_unknown_country_joins_the_extras_object_a_mapping_gives(tmp_path) -> None:
+    _, got = shipments(tmp_path, {"id": "A1", "dest": "Macau SAR", "origin": "HK", "more": {"leg": "return"}},
+                       {"id": "A2", "dest": "HK", "more": {"leg": "out"}},
+                       {"id": "A3", "dest": "Narnia", "more": ["not", "an", "object"]})
+    assert [(r["shipment_id"], json.loads(r["extras"])) for r in got] == [
+        ("A1", {"leg": "return", "destination_country_raw": "Macau SAR"}), ("A2", {"leg": "out"}),
+        ("A3", ["not", "an", "object"])]
+    as_text = SHIPMENTS_SQL.replace("e->'more' AS extras", "e->>'more' AS extras")
+    result, got = shipments(tmp_path / "text", {"id": "B1", "dest": "Narnia", "more": "not json"}, sql=as_text)
+    assert got == [] and rejects(result) == ["extras: not valid JSON"]
 
 
 def test_event_country(tmp_path) -> None:
