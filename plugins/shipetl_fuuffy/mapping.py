@@ -39,9 +39,10 @@ from .statuses import (
 BODY = "JSON"
 EVENT_TYPE = '[{"code": "VARCHAR", "location": "VARCHAR", "date": "VARCHAR", "message": "VARCHAR"}]'
 
-# Order fields with a canonical column, and personal ones: everything else of an order goes to extras.
-ORDER_MAPPED_FIELDS = ("order_id", "order_status", "status", "create_time", "update_time", "paid_time", "currency",
-                       "total_amount", "shipping_fee", "destination_country", "item_count")
+# Order fields with a canonical column, and personal ones: everything else of an order goes to extras. The
+# times stay there too, as sent: the local text beside the UTC columns (DESIGN: raw values kept).
+ORDER_MAPPED_FIELDS = ("order_id", "order_status", "status", "currency", "total_amount", "shipping_fee",
+                       "destination_country", "item_count")
 ORDER_PERSONAL_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "receiver_email", "sender_name",
                          "sender_phone", "sender_address", "buyer_name", "buyer_email")
 # Free text that can hold names and phone numbers (providers.md 6.4): kept in extras through pii().
