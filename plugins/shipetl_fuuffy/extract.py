@@ -4,8 +4,9 @@ Fuuffy has no updated-since filter (providers.md 4.2): every run re-lists the or
 ``order_lookback_days`` (Hong Kong dates, one day added to ``end_date`` since its inclusiveness is
 unknown), then asks tracking for
 
-* each listed order that is not final, and each final one with a parcel the warehouse has not seen
-  (so a parcel first met already delivered still gets its whole history);
+* each listed order that is not final, and each final one with a parcel the warehouse has not seen, or
+  listed delivered without numbers and with no parcel in the warehouse yet (so a parcel first met already
+  delivered still gets its whole history; a cancelled order without numbers has none to get);
 * each parcel the warehouse holds as not final (``ctx.open_shipments()``), listed again or not: all of them,
   or the source's ``max_open_polls`` taken in turn (``ctx.due_for_polling``).
 
@@ -36,7 +37,7 @@ from .statuses import ORDER_STATUS_CODES
 
 CURSOR = "orders_created_at"
 RETRY_CURSOR = "tracking_retry"  # targets with no warehouse row whose request failed: asked again next run
-KNOWN_PARCELS_SQL = "SELECT DISTINCT tracking_number FROM shipments WHERE provider = ? AND account_id = ?"
+KNOWN_SQL = "SELECT DISTINCT tracking_number, order_id FROM shipments WHERE provider = ? AND account_id = ?"
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,19 @@ def stored_meta(row: dict[str, Any]) -> dict[str, Any]:
             "shipping_provider": extras.get("shipping_provider"), "service_type": row.get("service")}
 
 
-def order_is_final(order: dict[str, Any]) -> bool:
+def _order_status(order: dict[str, Any]) -> tuple[str, bool]:
+    """The parcel status an order's status code implies, and whether it is final (unknown code: not final)."""
     code = str(order.get("order_status") or order.get("status") or "").strip().upper()
-    return ORDER_STATUS_CODES.get(code, ("unknown", False))[1]
+    return ORDER_STATUS_CODES.get(code, ("unknown", False))
+
+
+def order_is_final(order: dict[str, Any]) -> bool:
+    return _order_status(order)[1]
+
+
+def order_implies(order: dict[str, Any]) -> str:
+    """The parcel status the order's status code implies (``unknown`` for a code no table knows)."""
+    return _order_status(order)[0]
 
 
 def order_targets(order: dict[str, Any]) -> list[PollTarget]:
@@ -96,17 +107,32 @@ def order_targets(order: dict[str, Any]) -> list[PollTarget]:
     return [PollTarget(None, meta["order_id"], meta)]
 
 
-def known_parcels(ctx: ExtractContext) -> set[str]:
-    """Tracking numbers of this account already in the warehouse (none where the context has no warehouse)."""
+@dataclass(frozen=True)
+class Known:
+    """What the warehouse holds of this account: its parcels' tracking numbers and the orders they belong to."""
+
+    numbers: frozenset[str] = frozenset()
+    orders: frozenset[str] = frozenset()
+
+
+def known_shipments(ctx: ExtractContext) -> Known:
+    """This account's shipments already in the warehouse (none where the context has no warehouse)."""
     query = getattr(ctx, "query", None)
     if query is None:
-        return set()
-    return {number for (number,) in query(KNOWN_PARCELS_SQL, [PROVIDER, ctx.account_id]) if number}
+        return Known()
+    rows = query(KNOWN_SQL, [PROVIDER, ctx.account_id])
+    return Known(frozenset(n for n, _ in rows if n), frozenset(o for _, o in rows if o))
 
 
-def needs_tracking(order: dict[str, Any], known: set[str]) -> bool:
-    """Not final yet, or final with a parcel never fetched."""
-    return not order_is_final(order) or any(n not in known for n in tracking_numbers(order))
+def needs_tracking(order: dict[str, Any], known: Known) -> bool:
+    """Not final yet, or final with a parcel never fetched: a number the warehouse lacks, or, for an order listed
+    delivered without numbers, no parcel of that order yet (a shipment first met delivered still gets its history)."""
+    if not order_is_final(order):
+        return True
+    numbers = tracking_numbers(order)
+    if numbers:
+        return any(n not in known.numbers for n in numbers)
+    return order_implies(order) == "delivered" and str(order["order_id"]) not in known.orders
 
 
 def pages(ctx: ExtractContext, options) -> Iterator[Page]:
@@ -117,7 +143,7 @@ def pages(ctx: ExtractContext, options) -> Iterator[Page]:
         if ctx.since is None:
             since = min(since, until - timedelta(days=options.order_lookback_days))
         start, end = filter_dates(since, until, ctx.timezone or DEFAULT_TIMEZONE)
-        known = known_parcels(ctx)
+        known = known_shipments(ctx)
         # Every run lists its whole window again and skips the parcels already loaded as final, so a run
         # stopped anywhere goes on where it was without moving a cursor.
         ctx.checkpoint()

@@ -25,6 +25,7 @@ from shipetl.context import RunBookkeeping
 from shipetl.ratelimit import RateLimit
 from shipetl.testing import ErrorFixture, ProviderContract
 from shipetl_fuuffy import client as fclient
+from shipetl_fuuffy import extract
 from shipetl_fuuffy.extract import filter_dates
 from shipetl_fuuffy.provider import FuuffyOptions, FuuffyProvider
 
@@ -436,6 +437,19 @@ def extracted(ctx: RunCtx) -> list[str]:
     """The tracking numbers polled, in order."""
     pages = list(FuuffyProvider("fz", FuuffyOptions(poll_concurrency=4)).extract(ctx))
     return [orjson.loads(p.body)["data"]["tracking_number"] for p in pages if p.stream == "tracking"]
+
+
+@pytest.mark.parametrize(("order", "needed"), [
+    ({"order_id": "1", "order_status": "IN_TRANSIT"}, True),
+    ({"order_id": "2", "order_status": "DELIVERED", "tracking_numbers": ["SF1"]}, False),  # its parcel is loaded
+    ({"order_id": "3", "order_status": "DELIVERED", "tracking_numbers": ["SF1", "SF3"]}, True),  # SF3 never fetched
+    ({"order_id": "4", "order_status": "COMPLETED"}, True),  # delivered, no numbers listed, no parcel of it loaded
+    ({"order_id": "5", "order_status": "DELIVERED"}, False),  # its parcel is loaded (found by order id)
+    ({"order_id": "6", "order_status": "CANCELLED"}, False),  # final with nothing delivered: no parcel to fetch
+], ids=["open", "final-loaded", "final-new-number", "delivered-new-order", "delivered-loaded-order", "cancelled"])
+def test_a_final_order_is_tracked_once_when_its_parcel_is_new(order, needed):
+    known = extract.Known(numbers=frozenset({"SF1"}), orders=frozenset({"2", "5"}))
+    assert extract.needs_tracking(order, known) is needed
 
 
 def test_a_parcel_failing_after_retries_is_skipped_counted_and_polled_next_run(tmp_path):
