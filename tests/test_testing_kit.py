@@ -6,6 +6,8 @@ author would (the test module is the plugin module), and runs pytest on it in-pr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -333,3 +335,43 @@ def test_a_live_server_is_not_held_to_the_fixtures_expected_rows(pytester):
     assert outcome == "skipped" and "a live server answers with its own data" in text, text
     assert outcomes["test_rerun_adds_nothing"] == ("passed", "")
     assert outcomes["test_no_secret_in_logs_raw_zone_or_rows"] == ("passed", "")
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ('[{"shipment_id": "P1", "stauts": "in_transit"}, {"shipment_id": "P2", "stauts": "delivered"}]',
+     "expected_shipments.json: no column(s) ['stauts'] in shipments"),
+    ('[{"shipment_id": "P1"}, {"shipment_id": "P2", "status": "delivered"}]',
+     "expected_shipments.json: row(s) [1] list other columns than the first row (['shipment_id'])"),
+], ids=["misspelt-column", "rows-with-other-columns"])
+def test_expected_rows_that_would_check_nothing_fail_with_the_file_named(pytester, rows, message):
+    outcomes = run_contract(pytester, "class TestKit(KitContract):\n    pass\n", {"expected_shipments.json": rows})
+    outcome, text = outcomes["test_rows_match_expected"]
+    assert outcome == "failed" and message in text, text[-1500:]
+
+
+def test_an_unexpected_reject_says_where_to_allow_it(pytester):
+    rejected = run_contract(pytester, '''
+SHIPMENTS_SQL = SHIPMENTS_SQL.replace("p.last_scan AS last_event_at", "'2025-01-20 08:00:00' AS last_event_at")
+KitProvider.streams = (Stream("parcels", PARCELS_BODY, (TableMapping("shipments", SHIPMENTS_SQL, {"last_event_at": "iso"}),)),)
+
+
+class TestKit(KitContract):
+    pass
+''')
+    outcome, text = rejected["test_no_unexpected_rejects"]
+    assert outcome == "failed" and "last_event_at: '2025-01-20 08:00:00'" in text and "in allow_rejects" in text, text[-1500:]
+
+
+def test_an_allowance_for_rejects_the_fixtures_never_make_fails(pytester):
+    outcomes = run_contract(pytester, "class TestKit(KitContract):\n    allow_rejects = ('no such reason',)\n")
+    outcome, text = outcomes["test_no_unexpected_rejects"]
+    assert outcome == "failed" and "allow_rejects ['no such reason'] match no reject of the fixtures" in text, text[-1500:]
+
+
+def test_endless_paging_names_the_request_repeated_and_the_route_answering_it():
+    transport = FixtureTransport("https://api.kit.invalid", Path(__file__).parent, {"GET /parcels": "test_testing_kit.py"})
+    with httpx.Client(transport=transport, base_url="https://api.kit.invalid") as http, \
+            pytest.raises(RuntimeError) as info:
+        while True:
+            http.get("/parcels", params={"cursor": "c2"})
+    assert "GET /parcels?cursor=c2 was asked 2001 times and route 'GET /parcels' answers the most" in str(info.value)

@@ -60,6 +60,17 @@ def _staged_tables(result: transform.TransformResult) -> dict[str, pa.Table]:
     return tables
 
 
+def _check_expected_columns(path: Path, table, expected: list[dict[str, Any]]) -> None:
+    """Every row of an ``expected_<table>.json`` lists the same columns, each a column of the table: the rows are
+    compared on those, so a misspelt or missing one would check nothing."""
+    unknown = sorted(set().union(*expected) - set(table.column_names))
+    assert not unknown, f"{path.name}: no column(s) {unknown} in {table.name}; see `shipetl schema`"
+    first = set(expected[0]) if expected else set()
+    odd = [i for i, row in enumerate(expected) if set(row) != first]
+    assert not odd, (f"{path.name}: row(s) {odd} list other columns than the first row ({sorted(first)}); "
+                     "give every row the same columns")
+
+
 @contextlib.contextmanager
 def _captured_output() -> Iterator[io.StringIO]:
     """Logs (rendered as JSON lines, through shipetl's real redaction), stdout and stderr, in one buffer."""
@@ -297,10 +308,13 @@ class ProviderContract:
                 if not f.nullable:
                     assert table.column(f.name).null_count == 0, f"{name}.{f.name} holds nulls"
 
-    def test_no_unexpected_rejects(self, harvest: Harvest):
+    def test_no_unexpected_rejects(self, harvest: Harvest, contract_base_url):
         reasons = harvest.tables["rejects"].column("reason").to_pylist()
         unexpected = [r for r in reasons if not any(a in r for a in self.allow_rejects)]
-        assert not unexpected, f"rows rejected: {unexpected[:5]}"
+        assert not unexpected, (f"rows rejected: {unexpected[:5]}; fix the mapping, or list a part of each reason "
+                                f"your fixtures are meant to produce in allow_rejects")
+        stale = [a for a in self.allow_rejects if not any(a in r for r in reasons)]
+        assert contract_base_url or not stale, f"allow_rejects {stale} match no reject of the fixtures: remove them"
 
     def test_instants_are_utc_whatever_the_session_zone(self, harvest: Harvest, contract_registry):
         other = self._transform(contract_registry, harvest.provider, harvest.raw_files, harvest.run_id, FAR_ZONE)
@@ -369,8 +383,11 @@ class ProviderContract:
             name = path.stem.removeprefix("expected_")
             assert name in TABLES, f"{path.name}: no canonical table {name!r}"
             expected = orjson.loads(path.read_bytes())
+            _check_expected_columns(path, TABLES[name], expected)
             rows = harvest.tables[name].to_pylist() if name in harvest.tables else []
             assert len(rows) == len(expected), f"{name}: {len(rows)} rows, {path.name} lists {len(expected)}"
+            if not expected:
+                continue
             actual = Counter(orjson.dumps({k: _render(r.get(k)) for k in sorted(expected[0])}) for r in rows)
             wanted = Counter(orjson.dumps({k: e.get(k) for k in sorted(expected[0])}) for e in expected)
             assert actual == wanted, (f"{name} differs from {path.name}:\n  missing: "

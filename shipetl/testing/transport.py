@@ -68,6 +68,14 @@ class FixtureTransport(httpx.MockTransport):
         self.answered: Counter[str] = Counter()
         super().__init__(self._handle)
 
+    def _endless(self) -> str:
+        """Why the extract never stopped: the request it kept making and the route that kept answering it."""
+        asked = Counter(f"{r.method} {r.url.path}?{httpx.QueryParams(redact_obj(request_params(r)))}" for r in self.requests)
+        (request, times), = asked.most_common(1)
+        (route, _), = self.answered.most_common(1) or [("none", 0)]
+        return (f"more than {MAX_REQUESTS} requests: paging does not end; {request} was asked {times} times and "
+                f"route {route!r} answers the most: give the next page a route naming the parameter that asks for it")
+
     def _body(self, reply: Reply) -> bytes:
         return (self.fixtures / reply.file).read_bytes() if reply.file else b""
 
@@ -78,7 +86,7 @@ class FixtureTransport(httpx.MockTransport):
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if len(self.requests) > MAX_REQUESTS:
-            raise RuntimeError(f"more than {MAX_REQUESTS} requests: paging does not end")
+            raise RuntimeError(self._endless())
         prefix = self.base.path.rstrip("/")
         url = request.url
         if (url.scheme, url.host, url.port) != (self.base.scheme, self.base.host, self.base.port) \
