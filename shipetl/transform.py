@@ -141,10 +141,13 @@ class Transformer:
             return
         con, provider = self._cursor(), self._args[0]
         columns = "{'meta': 'JSON', 'body': " + sql_literal(stream.body_type) + "}"
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({sql_literal(str(path))}, "
-            f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
-        )
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({sql_literal(str(path))}, "
+                f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
+            )
+        except duckdb.InvalidInputException as exc:
+            raise _body_type_error(provider, stream, exc) from None
         with self._lock:
             if stream.name not in self._wrappers:
                 self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone, self._status_map)
@@ -210,6 +213,14 @@ def staged_unmapped(table: str) -> str:
     """Name of the temp view of the key and raw status code of each staged row of ``table`` whose code no
     status table knows (only for a table with such rows)."""
     return f"temp.main.staged_unmapped_{table}"
+
+
+def _body_type_error(provider: str, stream: Stream, exc: duckdb.Error) -> PluginError:
+    """The one line for pages that do not fit their stream's ``body_type`` (DuckDB names the raw file and line)."""
+    detail = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+    return PluginError(f"provider {provider}, stream {stream.name}: a page does not fit the stream's body type ({detail}); "
+                       "the plugin should read such a field as VARCHAR and let its mapping cast it (a bad value then "
+                       "becomes a reject); nothing of the source is committed, so the next run fetches it again")
 
 
 def _next_part(result: TransformResult, table: str) -> Path:

@@ -231,6 +231,17 @@ def test_unknown_time_kind_is_a_plugin_error(tmp_path) -> None:
         shipments(tmp_path, {"id": "A1"}, times={"created_at": "epoch_ns"})
 
 
+def test_a_page_that_does_not_fit_the_body_type_is_a_plugin_error_naming_stream_file_and_line(tmp_path) -> None:
+    typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])",
+                   (TableMapping("shipments", "SELECT i.id AS shipment_id FROM (SELECT unnest(body.items) AS i FROM pages)"),))
+    with pytest.raises(PluginError) as info:
+        run(tmp_path, typed, [{"items": [{"id": "A1", "n": 1}]}, {"items": [{"id": "A2", "n": "soon"}]}])
+    message = str(info.value)
+    assert message.startswith("provider acme, stream parcels: a page does not fit the stream's body type")
+    assert "parcels-00001.ndjson.zst" in message and "line 2" in message and '"soon"' in message
+    assert "VARCHAR" in message and "auto_detect" not in message and "\n" not in message
+
+
 def test_a_time_given_as_text_but_not_listed_is_read_as_iso_never_as_utc(tmp_path) -> None:
     times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
     result, good = shipments(tmp_path, {"id": "A1", "delivered": "2024-07-01T12:00:00-04:00"},
