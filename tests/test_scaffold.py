@@ -84,7 +84,7 @@ def test_generated_tests_pass_and_catch_a_broken_plugin(tmp_path):
     assert green.returncode == 0, green.stdout[-3000:]
     # Skipped: against the sandbox the route and expected-rows checks (it has no routes, and its data is its own),
     # and in both classes the failing-poll check (the template's API lists shipments, it polls none one by one).
-    assert "28 passed, 4 skipped" in green.stdout
+    assert "30 passed, 4 skipped" in green.stdout
     assert "shipetl 0.1.0, hook API version 1, provider contract suite" in green.stdout  # shipetl.testing as a pytest plugin
 
     # Three bugs a plugin author could make; each must fail the contract tests that exist for it.

@@ -163,6 +163,19 @@ def test_the_rerun_check_runs_a_second_extract_from_the_first_runs_cursors_and_o
     assert outcomes["test_rows_have_the_canonical_schema"][0] == "passed"  # the first run alone is fine
 
 
+def test_a_window_cursor_never_set_fails_its_check(pytester):
+    outcomes = run_contract(pytester, '''
+def window_start(ctx):
+    return ctx.window("listed_since")[0]
+
+
+class TestKit(KitContract):
+    pass
+''')
+    outcome, text = outcomes["test_every_window_cursor_is_set"]
+    assert outcome == "failed" and "cursor(s) ['listed_since'] but never sets them" in text, text[-1500:]
+
+
 def test_the_second_runs_window_starts_at_the_cursor_the_first_run_committed(pytester):
     outcomes = run_contract(pytester, '''
 def window_start(ctx):

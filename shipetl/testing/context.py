@@ -48,6 +48,11 @@ class ContractContext(RunBookkeeping):
         self._provider, self._base_url, self._transport = provider_cls, base_url, transport
         self._credentials, self._open = dict(credentials), open_shipments
         self._warehouse_path = warehouse_path
+        self.windows_read: set[str] = set()  # cursors the extract took its window from
+
+    def window(self, cursor_key: str) -> tuple[datetime, datetime]:
+        self.windows_read.add(cursor_key)
+        return super().window(cursor_key)
 
     def http(self, *, rate_limit_key: str | None = None, default_rate_limit: RateLimit | None = None,
              **overrides: Any):
@@ -80,6 +85,7 @@ class Harvest:
     answered: Counter[str]  # fixture route -> requests it answered
     pages: list[Page]
     cursors: dict[str, Any]  # what the extract set with ``ctx.set_cursor``
+    windows_read: set[str]  # the cursors it took ``ctx.window`` from
     raw_files: dict[str, list[Path]]
     raw_dir: Path
     result: transform.TransformResult

@@ -194,14 +194,15 @@ class ProviderContract:
         base_url = live_url or CONTRACT_BASE_URL
         transport = RecordingTransport(base_url) if live_url else FixtureTransport(base_url, cls.fixtures, cls.routes)
         with _captured_output() as out:
-            pages, cursors = cls._extract(provider_cls, secrets, base_url, transport, tmp, **earlier)
+            pages, ctx = cls._extract(provider_cls, secrets, base_url, transport, tmp, **earlier)
             with RawZoneWriter(tmp / "raw", provider_cls.name, provider_cls.name, run_id, started) as raw:
                 for page in pages:
                     raw.write(page)
                 files = raw.close()
             result = cls._transform(registry, provider_cls, files, run_id, extracted_at=started)
         try:
-            yield Harvest(provider_cls, transport.requests, transport.unmatched, transport.answered, pages, cursors,
+            yield Harvest(provider_cls, transport.requests, transport.unmatched, transport.answered, pages,
+                          ctx.new_cursors, ctx.windows_read,
                           files, tmp / "raw", result, _staged_tables(result), out.getvalue(), base_url, run_id, started)
         finally:
             result.con.close()
@@ -209,11 +210,12 @@ class ProviderContract:
 
     @classmethod
     def _extract(cls, provider_cls: type[Provider], secrets: Mapping[str, str], base_url: str,
-                 transport: httpx.BaseTransport, tmp: Path, **earlier: Any) -> tuple[list[Page], dict[str, Any]]:
-        """The account's pages, and the cursors the extract set; a first run unless ``earlier`` says otherwise."""
+                 transport: httpx.BaseTransport, tmp: Path, **earlier: Any) -> tuple[list[Page], ContractContext]:
+        """The account's pages, and the context the extract ran in (its cursors, the windows it read); a first run
+        unless ``earlier`` says otherwise."""
         provider = cls._provider(provider_cls)
         ctx = cls._context(provider, secrets, base_url, transport, tmp, **earlier)
-        return list(provider.extract(ctx)), ctx.new_cursors
+        return list(provider.extract(ctx)), ctx
 
     @classmethod
     def _context(cls, provider: Provider, secrets: Mapping[str, str], base_url: str, transport: httpx.BaseTransport,
@@ -356,6 +358,11 @@ class ProviderContract:
                     f"{name}.{key} changes between two runs over the same pages"
         finally:
             later.con.close()
+
+    def test_every_window_cursor_is_set(self, harvest: Harvest):
+        unset = sorted(harvest.windows_read - set(harvest.cursors))
+        assert not unset, (f"the extract takes its window from cursor(s) {unset} but never sets them with "
+                           "ctx.set_cursor: every run would fetch from the source's start: again")
 
     def test_rerun_adds_nothing(self, rerun: Rerun):
         first, second = rerun.loaded
