@@ -340,7 +340,8 @@ def auth(pipeline: str, target: str) -> None:
 @click.option("--rate-5xx", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500 or 503 (half each).")
 @click.option("--rate-truncate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of replies cut in half.")
 def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate_429: float, rate_5xx: float, rate_truncate: float) -> None:
-    """Serve every built-in provider's API on loopback from deterministic data, with faults on request."""
+    """Serve every installed provider's sandbox API (built-in and plugins') on loopback from deterministic data,
+    with faults on request."""
     from . import plugins
     from .sandbox import SandboxSettings, serve
     from .sandbox.faults import Faults

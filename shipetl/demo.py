@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from . import config, plugins, runner
@@ -23,11 +24,22 @@ def run_demo(pipeline_path: str, seed: int = 42, progress=None) -> tuple[RunResu
     return result, pipeline
 
 
+def shipetl_command(cwd: Path | None = None) -> str:
+    """How to call this shipetl from ``cwd``: the script beside the running Python (``.venv/bin/shipetl`` in the
+    repository), by an absolute path from outside it; ``shipetl`` when there is none."""
+    script = Path(sys.executable).parent / "shipetl"
+    if not script.exists():
+        return "shipetl"
+    relative = os.path.relpath(script, cwd or Path.cwd())
+    return str(script) if relative.startswith("..") else relative
+
+
 def closing_words(pipeline: config.PipelineConfig) -> str:
     """Where the warehouse is and what to type next."""
     where = Path(pipeline.warehouse.path).resolve()
+    command = shipetl_command()
     return (
         f"\nwarehouse: {where}\nparquet:   {Path(pipeline.warehouse.lake).resolve()}\n\ntry:\n"
-        f"  .venv/bin/shipetl sql {pipeline.path} \"{TRY_QUERY}\"\n"
-        f"  .venv/bin/shipetl runs {pipeline.path}\n"
+        f"  {command} sql {pipeline.path} \"{TRY_QUERY}\"\n"
+        f"  {command} runs {pipeline.path}\n"
     )

@@ -169,9 +169,14 @@ def report(registry: Registry) -> str:
     """The text of ``shipetl plugins``: each plugin with its package and what it gave, broken ones with
     the reason, then which plugin supplied each status namespace."""
     lines = []
-    for info in registry.plugins.values():
-        package = f"{info.distribution} {info.version or ''}".strip() if info.distribution else "-"
-        lines.append(f"{info.name:<14} {package:<24} {info.module:<28} "
+    rows = [(info, f"{info.distribution} {info.version or ''}".strip() if info.distribution else "-")
+            for info in registry.plugins.values()]
+    # Columns as wide as their longest entry (at least the built-ins' widths), so a long name never shifts a row.
+    name_w = max([14, *(len(info.name) + 1 for info, _ in rows)])
+    package_w = max([24, *(len(package) + 1 for _, package in rows)])
+    module_w = max([28, *(len(info.module) + 1 for info, _ in rows)])
+    for info, package in rows:
+        lines.append(f"{info.name:<{name_w}} {package:<{package_w}} {info.module:<{module_w}} "
                      + ("ok" if info.ok else "BROKEN"))
         if info.ok:
             lines.extend(f"    {item}" for item in info.provides)

@@ -162,3 +162,14 @@ def test_a_usage_error_is_a_json_event_among_json_logs_and_clicks_usage_text_on_
     on_console = CliRunner().invoke(cli, ["--log-format", "console", "run", str(missing)])
     assert on_console.exit_code == 2
     assert on_console.stderr.startswith("Usage: ") and f"File '{missing}' does not exist." in on_console.stderr
+
+
+def test_the_demo_suggests_a_shipetl_command_that_exists_from_where_it_runs(tmp_path) -> None:
+    from shipetl.demo import shipetl_command
+
+    inside = Path(sys.executable).parent.parent.parent  # the folder holding the venv (the repository, for make demo)
+    for cwd in (inside, tmp_path):
+        command = shipetl_command(cwd)
+        assert command == "shipetl" or (cwd / command).exists(), (cwd, command)
+    if (Path(sys.executable).parent / "shipetl").exists():
+        assert not shipetl_command(tmp_path).startswith("..") and not shipetl_command(inside).startswith("/")

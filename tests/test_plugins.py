@@ -8,6 +8,7 @@ distributions is ``tests/test_installed_plugins.py``.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import types
 from importlib.metadata import EntryPoint
@@ -276,6 +277,13 @@ def test_entry_point_that_fails_to_import_is_reported_by_name(monkeypatch):
     assert reg.plugins["example"].ok and reg.providers == {"example": ExampleProvider}
     text = plugins.report(reg)
     assert "ghost" in text and "BROKEN" in text and "1 plugin(s) not loaded: ghost" in text
+
+
+def test_report_columns_widen_for_a_long_name_so_every_row_lines_up():
+    reg = registry(example=shipetl_example, **{"a_rather_long_plugin_name": refine_example("30", "out_for_delivery")})
+    rows = [line for line in plugins.report(reg).splitlines() if line.endswith((" ok", " BROKEN"))]
+    starts = [tuple(m.start() for m in re.finditer(r"(?<= )\S", line)) for line in rows]  # where each column starts
+    assert len(rows) == 2 and starts[0] == starts[1], rows
 
 
 def test_report_names_each_status_namespace_supplier():
