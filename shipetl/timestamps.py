@@ -146,9 +146,11 @@ def _macros() -> list[str]:
         """time_offset_utc(p) AS CASE WHEN time_has_offset(p)
             THEN timezone('UTC', time_naive(p) - to_minutes(time_offset_minutes(p))) END""",
         # ICU gives the later instant for a repeated wall time; step back to the first occurrence. Only
-        # rows with an offset change in the two hours before ``u`` reach the three-way check.
+        # rows with an offset change in the three hours before ``u`` (the largest fold in the tz database,
+        # Antarctica/Casey's) reach the checks below.
         """time_first_instant(u, ts, zone) AS CASE
-            WHEN timezone(zone, u - INTERVAL 2 HOUR) = ts - INTERVAL 2 HOUR THEN u
+            WHEN timezone(zone, u - INTERVAL 3 HOUR) = ts - INTERVAL 3 HOUR THEN u
+            WHEN timezone(zone, u - INTERVAL 3 HOUR) = ts THEN u - INTERVAL 3 HOUR
             WHEN timezone(zone, u - INTERVAL 2 HOUR) = ts THEN u - INTERVAL 2 HOUR
             WHEN timezone(zone, u - INTERVAL 1 HOUR) = ts THEN u - INTERVAL 1 HOUR
             WHEN timezone(zone, u - INTERVAL 30 MINUTE) = ts THEN u - INTERVAL 30 MINUTE

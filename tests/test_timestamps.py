@@ -22,6 +22,7 @@ ZONES = [
     "Asia/Hong_Kong",
     "Australia/Lord_Howe",
     "Asia/Kolkata",
+    "Antarctica/Casey",
 ]
 
 
@@ -90,6 +91,9 @@ EXAMPLES = [
     ("local", "2024-03-31 01:30:00", "Europe/London", utc(2024, 3, 31, 1, 30)),
     ("local", "2024-04-07 01:45:00", "Australia/Lord_Howe", utc(2024, 4, 6, 14, 45)),
     ("local", "2024-10-06 02:15:00", "Australia/Lord_Howe", utc(2024, 10, 5, 15, 45)),
+    # Three-hour changes, the largest in the tz database: a repeated wall time and a skipped one.
+    ("local", "2020-03-08 00:30:00", "Antarctica/Casey", utc(2020, 3, 7, 13, 30)),
+    ("local", "2009-10-18 02:30:00", "Antarctica/Casey", utc(2009, 10, 17, 18, 30)),
 ]
 
 
