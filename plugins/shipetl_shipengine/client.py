@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -34,15 +35,19 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
     return body.get("errors") or [] if isinstance(body, dict) else []
 
 
-def classify(response: httpx.Response) -> None:
+def classify(response: httpx.Response, log: Any = None) -> None:
     """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors (providers.md 3.3).
 
     A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A carrier-side error, whatever
     its status, costs that parcel until the next run (``SkipRecord``), never the source; other 5xx are left to
-    core, which retries them.
+    core, which retries them. A success that lists errors is a partial success: its data is kept and, given a
+    ``log``, the errors are logged.
     """
     status = response.status_code
     if status < 400:
+        if log is not None and b'"errors"' in response.content and (errors := _errors(response)):
+            log.warning("partial_success", url=str(response.request.url.copy_with(query=None)), status=status,
+                        errors=[{k: e.get(k) for k in ("error_source", "error_code", "message")} for e in errors])
         return
     errors = _errors(response)
     first = errors[0] if errors else {}
@@ -71,7 +76,8 @@ class ShipEngineClient:
         if on_behalf_of:
             headers["On-Behalf-Of"] = on_behalf_of
         limit = TEST_KEY_RATE_LIMIT if api_key.startswith(TEST_KEY_PREFIX) else None
-        self.http = ctx.http(headers=headers, classify=classify, default_rate_limit=limit)
+        self.http = ctx.http(headers=headers, classify=functools.partial(classify, log=ctx.log),
+                             default_rate_limit=limit)
 
     def labels(self, since: datetime, until: datetime, page_size: int) -> Iterator[dict[str, Any]]:
         """Every page of labels created in [since, until], oldest first; stops at the last page."""

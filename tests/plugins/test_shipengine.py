@@ -445,6 +445,19 @@ def test_a_test_key_gets_the_test_keys_twenty_requests_a_minute(key, limit) -> N
     assert TEST_KEY_RATE_LIMIT.per_minute == 20
 
 
+def test_a_success_listing_errors_keeps_its_data_and_logs_them() -> None:
+    body = {"tracking_number": "1Z1", "status_code": "IT", "events": [],
+            "errors": [{"error_source": "carrier", "error_type": "integrations", "error_code": "unspecified",
+                        "message": "Some events could not be loaded"}]}
+    request = httpx.Request("GET", f"{BASE}/v1/tracking?tracking_number=1Z1")
+    log = structlog.get_logger()
+    with capture_logs() as logs:
+        classify(httpx.Response(200, json=body, request=request), log=log)  # no exception: the data is kept
+        classify(httpx.Response(200, json={**body, "errors": []}, request=request), log=log)
+    assert [(e["event"], e["errors"][0]["message"], e["url"]) for e in logs] == [
+        ("partial_success", "Some events could not be loaded", f"{BASE}/v1/tracking")]
+
+
 def test_a_few_failures_among_many_are_tolerated() -> None:
     tracking = numbers(40)
     api = Api(tracking, down=set(tracking[::5]))  # 8 of 40
