@@ -95,6 +95,15 @@ def _status_failure(status: int) -> str:
     return f"HTTP {status}: the API's own failure; the next run asks again"
 
 
+def not_the_api(response: httpx.Response, api: str) -> TerminalError:
+    """The error for an HTTP 404 whose body is not ``api``'s own error: the request reached something other than
+    the API (a wrong ``base_url``), which must fail the source rather than count every record as not found."""
+    url = response.request.url
+    where = f"{url.scheme}://{url.netloc.decode()}{url.path}"
+    return TerminalError(f"{response.request.method} {where} answered HTTP 404 without a {api} error: {api} is not "
+                         f"there; check the source's base_url")
+
+
 def _excerpt(response: httpx.Response) -> str:
     # Redact before cutting, so a secret straddling the cut is still recognised whole.
     text = redact_text(response.text[:4000])

@@ -29,6 +29,7 @@ from shipetl import (
     TerminalError,
     TokenPair,
     TransientError,
+    not_the_api,
 )
 
 SYNC_PATH = "/sync"
@@ -123,13 +124,21 @@ def gateway_error(err: Mapping[str, Any]) -> SourceError:
 
 
 def classify(response: httpx.Response) -> None:
-    """The gateway layer, for the core HTTP client: raise the typed error of an ``error_response``."""
+    """The gateway layer, for the core HTTP client: raise the typed error of an ``error_response``.
+
+    The gateway answers every method at one path, with its errors in the body: an HTTP 404 without one means
+    the request went somewhere else (a wrong ``base_url``), never an unknown order.
+    """
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return  # not JSON: core's status handling (5xx retried, other 4xx terminal) decides
+        body = None
     if not isinstance(body, dict):
-        return
+        if response.status_code == 404:
+            raise not_the_api(response, "AliExpress")
+        return  # core's status handling (5xx retried, other 4xx terminal) decides
+    if response.status_code == 404 and "error_response" not in body and "code" not in body:
+        raise not_the_api(response, "AliExpress")
     if isinstance(body.get("error_response"), dict):
         raise gateway_error(body["error_response"])
     # /rest replies are flat: code "0" is success, anything else an error.

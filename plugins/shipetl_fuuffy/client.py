@@ -26,6 +26,7 @@ from shipetl import (
     TerminalError,
     TokenPair,
     TransientError,
+    not_the_api,
 )
 
 PROVIDER = "fuuffy"
@@ -142,6 +143,8 @@ def classify(response: httpx.Response) -> None:
         raise TransientError(f"HTTP {status} ({what})")
     if status == 403:
         raise ForbiddenRecord(f"forbidden ({what})")
+    if status == 404 and not error:
+        raise not_the_api(response, "Fuuffy")
     if status == 404:
         raise NotFoundError(f"not found ({what})")
     if detail == ORDER_NOT_FOUND:

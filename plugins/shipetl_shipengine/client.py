@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import orjson
 
-from shipetl import AuthError, ExtractContext, NotFoundError, RateLimit, SkipRecord, TerminalError, TransientError
+from shipetl import (AuthError, ExtractContext, NotFoundError, RateLimit, SkipRecord, TerminalError, TransientError,
+                     not_the_api)
 
 LABELS_PATH = "/v1/labels"
 TRACKING_PATH = "/v1/tracking"
@@ -58,6 +59,8 @@ def classify(response: httpx.Response, log: Any = None) -> None:
         raise TransientError("ShipEngine rate limit exceeded", retry_after=DEFAULT_RETRY_AFTER_S)
     if status == 401 or first.get("error_type") == "security":
         raise AuthError("API key rejected (HTTP 401); check credentials.api_key")
+    if status == 404 and not errors:
+        raise not_the_api(response, "ShipEngine")
     if status == 404 or code in UNTRACKABLE:
         raise NotFoundError(f"{code or 'not_found'}: {message}")
     if first.get("error_source") == "carrier":
