@@ -600,3 +600,14 @@ def test_installed_shopee_and_aliexpress_credentials(tmp_path) -> None:
     with pytest.raises(ConfigError) as info:
         validate_options(cfg, cfg.sources[2], registry.provider("shopee").options_model, registry.provider("shopee"))
     assert str(info.value) == f"{path}:10: sources[2].credentials.partner_kye: unknown credential; did you mean 'partner_key'?"
+
+
+def test_the_demo_pipeline_takes_no_credential_from_the_environment() -> None:
+    """`make demo` with the real keys of daily.yaml exported still runs, and never sends them to the sandbox."""
+    demo = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+    real = {name: "real-secret-from-the-shell" for name in (
+        "SHIPENGINE_API_KEY", "ALIEXPRESS_APP_SECRET", "ALIEXPRESS_AUTH_CODE", "FUUFFY_CLIENT_ID", "FUUFFY_CLIENT_SECRET",
+        "SHIPETL_PII_KEY", "SHOPEE_PARTNER_KEY", "SHOPEE_AUTH_CODE")}
+    cfg = load(demo, env=real)
+    secrets = [source.secret(name) for source in cfg.sources for name in source.credentials]
+    assert secrets and "real-secret-from-the-shell" not in secrets
