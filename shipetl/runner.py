@@ -273,8 +273,12 @@ def _only_run(pipeline: PipelineConfig) -> Iterator[None]:
     killed run leaves nothing behind to clean up.
     """
     lock = run_lock_file(pipeline)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+", encoding="utf-8") as fh:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a+", encoding="utf-8")
+    except OSError as exc:  # the first file a run makes beside the warehouse: its folder is to blame (even /proc's ENOENT)
+        raise ShipetlError(f"cannot write warehouse.path ({lock.parent}): {exc.strerror or exc}") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -30,6 +30,9 @@ def problems(pipeline: PipelineConfig) -> list[str]:
     found = []
     if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path)):
         found.append(f"{pipeline.path}: warehouse.lake: {owner}")
+    if Path(pipeline.warehouse.path).is_dir():
+        found.append(f"{pipeline.path}: warehouse.path: {pipeline.warehouse.path} is a folder; name the warehouse "
+                     f"file in it (e.g. {Path(pipeline.warehouse.path) / 'warehouse.duckdb'})")
     for setting, folder in paths(pipeline).items():
         existing = next(p for p in (folder, *folder.parents) if p.exists())
         if not existing.is_dir():

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import orjson
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 
 from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage
 from shipetl.destination import DuckDBDestination
-from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped
+from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped, ShipetlError
 from shipetl.rawzone import RawZoneWriter
 from shipetl.registry import PluginInfo, Registry
 
@@ -458,6 +459,30 @@ def test_a_lake_that_is_a_file_stops_the_run_naming_the_setting(make_pipeline, r
     cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
     with pytest.raises(ConfigError, match=r"warehouse\.lake: .*lake is a file, not a folder"):
         runner.run_pipeline(cfg, registry=registry)
+
+
+def test_a_warehouse_path_that_is_a_folder_stops_the_run_naming_the_file_to_give(make_pipeline, registry,
+                                                                                  tmp_path) -> None:
+    cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
+    Path(cfg.warehouse.path).mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"warehouse\.path: .* is a folder; name the warehouse file in it"):
+        runner.run_pipeline(cfg, registry=registry)
+
+
+def test_a_run_lock_that_cannot_be_made_is_one_line_naming_the_setting(make_pipeline, registry, monkeypatch) -> None:
+    cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
+    lock = runner.run_lock_file(cfg)
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):  # as /proc refuses a new file: ENOENT in a folder that exists
+        if str(file) == str(lock):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(lock))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    with pytest.raises(ShipetlError) as info:
+        runner.run_pipeline(cfg, registry=registry)
+    assert str(info.value) == f"cannot write warehouse.path ({lock.parent}): No such file or directory"
 
 
 @pytest.mark.parametrize("exc, setting", [
