@@ -6,7 +6,7 @@ import errno
 import os
 import signal
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
 
@@ -96,6 +96,22 @@ def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d") if value.time() == datetime.min.time() else value.isoformat(sep=" ")
 
 
+class UtcTime(click.ParamType):
+    """A date or ISO 8601 date-time, as ``start:`` takes it: ``2025-11-01``, ``2025-11-01T06:00:00``,
+    ``2025-11-01 06:00``, ``2025-11-01T06:00:00Z`` or ``...+08:00``; without an offset it is UTC."""
+
+    name = "UTC_TIME"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a date or an ISO 8601 time (2025-11-01, 2025-11-01T06:00:00Z)", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from .errors import ShipetlError
     from .sandbox.server import check_loopback
@@ -122,8 +138,8 @@ def cli(log_format: str, log_level: str) -> None:
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
-@click.option("--since", type=click.DateTime(), help="Fetch from this UTC time instead of the stored cursor.")
-@click.option("--until", type=click.DateTime(), help="Fetch up to this UTC time (default and at most: now).")
+@click.option("--since", type=UtcTime(), help="Fetch from this time (UTC unless it has an offset) instead of the stored cursor.")
+@click.option("--until", type=UtcTime(), help="Fetch up to this time (default and at most: now).")
 @click.option("--only", multiple=True, metavar="SOURCE[/ACCOUNT]",
               help="Run only this source, or one of its accounts as the summary names it (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress display (default: on a terminal).")
@@ -134,6 +150,8 @@ def run(pipeline: str, since: datetime | None, until: datetime | None, only: tup
 
     if since is not None and until is not None and since >= until:
         raise click.UsageError(f"--since {_when(since)} must be before --until {_when(until)}")
+    if since is not None and since >= datetime.now(timezone.utc):
+        raise click.UsageError(f"--since {_when(since)} is not in the past: there is nothing to fetch yet")
     terminated = []
 
     def stop_like_ctrl_c(signum, frame):  # what timeout, systemd and Kubernetes send

@@ -78,7 +78,8 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
     ``only`` selects sources (``shopee``) or single accounts as the summary names them (``shopee/shop-880101``).
     That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
     the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
-    ``only`` naming no source of the pipeline is a ConfigError listing them.
+    ``only`` naming no source of the pipeline, or an account a source does not have, is a ConfigError listing
+    what there is: the command line is wrong, so nothing runs.
     """
     selected: dict[str, set[str]] = {}  # source -> accounts asked for (empty: all)
     for entry in only:
@@ -88,7 +89,7 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
     if unknown:
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
                                      f"sources: {', '.join(s.name for s in pipeline.sources)}")
-    jobs, refused = [], []
+    jobs, refused, no_account = [], [], []
     for src in pipeline.sources:
         if not src.enabled or (only and src.name not in selected):
             continue
@@ -99,11 +100,13 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
             provider = provider_cls(src.name, options)
             provider.check_source(src)
             accounts = provider.accounts()
-            wanted = selected.get(src.name) or set(accounts)
-            if missing := wanted - set(accounts):
-                raise no_such_account(pipeline, "--only", src, missing, accounts)
         except Exception as exc:  # a plugin's bug here fails its own source only
             refused.append((src, exc))
             continue
+        wanted = selected.get(src.name) or set(accounts)
+        if missing := wanted - set(accounts):
+            no_account.append(str(no_such_account(pipeline, "--only", src, missing, accounts)))
         jobs.extend(AccountJob(src, provider_cls, options, account) for account in accounts if account in wanted)
+    if no_account:
+        raise config_mod.ConfigError("\n".join(no_account))
     return jobs, refused

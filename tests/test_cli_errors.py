@@ -104,6 +104,22 @@ def test_run_since_must_be_before_until(pipeline, since, until) -> None:
     assert result.stdout == ""
 
 
+def test_run_since_must_be_in_the_past(pipeline) -> None:
+    result = invoke("run", "--no-progress", str(pipeline), "--since", "2099-01-01")
+    assert result.exit_code == 2 and "--since 2099-01-01 is not in the past: there is nothing to fetch yet" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["2099-01-01T00:00:00Z", "2099-01-01T08:00:00+08:00", "2099-01-01 00:00"])
+def test_run_since_takes_iso_times_with_an_offset_or_z_as_start_does(pipeline, value) -> None:
+    result = invoke("run", "--no-progress", str(pipeline), "--since", value)
+    assert result.exit_code == 2 and "is not in the past" in result.stderr  # parsed, then refused for its date
+
+
+def test_run_since_that_is_no_time_names_the_forms_it_takes(pipeline) -> None:
+    result = invoke("run", "--no-progress", str(pipeline), "--since", "yesterday")
+    assert result.exit_code == 2 and "'yesterday' is not a date or an ISO 8601 time" in result.stderr
+
+
 # --- standard output: closed pipes and piped tables --------------------------------------------------------
 
 

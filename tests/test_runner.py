@@ -15,7 +15,7 @@ import pytest
 import zstandard
 from structlog.testing import capture_logs
 
-from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage
+from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage, warehouse
 from shipetl.destination import DuckDBDestination
 from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped, ShipetlError
 from shipetl.rawzone import RawZoneWriter
@@ -328,9 +328,12 @@ def test_only_picks_one_account_of_a_source_as_the_summary_names_it(pipeline, re
     cfg = pipeline("- {name: shops, provider: shopsco, pii: keep}\n" + GOOD_AND_BAD)
     result = runner.run_pipeline(cfg, registry=registry, only=["shops/shop-2", "good"])
     assert sorted(s.label for s in result.sources) == ["good", "shops/shop-2"] and result.ok
-    result = runner.run_pipeline(cfg, registry=registry, only=["shops/shop-9"])
-    (run,) = result.sources
-    assert run.status == "failed" and run.error == f"{cfg.path}: --only: source shops has no account shop-9; its accounts: shop-1, shop-2"
+    with pytest.raises(ConfigError) as info:  # the command line is wrong: nothing runs, nothing is recorded
+        runner.run_pipeline(cfg, registry=registry, only=["shops/shop-9", "good"])
+    assert str(info.value) == f"{cfg.path}: --only: source shops has no account shop-9; its accounts: shop-1, shop-2"
+    assert runner.run_pipeline(cfg, registry=registry, only=["good"]).ok
+    assert [r[0] for r in warehouse.query(Path(cfg.warehouse.path), "SELECT source FROM runs ORDER BY 1")] == [
+        "good", "good", "shops"]  # the two runs that ran (shops/shop-2 and good, then good), none of the refused one
 
 
 def test_only_with_an_unknown_source_is_a_config_error(pipeline, registry) -> None:
