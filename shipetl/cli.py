@@ -100,7 +100,7 @@ class UtcTime(click.ParamType):
     """A date or ISO 8601 date-time, as ``start:`` takes it: ``2025-11-01``, ``2025-11-01T06:00:00``,
     ``2025-11-01 06:00``, ``2025-11-01T06:00:00Z`` or ``...+08:00``; without an offset it is UTC."""
 
-    name = "UTC_TIME"
+    name = "TIME"
 
     def convert(self, value, param, ctx) -> datetime:
         if isinstance(value, datetime):
