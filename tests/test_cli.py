@@ -80,6 +80,21 @@ def test_validate_bad_provider_option(tmp_path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_validate_names_an_order_ids_file_that_is_not_there(tmp_path) -> None:
+    path = write(tmp_path, """\
+        sources:
+          - name: ae
+            provider: aliexpress
+            credentials: {app_secret: s3cret-value}
+            options: {app_key: "12345678", order_ids_file: ids.txt}
+        """)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert f"sources[0].options.order_ids_file: no file {tmp_path / 'ids.txt'}; write the order ids there" in result.stderr
+    (tmp_path / "ids.txt").write_text("8190000000000001\n")
+    assert invoke("validate", str(path)).exit_code == 0
+
+
 def test_validate_missing_file(tmp_path) -> None:
     result = invoke("validate", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2

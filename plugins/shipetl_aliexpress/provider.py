@@ -79,6 +79,10 @@ class AliExpressProvider(Provider):
         super().check_source(source)
         if not self.options.app_key and not source.credentials.get("app_key"):
             raise source.problem("options.app_key", "missing; the app key from the AliExpress Open Platform console")
+        ids_file = self.options.order_ids_file
+        if ids_file is not None and not Path(ids_file).is_file():
+            raise source.problem("options.order_ids_file", f"no file {ids_file}; write the order ids there, one a line "
+                                 "(or point it at the file your order export writes)")
 
     def extract(self, ctx: ExtractContext) -> Iterator[Page]:
         return extract.pages(ctx, self.options)
