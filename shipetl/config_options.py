@@ -73,8 +73,9 @@ def _unknown_credentials(pipeline: PipelineConfig, source: SourceConfig, index: 
         if key in known:
             continue
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        secrets = sorted(declared | set(CORE_CREDENTIALS))  # the options, accepted here too, are listed under options
         hint = (f"did you mean {close[0]!r}?" if close
-                else f"provider {source.provider} reads {', '.join(repr(k) for k in known)}")
+                else f"provider {source.provider} reads credentials {', '.join(repr(k) for k in secrets)}")
         out.append(f"{locate(shown, pipeline.lines, ('sources', index, 'credentials', key))}: "
                    f"unknown credential; {hint}")
     return out

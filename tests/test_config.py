@@ -540,12 +540,12 @@ def test_unknown_credential_suggests_the_declared_one(tmp_path) -> None:
     assert str(info.value) == f"{path}:4: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?"
 
 
-def test_unknown_credential_without_close_match_lists_the_known_ones(tmp_path) -> None:
+def test_unknown_credential_without_close_match_lists_the_credentials_not_the_options(tmp_path) -> None:
     path, cfg = keyed(tmp_path, "      api_key: k-1\n      zzz: k-2\n")
     with pytest.raises(ConfigError) as info:
         validate_options(cfg, cfg.sources[0], KeyedOptions, KeyedProvider)
     assert str(info.value) == (f"{path}:5: sources[0].credentials.zzz: unknown credential; provider keyedco reads "
-                               "'api_key', 'app_key', 'auth_code', 'pii_key'")
+                               "credentials 'api_key', 'auth_code', 'pii_key'")
 
 
 def test_optional_and_core_credentials_are_not_required(tmp_path) -> None:
