@@ -197,7 +197,7 @@ def validate(pipeline: str) -> None:
 
     cfg = _load(pipeline)
     registry = plugins.load_registry()
-    registry.destination(cfg.destination)  # an unknown destination names the installed ones
+    runner.destination_factory(cfg, registry)  # an unknown destination names the installed ones
     _, refused = jobs.plan(cfg, registry)
     problems = storage.problems(cfg) + [  # every source's problems, not just the first failing one's
         str(exc) if isinstance(exc, ConfigError) else runner.error_line(exc, src.provider) for src, exc in refused]

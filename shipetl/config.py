@@ -271,6 +271,10 @@ class PipelineConfig(_Model):
         """The file line of each key path, for errors that point at one."""
         return self._lines
 
+    def problem(self, *key: str | int, message: str) -> ConfigError:
+        """A ConfigError about a key path of the file (``"destination"``), naming its file and line."""
+        return ConfigError(f"{locate(str(self._path), self._lines, key)}: {message}")
+
     def source(self, name: str) -> SourceConfig:
         """The source called ``name``; ConfigError when there is none."""
         for src in self.sources:

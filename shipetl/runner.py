@@ -248,9 +248,17 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     return run
 
 
+def destination_factory(pipeline: PipelineConfig, registry: Registry):
+    """The installed destination ``pipeline`` names; an unknown one is a ConfigError at its line, listing those installed."""
+    try:
+        return registry.destination(pipeline.destination)
+    except PluginError as exc:
+        raise pipeline.problem("destination", message=str(exc)) from None
+
+
 def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:
     """The pipeline's destination for this run; one lacking part of the contract is refused by name."""
-    destination = registry.destination(pipeline.destination)(pipeline)
+    destination = destination_factory(pipeline, registry)(pipeline)
     missing = [name for name in DESTINATION_METHODS if not callable(getattr(destination, name, None))]
     if missing:
         raise PluginError(f"destination {pipeline.destination!r} has no {', '.join(missing)} method "

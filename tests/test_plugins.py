@@ -21,7 +21,7 @@ from rich.console import Console
 
 import shipetl.destination
 from shipetl import Provider, config, hookimpl, plugins, summary
-from shipetl.errors import PluginError
+from shipetl.errors import ConfigError, PluginError
 from shipetl.runner import run_pipeline
 from shipetl.sandbox import SandboxSettings, running_sandbox
 
@@ -169,7 +169,7 @@ def test_hook_register_destinations(example_pipeline):
                                        ("example", 6, {})]
     assert not Path(pipeline.warehouse.path).exists(), "the duckdb destination was not asked to load anything"
     assert [r.ok for r in sorted(result.sources, key=lambda r: r.source)] == [False, True]
-    with pytest.raises(PluginError, match=r"no destination named 'nowhere' is installed \(installed: duckdb, memory\)"):
+    with pytest.raises(ConfigError, match=r"no destination named 'nowhere' is installed \(installed: duckdb, memory\)"):
         run_pipeline(example_pipeline(destination="nowhere"), registry=reg)
     del MemoryDestination.query, MemoryDestination.start_state
     with pytest.raises(PluginError, match=r"destination 'memory' has no start_state, query method"):
@@ -225,7 +225,7 @@ def test_validate_names_the_installed_destinations_when_one_is_unknown(run_cli, 
     path.write_text("destination: nowhere\n" + path.read_text())
     result = run_cli("validate", str(path))
     assert result.returncode == 2
-    assert "no destination named 'nowhere' is installed (installed: duckdb" in result.stderr
+    assert f"{path}:1: destination: no destination named 'nowhere' is installed (installed: duckdb" in result.stderr
 
 
 def test_hook_register_sandboxes():
