@@ -387,7 +387,10 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False), default="pipelines/demo.yaml")
 @click.option("--seed", default=42, show_default=True)
 def demo(pipeline: str, seed: int) -> None:
-    """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try."""
+    """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try.
+
+    PIPELINE defaults to pipelines/demo.yaml, from the repository's top folder.
+    """
     from . import demo as demo_mod
     from . import progress as progress_mod
 
