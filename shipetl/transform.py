@@ -216,11 +216,13 @@ def staged_unmapped(table: str) -> str:
 
 
 def _body_type_error(provider: str, stream: Stream, exc: duckdb.Error) -> PluginError:
-    """The one line for pages that do not fit their stream's ``body_type`` (DuckDB names the raw file and line)."""
+    """The one line for pages DuckDB cannot read as their stream's ``body_type`` (it names the raw file and line)."""
     detail = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+    fix = ("the plugin should read such a field as VARCHAR and let its mapping cast it (a bad value then becomes a "
+           "reject)" if detail.startswith("JSON transform error") else
+           "the plugin yielded a body that is not JSON (give Page a dict, or bytes of JSON)")
     return PluginError(f"provider {provider}, stream {stream.name}: a page does not fit the stream's body type ({detail}); "
-                       "the plugin should read such a field as VARCHAR and let its mapping cast it (a bad value then "
-                       "becomes a reject); nothing of the source is committed, so the next run fetches it again")
+                       f"{fix}; nothing of the source is committed, so the next run fetches it again")
 
 
 def _next_part(result: TransformResult, table: str) -> Path:

@@ -242,6 +242,11 @@ def test_a_page_that_does_not_fit_the_body_type_is_a_plugin_error_naming_stream_
     assert "VARCHAR" in message and "auto_detect" not in message and "\n" not in message
 
 
+def test_a_page_that_is_not_json_is_a_plugin_error_saying_so(tmp_path) -> None:
+    with pytest.raises(PluginError, match=r"stream parcels: .*Malformed JSON.*the plugin yielded a body that is not JSON"):
+        run(tmp_path, [TableMapping("shipments", SHIPMENTS_SQL, SHIPMENT_TIMES)], [{"items": []}, b"<html>busy</html>"])
+
+
 def test_a_time_given_as_text_but_not_listed_is_read_as_iso_never_as_utc(tmp_path) -> None:
     times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
     result, good = shipments(tmp_path, {"id": "A1", "delivered": "2024-07-01T12:00:00-04:00"},
