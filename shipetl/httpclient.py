@@ -98,8 +98,8 @@ def _status_failure(status: int) -> str:
 def not_the_api(response: httpx.Response, api: str) -> TerminalError:
     """The error for an HTTP 404 whose body is not ``api``'s own error: the request reached something other than
     the API (a wrong ``base_url``), which must fail the source rather than count every record as not found."""
-    url = response.request.url
-    where = f"{url.scheme}://{url.netloc.decode()}{url.path}"
+    url = response.request.url  # host, port and path only: no query, nor any user:password@ of the base_url
+    where = redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
     return TerminalError(f"{response.request.method} {where} answered HTTP 404 without a {api} error: {api} is not "
                          f"there; check the source's base_url")
 
