@@ -100,7 +100,7 @@ def not_the_api(response: httpx.Response, api: str) -> TerminalError:
     the API (a wrong ``base_url``), which must fail the source rather than count every record as not found."""
     url = response.request.url  # host, port and path only: no query, nor any user:password@ of the base_url
     where = redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
-    return TerminalError(f"{response.request.method} {where} answered HTTP 404 without a {api} error: {api} is not "
+    return TerminalError(f"{response.request.method} {where} answered HTTP 404 with no {api} error body: {api} is not "
                          f"there; check the source's base_url")
 
 

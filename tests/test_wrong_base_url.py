@@ -26,7 +26,7 @@ def test_a_404_that_is_not_the_apis_own_error_names_the_url_and_base_url(classif
     with pytest.raises(TerminalError) as info:
         classify(reply)
     assert not isinstance(info.value, NotFoundError)
-    assert str(info.value) == (f"{method} http://127.0.0.1:8765{path} answered HTTP 404 without a {api} error: "
+    assert str(info.value) == (f"{method} http://127.0.0.1:8765{path} answered HTTP 404 with no {api} error body: "
                                f"{api} is not there; check the source's base_url")
 
 
