@@ -15,7 +15,7 @@ from .errors import (
     TransientError,
 )
 from .hookspecs import API_VERSION, hookimpl, hookspec
-from .httpclient import HttpClient, http_client, not_the_api
+from .httpclient import HttpClient, http_client, not_the_api, parse_retry_after
 from .polling import Polls, Skip
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
 from .tokens import TokenPair, TokenStore
@@ -27,5 +27,5 @@ __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
     "PluginError", "Polls", "Provider", "RateLimit", "ShipetlError", "Skip", "SkipRecord", "SourceError", "Stream",
     "TableMapping", "TerminalError", "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
-    "not_the_api", "sql_literal",
+    "not_the_api", "parse_retry_after", "sql_literal",
 ]

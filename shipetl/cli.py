@@ -109,7 +109,7 @@ class UtcTime(click.ParamType):
             parsed = datetime.fromisoformat(str(value).strip())
         except ValueError:
             self.fail(f"{value!r} is not a date or an ISO 8601 time (2025-11-01, 2025-11-01T06:00:00Z)", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:

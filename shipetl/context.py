@@ -24,10 +24,10 @@ T = TypeVar("T")
 
 
 def as_utc(value: date | datetime) -> datetime:
-    """A config date or datetime as an aware UTC datetime (naive means UTC)."""
+    """A config date or datetime as an aware datetime in UTC (naive means UTC; another offset is converted)."""
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def stored_time(cursors: dict[str, Any], key: str) -> datetime | None:
@@ -179,7 +179,7 @@ class SourceContext(RunBookkeeping):
         days) leaves the cursor where it was too.
         """
         if isinstance(value, datetime):
-            value = self._advanced(key, value)
+            value = self._advanced(key, as_utc(value))  # naive is UTC, as a stored cursor without an offset is
             if value is None:
                 return
         super().set_cursor(key, value)

@@ -115,6 +115,14 @@ def test_run_since_takes_iso_times_with_an_offset_or_z_as_start_does(pipeline, v
     assert result.exit_code == 2 and "is not in the past" in result.stderr  # parsed, then refused for its date
 
 
+def test_a_since_with_an_offset_is_the_same_instant_in_utc() -> None:
+    from shipetl.cli import UtcTime
+
+    value = UtcTime().convert("2025-11-01T08:00:00+08:00", None, None)
+    assert value.isoformat() == "2025-11-01T00:00:00+00:00"
+    assert UtcTime().convert("2025-11-01", None, None).isoformat() == "2025-11-01T00:00:00+00:00"
+
+
 def test_run_since_that_is_no_time_names_the_forms_it_takes(pipeline) -> None:
     result = invoke("run", "--no-progress", str(pipeline), "--since", "yesterday")
     assert result.exit_code == 2 and "'yesterday' is not a date or an ISO 8601 time" in result.stderr

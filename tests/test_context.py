@@ -81,6 +81,19 @@ def test_a_stored_cursor_without_an_offset_is_utc() -> None:
     assert make_ctx(cursors={"t": "2025-05-20T06:00:00"}).window("t")[0] == datetime(2025, 5, 20, 6, tzinfo=UTC)
 
 
+def test_a_naive_cursor_value_is_utc_and_compares_with_the_stored_one() -> None:
+    ctx = make_ctx(cursors={"t": "2025-05-20T06:00:00+00:00"})
+    ctx.set_cursor("t", datetime(2025, 5, 21, 6, 0))  # naive: a plugin's own parse of an API's time
+    assert ctx.new_cursors == {"t": "2025-05-21T06:00:00+00:00"}
+    ctx.set_cursor("t", datetime(2025, 5, 19))  # earlier than committed: left as it is
+    assert ctx.new_cursors == {"t": "2025-05-21T06:00:00+00:00"}
+
+
+def test_times_with_another_offset_are_converted_to_utc() -> None:
+    start = make_ctx(start="2024-03-05T08:00:00+08:00").window("k")[0]
+    assert start.utcoffset() == timedelta(0) and start.isoformat() == "2024-03-05T00:00:00+00:00"
+
+
 def test_a_window_cursor_that_is_not_a_time_is_a_plugin_error_naming_it() -> None:
     ctx = make_ctx(cursors={"updated_at": 1747720800000})
     with pytest.raises(PluginError, match=r"cursor 'updated_at' holds 1747720800000, which ctx.window cannot read"):

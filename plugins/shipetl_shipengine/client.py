@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 import orjson
 
 from shipetl import (AuthError, ExtractContext, NotFoundError, RateLimit, SkipRecord, TerminalError, TransientError,
-                     not_the_api)
+                     not_the_api, parse_retry_after)
 
 LABELS_PATH = "/v1/labels"
 TRACKING_PATH = "/v1/tracking"
 # 400 codes that mean "this one parcel cannot be tracked", not "the request was malformed".
 UNTRACKABLE = {"tracking_not_supported", "invalid_identifier", "carrier_not_connected"}
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a wait of its own (providers.md 5)
-RETRY_AFTER_HEADERS = ("Retry-After", "RetryAfter")
 # Test keys get 20 requests a minute where live ones get 200 (providers.md 3.3, 5).
 TEST_KEY_PREFIX = "TEST_"
 TEST_KEY_RATE_LIMIT = RateLimit(per_minute=20, burst=2)
 
 
 def iso_z(value: datetime) -> str:
+    """An instant as ShipEngine's filters take it: UTC with ``Z`` (a naive value is UTC)."""
+    if value.tzinfo:
+        value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -54,8 +56,8 @@ def classify(response: httpx.Response, log: Any = None) -> None:
     first = errors[0] if errors else {}
     code, message = first.get("error_code", ""), first.get("message", "")
     if status == 429 or code == "rate_limit_exceeded":
-        if status == 429 and any(name in response.headers for name in RETRY_AFTER_HEADERS):
-            return
+        if status == 429 and parse_retry_after(response.headers) is not None:
+            return  # core waits the seconds the reply gives
         raise TransientError("ShipEngine rate limit exceeded", retry_after=DEFAULT_RETRY_AFTER_S)
     if status == 401 or first.get("error_type") == "security":
         raise AuthError("API key rejected (HTTP 401); check credentials.api_key")

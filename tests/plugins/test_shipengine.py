@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -418,7 +418,8 @@ def test_a_carrier_outage_costs_its_parcels_until_the_next_run_never_the_source(
     assert len(ctx.new_cursors[extract.RETRY_CURSOR]) == 30
 
 
-@pytest.mark.parametrize(("headers", "wait"), [({}, 5.0), ({"Retry-After": "2"}, 2.0), ({"RetryAfter": "3"}, 3.0)])
+@pytest.mark.parametrize(("headers", "wait"), [({}, 5.0), ({"Retry-After": "2"}, 2.0), ({"RetryAfter": "3"}, 3.0),
+                                               ({"Retry-After": "soon"}, 5.0)])
 def test_a_429_waits_its_own_seconds_else_five(headers, wait) -> None:
     api = Api(["1Z1"])
     waits: list[float] = []
@@ -445,6 +446,13 @@ def test_a_test_key_gets_the_test_keys_twenty_requests_a_minute(key, limit) -> N
     assert TEST_KEY_RATE_LIMIT.per_minute == 20
 
 
+def test_filters_are_sent_in_utc_whatever_the_offset_of_the_window() -> None:
+    from shipetl_shipengine.client import iso_z
+
+    assert iso_z(datetime(2025, 11, 1, 8, tzinfo=timezone(timedelta(hours=8)))) == "2025-11-01T00:00:00Z"
+    assert iso_z(datetime(2025, 11, 1, 8)) == "2025-11-01T08:00:00Z"
+
+
 def test_a_success_listing_errors_keeps_its_data_and_logs_them() -> None:
     body = {"tracking_number": "1Z1", "status_code": "IT", "events": [],
             "errors": [{"error_source": "carrier", "error_type": "integrations", "error_code": "unspecified",
@@ -452,7 +460,7 @@ def test_a_success_listing_errors_keeps_its_data_and_logs_them() -> None:
     request = httpx.Request("GET", f"{BASE}/v1/tracking?tracking_number=1Z1")
     log = structlog.get_logger()
     with capture_logs() as logs:
-        classify(httpx.Response(200, json=body, request=request), log=log)  # no exception: the data is kept
+        classify(httpx.Response(200, json=body, request=request), log=log)
         classify(httpx.Response(200, json={**body, "errors": []}, request=request), log=log)
     assert [(e["event"], e["errors"][0]["message"], e["url"]) for e in logs] == [
         ("partial_success", "Some events could not be loaded", f"{BASE}/v1/tracking")]
