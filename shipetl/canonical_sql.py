@@ -90,7 +90,8 @@ class CanonicalSql:
         :raises PluginError: any other type (a naive TIMESTAMP, a number), which only a listed kind reads right.
         """
         unlisted = {f.name: self.types[f.name] for f in self.table.columns if pa.types.is_timestamp(f.type)
-                    and f.name in self.cols and f.name not in self.mapping.times and f.name not in COMMON_NAMES}
+                    and f.name in self.cols and f.name not in self.mapping.times and f.name not in COMMON_NAMES
+                    and self.types[f.name].strip('"') != "NULL"}  # `NULL AS delivered_at`: nothing to read
         wrong = sorted(name for name, mapped in unlisted.items()
                        if not _same_type(mapped, "TIMESTAMPTZ") and mapped != "VARCHAR")
         if wrong:

@@ -256,6 +256,13 @@ def test_a_time_given_as_text_but_not_listed_is_read_as_iso_never_as_utc(tmp_pat
     assert reason.startswith("delivered_at: '2024-07-01 12:00:00'") and "offset" in reason, reason
 
 
+def test_a_time_mapped_as_a_bare_null_needs_no_kind(tmp_path) -> None:
+    sql = SHIPMENTS_SQL.replace("e->>'delivered' AS delivered_at", "NULL AS delivered_at")
+    times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
+    result, (row,) = shipments(tmp_path, {"id": "A1"}, sql=sql, times=times)
+    assert row["delivered_at"] is None and rejects(result) == []
+
+
 def test_a_time_of_another_type_not_listed_is_a_plugin_error(tmp_path) -> None:
     sql = SHIPMENTS_SQL.replace("e->>'delivered' AS delivered_at", "CAST(e->>'delivered' AS TIMESTAMP) AS delivered_at")
     times = {k: v for k, v in SHIPMENT_TIMES.items() if k != "delivered_at"}
