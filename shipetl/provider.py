@@ -90,6 +90,7 @@ class ExtractContext(Protocol):
     options: BaseModel
     timezone: str | None
     since: datetime | None
+    """The ``--since`` of the command line; None on a plain run (take the window from :meth:`window`)."""
     until: datetime
     log: Any
     tokens: TokenStore
@@ -205,7 +206,7 @@ class Provider:
         return [getattr(self.options, "account_id", None) or self.source_name]
 
     def extract(self, ctx: ExtractContext) -> Iterator[Page]:
-        """Yield every page of this account for the window ``ctx.since`` .. ``ctx.until``."""
+        """Yield every page of this account for the run's window (``ctx.window(cursor)``, up to ``ctx.until``)."""
         raise NotImplementedError
 
     def authorize(self, source: SourceConfig, tokens: TokenStore, ask: Callable[[str], str],

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpcore  # noqa: F401 (kept imported: see below)
 import httpx
 import pytest
 
-# Imported before pytester snapshots sys.modules: DuckDB, which it imports, cannot be imported twice in a process.
+# Imported before pytester snapshots sys.modules: DuckDB, which it imports, cannot be imported twice in a process;
+# and httpcore, which httpx imports only on a first request: first imported inside a pytester run, it would be
+# dropped after it, and httpx would go on mapping the dropped module's errors, letting later tests' ConnectError
+# escape as httpcore's own (tests/test_installed_plugins.py's wait for its sandbox).
 from shipetl.testing import FixtureTransport, ProviderContract
 
 pytest_plugins = ["pytester"]
@@ -40,7 +44,7 @@ def stored_meta(row):
 
 def window_start(ctx):
     """Where this run's listing starts."""
-    return ctx.since
+    return ctx.window(CURSOR)[0]
 
 
 class KitProvider(Provider):
@@ -147,7 +151,7 @@ class TestKit(KitContract):
 @pytest.mark.parametrize(("bug", "message"), [
     ("def stored_meta(row):\n    return {'service': row['service_code']}\n", "KeyError: 'service_code'"),
     ("def stored_meta(row):\n    return {}\n", "loaded more rows: {'shipments': 1}"),
-    ("def window_start(ctx):\n    return max(ctx.since, ctx.cursor(CURSOR) or ctx.since)\n",
+    ("def window_start(ctx):\n    return max(ctx.until, ctx.cursor(CURSOR) or ctx.until)\n",
      "TypeError: '>' not supported between instances of 'str' and 'datetime.datetime'"),
     ("def window_start(ctx):\n    return ctx.window(CURSOR)[0]\n\n\n_extract = KitProvider.extract\n\n\n"
      "def epoch_ms_cursor(self, ctx):\n    set_cursor = ctx.set_cursor\n"

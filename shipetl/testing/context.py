@@ -30,13 +30,14 @@ class ContractContext(RunBookkeeping):
     """
 
     def __init__(self, provider_cls: type[Provider], options: Any, *, base_url: str, transport: httpx.BaseTransport,
-                 credentials: Mapping[str, str], since: datetime, until: datetime, tmp: Path,
+                 credentials: Mapping[str, str], first_since: datetime, until: datetime, tmp: Path,
                  timezone_name: str | None, open_shipments: Sequence[dict[str, Any]],
                  cursors: Mapping[str, Any] | None = None, warehouse_path: Path | None = None) -> None:
         self.source_name = self.account_id = provider_cls.name
-        self.options, self.since, self.until = options, since, until
-        # A first run fetches since..until; a later one from its stored cursors, as core's window rule says.
-        self._since_override, self._lookback, self._first_since = None, timedelta(0), since
+        # A plain run (no --since, so ``since`` is None): a first one fetches first_since..until, a later one
+        # from its stored cursors, as core's window rule says.
+        self.options, self.since, self.until = options, None, until
+        self._since_override, self._lookback, self._first_since = None, timedelta(0), first_since
         self.timezone = timezone_name or provider_cls.default_timezone
         self.log = structlog.get_logger(source=provider_cls.name)
         self.tokens = TokenStore(tmp / "tokens")

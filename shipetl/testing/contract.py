@@ -106,8 +106,8 @@ class ProviderContract:
     until: ClassVar[datetime] = datetime(2025, 1, 31, tzinfo=UTC)
     """The run's ``ctx.until``, also the ``extracted_at`` of the first run's rows."""
     window: ClassVar[timedelta] = timedelta(days=30)
-    """How far before ``until`` a first run's ``ctx.window`` (and ``ctx.since``) starts; a second run's window
-    starts at the cursor the first committed, as in ``shipetl run``."""
+    """How far before ``until`` a first run's ``ctx.window`` starts; a second run's window starts at the cursor the
+    first committed, as in ``shipetl run`` (whose ``ctx.since``, the ``--since`` override, is None here too)."""
     open_shipments: ClassVar[list[dict[str, Any]]] = []
     """Rows of ``shipments`` (not final) the first run's ``ctx.open_shipments()`` hands the extract."""
     allow_unknown: ClassVar[frozenset[str]] = frozenset()
@@ -226,7 +226,7 @@ class ProviderContract:
         provider_cls = type(provider)
         state = {"open_shipments": list(cls.open_shipments), **earlier}
         ctx = ContractContext(provider_cls, provider.options, base_url=base_url, transport=transport, credentials=secrets,
-                              since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
+                              first_since=cls.until - cls.window, until=cls.until, tmp=tmp, timezone_name=cls.timezone,
                               **state)
         ctx.account_id = cls._account(provider_cls)
         return ctx

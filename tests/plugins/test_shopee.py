@@ -446,7 +446,7 @@ def test_return_legs_are_never_polled_themselves_but_keep_their_forward_package_
     until = datetime(2025, 12, 20, tzinfo=UTC)
     options = ShopeeOptions(partner_id=PARTNER_ID, shop_ids=[SHOP_ID], poll_concurrency=2)
     ctx = _Warehouse(con, provider_cls=ShopeeProvider, options=options, base_url="http://shopee.test",
-                     transport=transport, credentials={"partner_key": KEY, "auth_code": "c0de"}, since=until,
+                     transport=transport, credentials={"partner_key": KEY, "auth_code": "c0de"}, first_since=until,
                      until=until, tmp=tmp_path, timezone_name=None,
                      open_shipments=[r for r in latest if not r["is_final"]])
     ctx.account_id = f"shop-{SHOP_ID}"
