@@ -135,7 +135,8 @@ TRACKING_EVENTS = _table(
     "tracking_events",
     "One row per carrier scan, stored once per provider (account_id: the account that loaded it first); event_id makes a rerun add nothing.",
     [
-        col("event_id", pa.string(), "Stable hash of provider, tracking number, UTC time, code and text", False),
+        col("event_id", pa.string(), "Stable hash of provider, tracking number (else shipment_id), UTC time, code and text "
+            "(a mapping may give its own: Shopee's return legs hash the leg)", False),
         col("shipment_id", pa.string(), "Shipment the scan belongs to", False),
         col("tracking_number", pa.string(), "Carrier tracking number"),
         col("carrier_code", pa.string(), "Carrier that made the scan"),
