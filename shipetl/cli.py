@@ -138,7 +138,8 @@ def cli(log_format: str, log_level: str) -> None:
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
-@click.option("--since", type=UtcTime(), help="Fetch from this time (UTC unless it has an offset) instead of the stored cursor.")
+@click.option("--since", type=UtcTime(),
+              help="Fetch from this time (UTC unless it has an offset) instead of the stored cursor.")
 @click.option("--until", type=UtcTime(), help="Fetch up to this time (default and at most: now).")
 @click.option("--only", multiple=True, metavar="SOURCE[/ACCOUNT]",
               help="Run only this source, or one of its accounts as the summary names it (repeatable).")

@@ -73,7 +73,7 @@ def providers_markdown() -> str:
                if registry.plugins[registry.provider_plugin[n]].distribution == "shipetl"}
     out = []
     for name, provider in sorted(builtin.items()):
-        doc = (provider.__doc__ or "").strip().splitlines()[0] if provider.__doc__ else ""
+        doc = " ".join((provider.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
         limit = provider.default_rate_limit
         rates = ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in (limit.__dict__.items() if limit else ())
                           if k.startswith("per_") and v) or "none"

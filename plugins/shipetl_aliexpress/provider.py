@@ -53,7 +53,8 @@ class AliExpressOptions(BaseModel):
 
 
 class AliExpressProvider(Provider):
-    """Orders from ``aliexpress.trade.ds.order.get``, parcels and scans from ``aliexpress.ds.order.tracking.get``; one rate limit per app key.
+    """Orders from ``aliexpress.trade.ds.order.get``, parcels and scans from ``aliexpress.ds.order.tracking.get``;
+    one rate limit per app key.
 
     ``gmt_create`` has no zone; AliExpress states its order filters in Pacific time, so the default zone
     is ``America/Los_Angeles`` (providers.md 2.6, UNCONFIRMED); ``timezone: Etc/GMT+8`` selects a fixed -08:00.

@@ -23,7 +23,8 @@ class ShipEngineOptions(BaseModel):
 
 
 class ShipEngineProvider(Provider):
-    """Labels from ``GET /v1/labels``, their tracking from ``GET /v1/tracking``; a test key (``TEST_...``) gets 20 requests a minute."""
+    """Labels from ``GET /v1/labels``, their tracking from ``GET /v1/tracking``; a test key (``TEST_...``) gets 20
+    requests a minute."""
 
     name = "shipengine"
     default_base_url = "https://api.shipengine.com"
