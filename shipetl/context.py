@@ -101,6 +101,16 @@ class RunBookkeeping:
     def checkpoint(self) -> None:
         self.checkpointed = copy.deepcopy(self.new_cursors)
 
+    def checkpoint_moved(self) -> bool:
+        """Whether the last checkpoint holds a cursor other than the one committed (an empty value the same as none):
+        a run stopped after it leaves the next one less to fetch."""
+        def empty(value: Any) -> bool:
+            return value is None or value in ("", [], {})
+
+        return self.checkpointed is not None and any(
+            value != self._cursors.get(key) and not (empty(value) and empty(self._cursors.get(key)))
+            for key, value in self.checkpointed.items())
+
     def open_shipments(self) -> Sequence[dict[str, Any]]:
         return self._open
 

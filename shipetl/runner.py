@@ -75,10 +75,10 @@ def _keep_unheard(ctx: SourceContext, run: SourceRun, cursors: dict[str, Any]) -
     return {**cursors, polling.UNHEARD_CURSOR: kept} if kept or before else cursors
 
 
-def interrupted_line(checkpointed: bool) -> str:
+def interrupted_line(checkpoint_moved: bool) -> str:
     """The summary's note for a source stopped early, which loads the pages it had fetched."""
-    then = ("the next run goes on from its last checkpoint" if checkpointed
-            else "no checkpoint was reached, so the next run fetches its window again")
+    then = ("the next run goes on from its last checkpoint" if checkpoint_moved
+            else "no checkpoint moved its cursors, so the next run fetches its window again")
     return f"interrupted (Ctrl-C or SIGTERM): the pages fetched until then are loaded; {then}"
 
 
@@ -226,7 +226,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                 result = transformer.finish()
             _record_counts(run, result, ctx, log)
             if stopped:  # what was fetched loads, with the cursors of the provider's last checkpoint
-                run.status, run.error = INTERRUPTED, interrupted_line(ctx.checkpointed is not None)
+                run.status, run.error = INTERRUPTED, interrupted_line(ctx.checkpoint_moved())
                 cursors = ctx.checkpointed or {}
                 log.warning("source_interrupted", pages=run.pages, checkpoint=ctx.checkpointed is not None)
             else:

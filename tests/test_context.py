@@ -94,6 +94,17 @@ def test_times_with_another_offset_are_converted_to_utc() -> None:
     assert start.utcoffset() == timedelta(0) and start.isoformat() == "2024-03-05T00:00:00+00:00"
 
 
+def test_a_checkpoint_moved_only_when_it_holds_a_cursor_other_than_the_committed_one() -> None:
+    ctx = make_ctx(cursors={"t": "2025-05-20T06:00:00+00:00"})
+    assert not ctx.checkpoint_moved()  # none yet
+    ctx.set_cursor("retry", [])
+    ctx.checkpoint()
+    assert not ctx.checkpoint_moved()  # an empty retry list where none was committed: nothing gained
+    ctx.set_cursor("t", datetime(2025, 5, 21, tzinfo=UTC))
+    ctx.checkpoint()
+    assert ctx.checkpoint_moved()
+
+
 def test_a_window_cursor_that_is_not_a_time_is_a_plugin_error_naming_it() -> None:
     ctx = make_ctx(cursors={"updated_at": 1747720800000})
     with pytest.raises(PluginError, match=r"cursor 'updated_at' holds 1747720800000, which ctx.window cannot read"):
