@@ -176,8 +176,9 @@ def run(pipeline: PipelineConfig, query: str, fmt: str = "table", out: str | Non
             return count
         except duckdb.Error as exc:
             raise ShipetlError(f"query failed: {str(exc).splitlines()[0]}{_outside_hint(exc, pipeline)}") from None
-        except pa.ArrowNotImplementedError as exc:
-            raise ShipetlError(f"cannot write this result as {fmt}: {exc}; try --format json or parquet") from None
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:  # CSV has no lists nor structs
+            raise ShipetlError(f"cannot write this result as {fmt}: {str(exc).splitlines()[0]}; try --format json or "
+                               "parquet, or turn the column to text in the query (to_json(x))") from None
         except OSError as exc:
             if not out and (isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE):
                 raise BrokenPipeError(errno.EPIPE, "Broken pipe") from None  # `| head` closed stdout: the CLI ends quietly

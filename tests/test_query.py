@@ -102,6 +102,15 @@ def test_errors_are_one_line(run_cli, pipeline, query, message, command_error):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("query", ["SELECT [1, 2] AS x", "SELECT {'a': 1} AS x"], ids=["list", "struct"])
+def test_a_column_csv_cannot_hold_is_one_line_naming_the_other_formats(run_cli, pipeline, query, command_error):
+    proc = run_cli("sql", str(pipeline), query, "--format", "csv")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    error = command_error(proc.stderr)
+    assert error.startswith("cannot write this result as csv:") and "try --format json or parquet" in error
+    assert run_cli("sql", str(pipeline), query, "--format", "json").stdout.startswith('{"x":')
+
+
 def test_reader_meeting_a_commit_gets_a_clear_message(run_cli, pipeline, tmp_path):
     db = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen(
