@@ -17,7 +17,9 @@ Event status, first that applies (providers.md 3.5, 6.1):
 
 A shipment's status is the reply's top-level one, except that a parcel delivered after a scan of
 ``RETURN_TO_SENDER`` is ``returned`` (final): ShipEngine has no status for "back at the sender", and the
-delivery that follows the turn back is that (providers.md 3.5, GUESS).
+delivery that follows the turn back is that (providers.md 3.5, GUESS). Its ``delivered_at`` is
+``actual_delivery_date`` where that carries an offset; a delivered parcel whose date is naive or absent (no
+instant, providers.md 6.1; the text stays in extras) takes its newest scan's instant (GUESS).
 
 "Stay unknown" means the mapping leaves ``status`` NULL: core writes ``unknown`` and counts the event's raw
 code as unmapped (``tracking_events:<code>`` in the run summary, listed in the ``status_unmapped`` log line),
@@ -126,17 +128,24 @@ FROM placed
 """
 
 SHIPMENTS_SQL = f"""
+WITH replies AS (
+    SELECT *,
+           CASE WHEN list_contains(list_transform(body.events, lambda e: e.status_detail_code), 'RETURN_TO_SENDER')
+                     AND coalesce(status_of('shipengine.detail', body.status_detail_code),
+                                  status_of('shipengine', body.status_code)) = 'delivered'
+                THEN 'returned'
+                ELSE coalesce(status_of('shipengine.detail', body.status_detail_code),
+                              status_of('shipengine', body.status_code))
+           END AS shipment_status,
+           list_max(list_transform(body.events, lambda e: TRY_CAST({_EVENT_INSTANT} AS TIMESTAMPTZ))) AS newest_scan_at
+    FROM pages WHERE body.tracking_number IS NOT NULL
+)
 SELECT
     body.tracking_number AS shipment_id,
     body.tracking_number AS tracking_number,
     body.carrier_code AS carrier_code,
     meta->>'service_code' AS service,
-    CASE WHEN list_contains(list_transform(body.events, lambda e: e.status_detail_code), 'RETURN_TO_SENDER')
-              AND coalesce(status_of('shipengine.detail', body.status_detail_code),
-                           status_of('shipengine', body.status_code)) = 'delivered'
-         THEN 'returned'
-         ELSE coalesce(status_of('shipengine.detail', body.status_detail_code), status_of('shipengine', body.status_code))
-    END AS status,
+    shipment_status AS status,
     body.status_code AS status_raw,
     coalesce(final_of('shipengine.detail', body.status_detail_code), final_of('shipengine', body.status_code)) AS is_final,
     meta->>'ship_from_country' AS origin_country,
@@ -144,15 +153,18 @@ SELECT
     meta->>'created_at' AS created_at,
     {_instant('body.ship_date')} AS shipped_at,
     {_instant('body.estimated_delivery_date')} AS estimated_delivery_at,
-    {_instant('body.actual_delivery_date')} AS delivered_at,
-    list_max(list_transform(body.events, lambda e: TRY_CAST({_EVENT_INSTANT} AS TIMESTAMPTZ))) AS last_event_at,
+    -- A naive actual_delivery_date is no instant (providers.md 6.1): a delivered parcel then takes its newest
+    -- scan's, written with its offset so it reads the same whatever the session's zone.
+    coalesce({_instant('body.actual_delivery_date')},
+             CASE WHEN shipment_status = 'delivered' THEN CAST(newest_scan_at AS VARCHAR) END) AS delivered_at,
+    newest_scan_at AS last_event_at,
     body.tracking_url,
     json_object('label_id', meta->>'label_id', 'label_carrier_code', meta->>'label_carrier_code',
                 'carrier_id', body.carrier_id, 'status_detail_code', body.status_detail_code,
                 'ship_date', body.ship_date, 'estimated_delivery_date', body.estimated_delivery_date,
                 'actual_delivery_date', body.actual_delivery_date,
                 'exception_description', body.exception_description) AS extras
-FROM pages WHERE body.tracking_number IS NOT NULL
+FROM replies
 """
 
 # Where the explicit offset overruled occurred_at by an hour or more, counted per carrier (providers.md 6.1).

@@ -147,6 +147,18 @@ def test_a_parcel_delivered_after_turning_back_to_its_sender_is_returned(tmp_pat
     assert sorted(rows) == [("1ZBACK", "returned", True), ("1ZHOME", "delivered", True), ("1ZTURN", "exception", False)]
 
 
+def test_a_delivered_parcel_without_an_instant_of_delivery_takes_its_newest_scans(tmp_path, registry) -> None:
+    naive = scan_reply("fedex", "7001", [("IT", "In transit", "IT", None), ("DL", "Delivered", "DE", "DELIVERED")])
+    naive["actual_delivery_date"] = "2025-12-01T05:24:32"  # FedEx's naive text, hours off (providers.md 6.1)
+    given = scan_reply("ups", "1Z02", [("IT", "In transit", "IT", None), ("KB", "Delivered", "DE", "DELIVERED")])
+    given["actual_delivery_date"] = "2025-12-01T10:59:00Z"
+    moving = scan_reply("ups", "1Z03", [("IT", "In transit", "IT", None)])
+    _, result = mapped(tmp_path, registry, [naive, given, moving])
+    rows = result.con.sql(f"SELECT shipment_id, delivered_at FROM {transform.staged_table('shipments')}").fetchall()
+    assert sorted(rows) == [("1Z02", datetime(2025, 12, 1, 10, 59, tzinfo=UTC)), ("1Z03", None),
+                            ("7001", datetime(2025, 12, 1, 11, 0, tzinfo=UTC))]
+
+
 def test_scans_no_carrier_table_knows_take_shipengines_own_per_event_status(tmp_path, registry) -> None:
     # The trial user's codes (UPS OT, FedEx PU / OD): no table knows them, but each event of a current
     # reply carries ShipEngine's own status_code and status_detail_code (providers.md 6.1), which place it.
