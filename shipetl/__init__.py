@@ -16,6 +16,7 @@ from .errors import (
 )
 from .hookspecs import API_VERSION, hookimpl, hookspec
 from .httpclient import HttpClient, http_client, not_the_api, parse_retry_after
+from .keys import event_id_sql
 from .polling import Polls, Skip
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
 from .tokens import TokenPair, TokenStore
@@ -26,6 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
     "PluginError", "Polls", "Provider", "RateLimit", "ShipetlError", "Skip", "SkipRecord", "SourceError", "Stream",
-    "TableMapping", "TerminalError", "TokenPair", "TokenStore", "TransientError", "hookimpl", "hookspec", "http_client",
-    "not_the_api", "parse_retry_after", "sql_literal",
+    "TableMapping", "TerminalError", "TokenPair", "TokenStore", "TransientError", "event_id_sql", "hookimpl", "hookspec",
+    "http_client", "not_the_api", "parse_retry_after", "sql_literal",
 ]

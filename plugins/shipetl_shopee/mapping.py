@@ -23,7 +23,7 @@
 - An order requested from ``get_order_detail`` and missing from the reply becomes a reject.
 """
 
-from shipetl import TableMapping
+from shipetl import TableMapping, event_id_sql
 
 _ADDRESS = ("STRUCT(name VARCHAR, phone VARCHAR, town VARCHAR, district VARCHAR, city VARCHAR, state VARCHAR, "
             "region VARCHAR, zipcode VARCHAR, full_address VARCHAR)")
@@ -208,9 +208,8 @@ FROM (SELECT meta, unnest(body.response.tracking_info) AS e FROM pages)
 UNION ALL BY NAME
 SELECT
     -- Core's event_id, over the leg's shipment id rather than its number: the same as before the number came.
-    md5(concat_ws(chr(31), 'shopee', package || '{RETURN_LEG}',
-                  coalesce(CAST(epoch_us(utc_from_epoch_s(e.update_time)) AS VARCHAR), ''), '',
-                  coalesce(nullif(trim(e.description), ''), ''))) AS event_id,
+    {event_id_sql("'shopee'", f"package || '{RETURN_LEG}'", "utc_from_epoch_s(e.update_time)", "NULL",
+                  "nullif(trim(e.description), '')")} AS event_id,
     package || '{RETURN_LEG}' AS shipment_id,
     number AS tracking_number,
     meta->>'reversed_carrier_code' AS carrier_code,

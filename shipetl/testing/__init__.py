@@ -23,8 +23,8 @@ hooks; every request stays under the configured ``base_url``; paging ends; every
 canonical column with its canonical Arrow type; instants are UTC and do not depend on the session time
 zone; statuses are in the vocabulary and raw codes are mapped; ``event_id``s and snapshot hashes are
 stable; every cursor the extract takes its window from is set; a second run, started from the cursors,
-open shipments and warehouse the first run's commit left, adds nothing; every fixture route that answers without an error is requested by one of the two runs;
-rows equal ``expected_<table>.json`` where given; auth, rate-limit and bad-input replies raise
+open shipments and warehouse the first run's commit left, adds nothing; every fixture route that answers
+without an error is requested by one of the two runs; rows equal ``expected_<table>.json`` where given; auth, rate-limit and bad-input replies raise
 ``AuthError``, ``TransientError`` and ``TerminalError``; no credential reaches logs, stdout, the raw
 zone, rows or error messages.
 
