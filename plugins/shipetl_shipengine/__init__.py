@@ -3,7 +3,7 @@
 from shipetl import hookimpl
 
 from .provider import ShipEngineProvider
-from .statuses import STATUS_CODES, STATUS_DETAIL_CODES, USPS_CODES
+from .statuses import LABEL_TRACKING_STATUSES, STATUS_CODES, STATUS_DETAIL_CODES, USPS_CODES
 
 
 @hookimpl
@@ -20,6 +20,7 @@ def register_providers(register) -> None:
 def register_status_maps(register) -> None:
     register("shipengine", STATUS_CODES)
     register("shipengine.detail", STATUS_DETAIL_CODES)
+    register("shipengine.label", LABEL_TRACKING_STATUSES)
     register("usps", USPS_CODES)
 
 

@@ -39,6 +39,9 @@ def label_meta(label: dict[str, Any]) -> dict[str, Any]:
         "ship_to_country": (label.get("ship_to") or {}).get("country_code"),
         "ship_from_country": (label.get("ship_from") or {}).get("country_code"),
         "tracking_number": label.get("tracking_number"),
+        # As the label listing says now: the fallback for a reply without a status_code (a stored shipment's
+        # would be stale, so stored_meta has none).
+        "label_tracking_status": label.get("tracking_status"),
     }
 
 

@@ -2,7 +2,9 @@
 
 Time rule (providers.md 6.1): an event's instant is ``occurred_at`` unless ``carrier_occurred_at`` carries
 an explicit non-Z offset, which then wins (USPS replies double-convert ``occurred_at``).
-``carrier_occurred_at`` is kept as text in ``occurred_at_local``: its ``Z`` is not proof of UTC.
+``carrier_occurred_at`` is kept as text in ``occurred_at_local``: its ``Z`` is not proof of UTC. A scan whose two
+times are the same midnight (the seed's ``NT``) was never converted: ``extras.occurred_at_precision`` is
+``date`` (else null), its instant that midnight in UTC as sent.
 Event status, first that applies (providers.md 3.5, 6.1):
 
 1. the event's own ``status_detail_code`` (ShipEngine's, documented), unless it is ``CARRIER_STATUS_NOT_MAPPED``;
@@ -15,7 +17,8 @@ Event status, first that applies (providers.md 3.5, 6.1):
 4. an event with no status of its own (the seed's shape): the newest event of the reply takes the reply's
    top-level status, older ones stay ``unknown`` (GUESS of 3.5).
 
-A shipment's status is the reply's top-level one, except that a parcel delivered after a scan of
+A shipment's status is the reply's top-level one (a reply without a ``status_code`` takes the coarse
+``tracking_status`` its label was listed with in this run, providers.md 3.5), except that a parcel delivered after a scan of
 ``RETURN_TO_SENDER`` is ``returned`` (final): ShipEngine has no status for "back at the sender", and the
 delivery that follows the turn back is that (providers.md 3.5, GUESS). Its ``delivered_at`` is
 ``actual_delivery_date`` where that carries an offset; a delivered parcel whose date is naive or absent (no
@@ -72,6 +75,13 @@ _EVENT_INSTANT = (f"CASE WHEN regexp_matches(e.carrier_occurred_at, {_EXPLICIT_O
                   "ELSE e.occurred_at END")
 
 
+# A scan whose local and UTC times are the same midnight was never converted: the carrier gave a date, not a
+# time (providers.md 3.4, the seed's NT scan). Its instant stays as sent; extras flag its precision.
+_DATE_ONLY = ("CASE WHEN substr(e.carrier_occurred_at, 11, 9) = 'T00:00:00' "
+              "AND left(e.carrier_occurred_at, 19) = left(e.occurred_at, 19) "
+              f"AND NOT regexp_matches(e.carrier_occurred_at, {_EXPLICIT_OFFSET}) THEN 'date' END")
+
+
 EVENTS_SQL = f"""
 WITH replies AS (
     SELECT body.tracking_number AS tracking_number, body.carrier_code AS carrier_code,
@@ -123,22 +133,28 @@ SELECT
     json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
                 'carrier_status_code', e.carrier_status_code, 'signed', {_SIGNED},
                 'signer', pii(nullif(trim(e.signer), '')), 'company_name', pii(nullif(trim(e.company_name), '')),
-                'occurred_at_reported', e.occurred_at) AS extras
+                'occurred_at_reported', e.occurred_at, 'occurred_at_precision', {_DATE_ONLY}) AS extras
 FROM placed
 """
 
 SHIPMENTS_SQL = f"""
 WITH replies AS (
     SELECT *,
-           CASE WHEN list_contains(list_transform(body.events, lambda e: e.status_detail_code), 'RETURN_TO_SENDER')
-                     AND coalesce(status_of('shipengine.detail', body.status_detail_code),
-                                  status_of('shipengine', body.status_code)) = 'delivered'
-                THEN 'returned'
-                ELSE coalesce(status_of('shipengine.detail', body.status_detail_code),
-                              status_of('shipengine', body.status_code))
-           END AS shipment_status,
+           -- The label's coarse tracking_status, for a reply without a status_code (providers.md 3.5).
+           CASE WHEN nullif(trim(body.status_code), '') IS NULL THEN meta->>'label_tracking_status' END AS label_status,
            list_max(list_transform(body.events, lambda e: TRY_CAST({_EVENT_INSTANT} AS TIMESTAMPTZ))) AS newest_scan_at
     FROM pages WHERE body.tracking_number IS NOT NULL
+), stated AS (
+    SELECT *,
+           coalesce(status_of('shipengine.detail', body.status_detail_code), status_of('shipengine', body.status_code),
+                    status_of('shipengine.label', label_status)) AS own_status
+    FROM replies
+), turned AS (
+    SELECT *,
+           CASE WHEN own_status = 'delivered'
+                     AND list_contains(list_transform(body.events, lambda e: e.status_detail_code), 'RETURN_TO_SENDER')
+                THEN 'returned' ELSE own_status END AS shipment_status
+    FROM stated
 )
 SELECT
     body.tracking_number AS shipment_id,
@@ -146,8 +162,9 @@ SELECT
     body.carrier_code AS carrier_code,
     meta->>'service_code' AS service,
     shipment_status AS status,
-    body.status_code AS status_raw,
-    coalesce(final_of('shipengine.detail', body.status_detail_code), final_of('shipengine', body.status_code)) AS is_final,
+    coalesce(nullif(trim(body.status_code), ''), label_status) AS status_raw,
+    coalesce(final_of('shipengine.detail', body.status_detail_code), final_of('shipengine', body.status_code),
+             final_of('shipengine.label', label_status)) AS is_final,
     meta->>'ship_from_country' AS origin_country,
     meta->>'ship_to_country' AS destination_country,
     meta->>'created_at' AS created_at,
@@ -164,7 +181,7 @@ SELECT
                 'ship_date', body.ship_date, 'estimated_delivery_date', body.estimated_delivery_date,
                 'actual_delivery_date', body.actual_delivery_date,
                 'exception_description', body.exception_description) AS extras
-FROM replies
+FROM turned
 """
 
 # Where the explicit offset overruled occurred_at by an hour or more, counted per carrier (providers.md 6.1).

@@ -45,6 +45,17 @@ STATUS_DETAIL_CODES: dict[str, tuple[str, bool]] = {
 }
 STATUS_DETAIL_CODES.update({code: ("exception", True) for code in FINAL_EXCEPTIONS})
 
+# A label's coarse ``tracking_status`` (providers.md 3.5), for a tracking reply with no status_code at all: the
+# spec's four values and the two more labels are seen with (delivered_to_service_point, and n/a for none).
+LABEL_TRACKING_STATUSES = {
+    "unknown": ("unknown", False),
+    "in_transit": ("in_transit", False),
+    "error": ("exception", False),
+    "delivered": ("delivered", True),
+    "delivered_to_service_point": ("available_for_pickup", False),
+    "n/a": ("unknown", False),
+}
+
 # USPS scan codes as ShipEngine relays them in carrier_status_code (seed 004: 01 delivered, OF out for
 # delivery, the seed's other scans in transit).
 USPS_CODES = {

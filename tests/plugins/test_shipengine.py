@@ -52,14 +52,17 @@ def legacy_ups_reply() -> dict[str, Any]:
     return body
 
 
-def mapped(tmp_path: Path, registry, bodies: list[dict[str, Any]], *, pii: str = "keep",
-           pii_key: str | None = None) -> tuple[list[dict[str, Any]], transform.TransformResult]:
-    """Tracking replies through the raw zone and core's transform: staged tracking_events rows, and the result."""
+def mapped(tmp_path: Path, registry, bodies: list[dict[str, Any]], *, pii: str = "keep", pii_key: str | None = None,
+           label_status: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], transform.TransformResult]:
+    """Tracking replies through the raw zone and core's transform: staged tracking_events rows, and the result.
+    ``label_status``: the label's tracking_status by tracking number, as extract.label_meta carries it."""
     started = datetime(2025, 12, 20, tzinfo=UTC)
     with RawZoneWriter(tmp_path / "raw", "shipengine", "se", "run-1", started) as raw:
         for body in bodies:
-            raw.write(Page("tracking", orjson.dumps(body), {"label_carrier_code": body["carrier_code"],
-                                                            "tracking_number": body["tracking_number"]}))
+            number = body["tracking_number"]
+            raw.write(Page("tracking", orjson.dumps(body), {
+                "label_carrier_code": body["carrier_code"], "tracking_number": number,
+                "label_tracking_status": (label_status or {}).get(number)}))
         files = raw.close()
     con = transform.connect(status_tables=registry.statuses, pii=pii, pii_key=pii_key)
     result = transform.transform(con, ShipEngineProvider.streams, files, provider="shipengine", account_id="se",
@@ -157,6 +160,31 @@ def test_a_delivered_parcel_without_an_instant_of_delivery_takes_its_newest_scan
     rows = result.con.sql(f"SELECT shipment_id, delivered_at FROM {transform.staged_table('shipments')}").fetchall()
     assert sorted(rows) == [("1Z02", datetime(2025, 12, 1, 10, 59, tzinfo=UTC)), ("1Z03", None),
                             ("7001", datetime(2025, 12, 1, 11, 0, tzinfo=UTC))]
+
+
+def test_a_reply_without_a_status_code_takes_its_labels_tracking_status(tmp_path, registry) -> None:
+    bodies = [scan_reply("ups", number, [("IT", "In transit", "IT", None)]) for number in ("1ZA", "1ZB", "1ZC", "1ZD")]
+    for body in bodies[:3]:
+        body.update({"status_code": "", "status_detail_code": None})
+    _, result = mapped(tmp_path, registry, bodies, label_status={
+        "1ZA": "delivered_to_service_point", "1ZB": "teleported", "1ZC": "delivered", "1ZD": "delivered"})
+    rows = result.con.sql(f"SELECT shipment_id, status, status_raw, is_final FROM {transform.staged_table('shipments')}")
+    assert sorted(rows.fetchall()) == [
+        ("1ZA", "available_for_pickup", "delivered_to_service_point", False),
+        ("1ZB", "unknown", "teleported", False),  # outside the label enum: counted, not guessed
+        ("1ZC", "delivered", "delivered", True),
+        ("1ZD", "in_transit", "IT", False),  # the reply's own status_code wins over the label's
+    ]
+    assert result.unmapped[("shipments", "teleported")] == 1
+
+
+def test_a_scan_whose_local_and_utc_times_are_the_same_midnight_is_flagged_date_only(tmp_path, registry) -> None:
+    rows, _ = mapped(tmp_path, registry, [fixture("tracking_usps_seed_004.json")])
+    precision = {row["status_raw"]: orjson.loads(row["extras"])["occurred_at_precision"] for row in rows}
+    assert precision.pop("NT") == "date"
+    assert set(precision.values()) == {None}
+    nt = next(row for row in rows if row["status_raw"] == "NT")
+    assert nt["occurred_at"] == datetime(2021, 9, 18, tzinfo=UTC)  # the instant stays as sent
 
 
 def test_scans_no_carrier_table_knows_take_shipengines_own_per_event_status(tmp_path, registry) -> None:
