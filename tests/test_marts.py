@@ -227,9 +227,9 @@ def _insert(con, table: str, **values) -> None:
 
 
 def _shipment(con, sid: str, order_id: str | None, *, status="in_transit", is_final=False, **values) -> None:
-    _insert(con, "shipments", shipment_id=sid, tracking_number=sid, order_id=order_id, carrier_code="spx",
-            status=status, is_final=is_final, origin_country="SG", destination_country="MY",
-            created_at=T - timedelta(days=3), **values)
+    _insert(con, "shipments", **{"shipment_id": sid, "tracking_number": sid, "order_id": order_id, "carrier_code": "spx",
+                                 "status": status, "is_final": is_final, "origin_country": "SG",
+                                 "destination_country": "MY", "created_at": T - timedelta(days=3), **values})
 
 
 def _event(con, sid: str, at: datetime, status: str, description: str = "scan") -> None:
@@ -447,6 +447,21 @@ def test_delivery_performance_leaves_out_parcels_the_carrier_never_had(cancellat
     con = reader(cancellations, as_of=AS_OF)
     (shipments,) = con.execute("SELECT sum(shipments) FROM delivery_performance").fetchall()[0]
     assert shipments == 7  # every parcel but X1, cancelled before pick-up
+
+
+def test_delivery_performance_gives_every_parcel_a_week_even_before_its_first_scan(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse.connect(path, read_only=False) as con:
+        warehouse.ensure_schema(con)
+        _insert(con, "orders", order_id="N", created_at=T - timedelta(days=14))  # a Wednesday two weeks back
+        _shipment(con, "N1", "N", status="pending", created_at=None)  # waiting for its number: no scan, no label
+        _shipment(con, "L1", None, status="info_received", created_at=None)
+        _event(con, "L1", T - timedelta(hours=1), "info_received", "Label created")  # this week
+        _shipment(con, "S1", None)  # its label's created_at, three days back: last week
+    rows = dicts(reader(path, as_of=AS_OF), "SELECT week_start, shipments FROM delivery_performance ORDER BY 1")
+    monday = (T - timedelta(days=T.weekday())).date()
+    assert [(r["week_start"], r["shipments"]) for r in rows] == [
+        (monday - timedelta(days=14), 1), (monday - timedelta(days=7), 1), (monday, 1)]
 
 
 def test_delivery_exceptions_leave_out_cancellations_before_pick_up(cancellations):
