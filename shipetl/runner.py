@@ -105,7 +105,7 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
     stopped = False
     with ThreadPoolExecutor(max_workers=TRANSFORM_WORKERS, thread_name_prefix=f"transform-{run.label}") as mapper:
         pending = []
-        on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path))  # noqa: E731
+        on_close = lambda stream, path: pending.append(mapper.submit(transformer.add, stream, path, len(pending)))  # noqa: E731
         with RawZoneWriter(Path(pipeline.warehouse.raw), run.provider, run.account_id, run.run_id, run.started_at,
                            on_close=on_close) as raw:
             try:

@@ -30,7 +30,11 @@ COMMON = [
 
 @dataclass(frozen=True)
 class Table:
-    """A canonical table: its columns, its dedup key and the column that picks its Parquet partition."""
+    """A canonical table: its columns, its dedup key and the column that picks its Parquet partition.
+
+    ``newest_first``: SQL order terms that put the newer of two snapshots of one entity first, for a run that
+    saw the entity twice within one file of pages (a listing by update time that changes while it is paged).
+    """
 
     name: str
     description: str
@@ -38,6 +42,7 @@ class Table:
     key: tuple[str, ...]
     entity_key: tuple[str, ...]
     partition_time: str
+    newest_first: tuple[str, ...] = ()
 
     @property
     def schema(self) -> pa.Schema:
@@ -51,8 +56,9 @@ class Table:
         return self.schema.field(name)
 
 
-def _table(name, description, columns, key, entity_key=None, partition_time="extracted_at") -> Table:
-    return Table(name, description, tuple(COMMON + columns), tuple(key), tuple(entity_key or key), partition_time)
+def _table(name, description, columns, key, entity_key=None, partition_time="extracted_at", newest_first=()) -> Table:
+    return Table(name, description, tuple(COMMON + columns), tuple(key), tuple(entity_key or key), partition_time,
+                 tuple(newest_first))
 
 
 ORDERS = _table(
@@ -80,6 +86,7 @@ ORDERS = _table(
     ],
     key=("provider", "account_id", "order_id", "record_hash"),
     entity_key=("provider", "account_id", "order_id"),
+    newest_first=("updated_at DESC NULLS LAST",),
     partition_time="created_at",
 )
 
@@ -129,6 +136,8 @@ SHIPMENTS = _table(
     ],
     key=("provider", "account_id", "shipment_id", "record_hash"),
     entity_key=("provider", "account_id", "shipment_id"),
+    # Scans only accumulate, and a parcel that ended stays ended.
+    newest_first=("last_event_at DESC NULLS LAST", "is_final DESC NULLS LAST"),
 )
 
 TRACKING_EVENTS = _table(

@@ -134,8 +134,9 @@ class Transformer:
                 self._cursors.append(cur)
         return cur
 
-    def add(self, stream_name: str, path: Path) -> None:
-        """Map, type and validate every page of one raw file."""
+    def add(self, stream_name: str, path: Path, order: int = 0) -> None:
+        """Map, type and validate every page of one raw file; ``order`` is its place among the run's raw files
+        (of two snapshots of one entity in a run, the later file's is the one that loads)."""
         stream = self._streams.get(stream_name)
         if stream is None or not stream.mappings:
             return
@@ -153,7 +154,7 @@ class Transformer:
                 self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone, self._status_map)
                                                for m in stream.mappings]
         for wrapper in self._wrappers[stream.name]:
-            _stage(con, self.result, self._lock, wrapper, *self._args)
+            _stage(con, self.result, self._lock, wrapper, order, *self._args)
         con.execute("DROP TABLE pages")
 
     def close(self) -> None:
@@ -172,6 +173,9 @@ class Transformer:
             select = "*" if table == "rejects" else ", ".join(f'"{c}"' for c in TABLES[table].column_names)
             where = "" if table == "rejects" else " WHERE __reason IS NULL"
             self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_{table} AS SELECT {select} FROM read_parquet([{files}]){where}")
+            if table != "rejects":
+                self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_in_order_{table} AS SELECT {select}, __order "
+                                        f"FROM read_parquet([{files}]){where}")
             if table in unmapped:
                 keys = ", ".join(TABLES[table].key)
                 self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_unmapped_{table} AS SELECT {keys}, __status_raw "
@@ -198,15 +202,23 @@ def transform(
     """
     transformer = Transformer(con, streams, provider=provider, account_id=account_id, run_id=run_id,
                               extracted_at=extracted_at, timezone=timezone, staging=staging, status_map=status_map)
+    order = 0
     for stream in streams:
         for path in raw_files.get(stream.name, ()):
-            transformer.add(stream.name, path)
+            transformer.add(stream.name, path, order)
+            order += 1
     return transformer.finish()
 
 
 def staged_table(table: str) -> str:
     """Name of the temp view over one canonical table's staged rows of this run, until they are committed."""
     return f"temp.main.staged_{table}"
+
+
+def staged_in_order(table: str) -> str:
+    """Name of the temp view of the same rows as :func:`staged_table` with ``__order``, the place of the raw file
+    each came from among the run's files."""
+    return f"temp.main.staged_in_order_{table}"
 
 
 def staged_unmapped(table: str) -> str:
@@ -247,7 +259,8 @@ def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, time
                     status_map.get(table.name))
 
 
-def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: CanonicalSql, provider, account_id, run_id, extracted_at) -> None:
+def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: CanonicalSql, order: int, provider, account_id, run_id,
+           extracted_at) -> None:
     """Type one mapping's rows of one raw file into one Parquet part, in one pass; stage its rejects apart.
 
     The part holds every mapped row with its ``__reason``: the staged view shows those without one, and
@@ -256,7 +269,8 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: Canonica
     table = wrapper.table
     with lock:
         part = _next_part(result, table.name)
-    con.execute(f"COPY ({wrapper.sql(run_id, account_id, extracted_at)}) TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+    con.execute(f"COPY (SELECT *, {int(order)} AS __order FROM ({wrapper.sql(run_id, account_id, extracted_at)})) "
+                f"TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
     rows = f"read_parquet({sql_literal(str(part))})"
     total, rejected = con.execute(f"SELECT count(*), count(__reason) FROM {rows}").fetchone()
     unmapped = con.execute(f"SELECT __status_raw, count(*) FROM {rows} WHERE __unmapped AND __reason IS NULL GROUP BY 1").fetchall()

@@ -26,7 +26,7 @@ from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
 from .snapshots import Snapshots
 from .sqltext import sql_literal
-from .transform import TransformResult, staged_table, staged_unmapped
+from .transform import TransformResult, staged_in_order, staged_table, staged_unmapped
 
 _LOCK = threading.RLock()
 # The file format the warehouse is written in: DuckDB 1.0 and every later release can read it, so analysts'
@@ -175,8 +175,12 @@ def _insert_new_rows(con, table: Table) -> int:
         return _insert(con, table, f"SELECT {cols} FROM {staged}")
     within_run = ", ".join(table.entity_key)
     total, distinct = con.execute(f"SELECT count(*), count(DISTINCT ({within_run})) FROM {staged}").fetchone()
-    deduped = f"SELECT {cols} FROM {staged}" if total == distinct else (  # a scan repeated in one reply
-        f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER (PARTITION BY {within_run} ORDER BY {', '.join(table.key)}) = 1")
+    # A scan repeated in one reply, or an entity seen twice in one run: the snapshot of the later raw file, else
+    # the newer by the table's own columns, loads (a fixed order of the keys breaks what is left of a tie).
+    newest = ", ".join(("__order DESC", *table.newest_first, *table.key))
+    deduped = f"SELECT {cols} FROM {staged}" if total == distinct else (
+        f"SELECT {cols} FROM {staged_in_order(table.name)} QUALIFY row_number() OVER (PARTITION BY {within_run} "
+        f"ORDER BY {newest}) = 1")
     target = f"{table.name}_latest" if table.entity_key != table.key else table.name
     keys = ", ".join(table.key)
     # Count the new keys first: DuckDB builds that anti join's hash table on the smaller side's keys alone.

@@ -54,18 +54,19 @@ class Warehouse:
         self.tables.add("acme-plugin", "acme", {"IT": "in_transit", "DE": "delivered", "EX": "exception"})
         self.con = _shared_con(self.tables)
 
-    def stage(self, *pages: Any, extracted_at: datetime | None = None) -> tuple[transform.TransformResult, runs.SourceRun]:
+    def stage(self, *pages: Any, extracted_at: datetime | None = None, stream: Stream = STREAM,
+              rotate_bytes: int = 32 << 20) -> tuple[transform.TransformResult, runs.SourceRun]:
         self.n += 1
         run_id = f"2025010{self.n}T000000Z-abc{self.n:03d}"
         when = extracted_at or T0 + timedelta(hours=self.n)
-        with RawZoneWriter(self.root / "raw", "acme", "acct-1", run_id, when) as raw:
+        with RawZoneWriter(self.root / "raw", "acme", "acct-1", run_id, when, rotate_bytes=rotate_bytes) as raw:
             for body in pages:
                 raw.write(Page("tracking", body))
             files = raw.close()
         con = self.con
         for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND view_name LIKE 'staged_%'").fetchall():
             con.execute(f"DROP VIEW temp.main.{name}")  # what the previous stage left
-        result = transform.transform(con, [STREAM], files, provider="acme", account_id="acct-1", run_id=run_id,
+        result = transform.transform(con, [stream], files, provider="acme", account_id="acct-1", run_id=run_id,
                                      extracted_at=when, timezone=None)
         run = runs.SourceRun(run_id, "acme-main", "acme", "acct-1", when, when, "ok")
         run.extracted = {t: c.mapped for t, c in result.tables.items()}
@@ -131,6 +132,28 @@ def test_changed_snapshot_is_appended_and_latest_shows_it(wh) -> None:
         ("1Z", "in_transit", False), ("1Z", "delivered", True), ("2Z", "in_transit", False)]
     assert wh.query("SELECT shipment_id, status, run_id FROM shipments_latest ORDER BY 1") == [
         ("1Z", "delivered", run.run_id), ("2Z", "in_transit", wh.query("SELECT min(run_id) FROM runs")[0][0])]
+
+
+def test_of_two_snapshots_in_one_run_the_later_files_loads(wh) -> None:
+    """A listing by update time that changes while it is paged lists a shipment twice: the later page wins."""
+    loaded, _ = wh.commit(scans(("1Z", "IT", "2024-05-01T10:00:00Z"), ("2Z", "DE", "2024-05-01T10:00:00Z")),
+                          scans(("1Z", "DE", "2024-05-02T10:00:00Z"), ("2Z", "IT", "2024-05-02T10:00:00Z")),
+                          rotate_bytes=1)  # a file per page
+    assert loaded["shipments"] == 2
+    assert wh.query("SELECT shipment_id, status FROM shipments_latest ORDER BY 1") == [("1Z", "delivered"), ("2Z", "in_transit")]
+
+
+def test_of_two_snapshots_in_one_file_the_newer_by_its_last_scan_loads(wh) -> None:
+    latest = Stream("tracking", "JSON", (TableMapping(
+        "shipments", f"SELECT e->>'tn' AS shipment_id, e->>'code' AS status_raw, status_of('acme', e->>'code') AS status, "
+                     f"e->>'at' AS last_event_at FROM {ITEMS}", {"last_event_at": "iso"}),))
+    pages = []
+    for n in range(8):  # each parcel in transit, then delivered a day later, in either order within the file
+        older, newer = (f"{n}Z", "IT", "2024-05-01T10:00:00Z"), (f"{n}Z", "DE", "2024-05-02T10:00:00Z")
+        pages += [scans(older), scans(newer)] if n % 2 else [scans(newer), scans(older)]
+    result, run = wh.stage(*pages, stream=latest)
+    warehouse.commit(wh.path, wh.lake, result, run, {}, timeout=5)
+    assert wh.query("SELECT DISTINCT status FROM shipments_latest") == [("delivered",)]
 
 
 def test_snapshot_changing_back_is_appended_again(wh) -> None:
