@@ -262,7 +262,12 @@ class HttpClient:
             try:
                 self._classify(response)
             except TransientError as exc:
-                raise _Retry("classified_transient", redact_text(str(exc)), exc.retry_after) from exc
+                # A 429 the plugin classified is still a 429: its Retry-After holds unless the plugin gave its own
+                # wait, and it pauses the account's rate limit for every thread.
+                retry_after = exc.retry_after if exc.retry_after is not None or status != 429 else (
+                    parse_retry_after(response.headers))
+                raise _Retry("http_429" if status == 429 else "classified_transient", redact_text(str(exc)),
+                             retry_after) from exc
             except SourceError as exc:
                 if exc.source is None:
                     exc.source = self.source

@@ -67,6 +67,25 @@ def test_429_retry_after_is_honoured_and_pauses_the_limiter():
     assert limiter_sleeps == [pytest.approx(sleeps[0])]
 
 
+def test_a_429_a_plugin_classifies_as_transient_keeps_its_retry_after_and_pauses_the_limiter():
+    def classify(response):
+        if response.status_code == 429:
+            raise TransientError("rate limited")  # no wait of its own
+
+    sleeps, limiter_sleeps, limiter_time = [], [], [0.0]
+
+    def limiter_sleep(seconds):
+        limiter_sleeps.append(seconds)
+        limiter_time[0] += seconds
+
+    limiter = RateLimiter([], max_in_flight=2, clock=lambda: limiter_time[0], sleep=limiter_sleep)
+    script = Script(httpx.Response(429, headers={"Retry-After": "7"}), ok())
+    with make(script, sleeps, rate_limit=limiter, classify=classify) as client:
+        assert client.get("/v1/labels").json() == {"ok": True}
+    assert len(sleeps) == 1 and 7 <= sleeps[0] <= 7.5
+    assert limiter_sleeps == [pytest.approx(sleeps[0])]
+
+
 def test_shipengine_retryafter_spelling_and_http_date():
     sleeps = []
     script = Script(httpx.Response(429, headers={"RetryAfter": "3"}), ok())
