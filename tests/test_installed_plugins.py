@@ -196,7 +196,7 @@ def test_example_distribution_is_listed_and_passes_its_own_tests(venv: Venv):
     line = plugin_line(venv.run("shipetl", "plugins").stdout, "example")
     assert line.split() == ["example", "shipetl-example", "0.3.0", "shipetl_example", "ok"]
     own_tests = venv.run("pytest", "-q", "-p", "no:cacheprovider", cwd=EXAMPLE)
-    assert re.search(r"\b29 passed\b", own_tests.stdout), own_tests.stdout
+    assert re.search(r"\b30 passed\b", own_tests.stdout), own_tests.stdout
 
 
 def test_broken_package_is_reported_by_name_and_the_others_still_load(venv: Venv, tmp_path: Path):

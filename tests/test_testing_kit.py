@@ -95,6 +95,8 @@ FIXTURES = {
     "parcel_p1.json": '{"parcels": [{"id": "P1", "status": "moving", "last_scan": "2025-01-20T08:00:00Z"}]}',
     "parcel_p3.json": '{"parcels": [{"id": "P3", "status": "moving", "last_scan": "2025-01-21T09:00:00Z"}]}',
     "error.json": '{"error": "no"}',
+    "expected_shipments.json": '[{"shipment_id": "P1", "status": "in_transit", "last_event_at": "2025-01-20T08:00:00Z"}, '
+                               '{"shipment_id": "P2", "status": "delivered", "last_event_at": "2025-01-18T10:30:00Z"}]',
 }
 CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
 
@@ -102,12 +104,14 @@ CHECKS = {name for name in dir(ProviderContract) if name.startswith("test_")}
 def run_contract(pytester: pytest.Pytester, source: str,
                  fixtures: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """Run the kitcheck plugin's contract with ``source`` appended to its module (later definitions win), and
-    ``fixtures`` beside the usual ones.
+    ``fixtures`` beside the usual ones (None leaves the usual one of that name out).
 
     Returns {test: (outcome, failure text)}; a failing fixture counts as its test failing.
     """
     (pytester.path / "fixtures").mkdir()
     for name, body in {**FIXTURES, **(fixtures or {})}.items():
+        if body is None:
+            continue
         (pytester.path / "fixtures" / name).write_text(body)
     pytester.makepyfile(test_kit=PLUGIN + source)
     outcomes: dict[str, tuple[str, str]] = {}
@@ -129,7 +133,6 @@ class TestKit(KitContract):
 ''')
     assert {name.partition("[")[0] for name in outcomes} == {*CHECKS, "test_second_run_state"}
     assert {name: outcome for name, (outcome, _) in outcomes.items() if outcome != "passed"} == {
-        "test_rows_match_expected": "skipped",  # no expected_<table>.json
         "test_a_poll_failing_after_retries_costs_that_shipment_alone": "skipped"}  # no failing_poll declared
 
 
@@ -344,6 +347,19 @@ def test_rows_are_held_to_the_fixtures_expected_rows(pytester):
     outcomes = run_contract(pytester, "class TestKit(KitContract):\n    pass\n",
                             {"expected_shipments.json": EXPECTED_SHIPMENTS})
     assert outcomes["test_rows_match_expected"] == ("passed", "")
+
+
+def test_a_time_an_hour_off_its_expected_row_fails_the_row_check(pytester):
+    wrong_time = FIXTURES["expected_shipments.json"].replace("08:00:00Z", "09:00:00Z")
+    outcomes = run_contract(pytester, "class TestKit(KitContract):\n    pass\n", {"expected_shipments.json": wrong_time})
+    outcome, text = outcomes["test_rows_match_expected"]
+    assert outcome == "failed" and "shipments differs from expected_shipments.json" in text, text[-1500:]
+
+
+def test_a_table_the_fixtures_fill_without_expected_rows_fails_the_row_check(pytester):
+    outcomes = run_contract(pytester, "class TestKit(KitContract):\n    pass\n", {"expected_shipments.json": None})
+    outcome, text = outcomes["test_rows_match_expected"]
+    assert outcome == "failed" and "the fixtures give rows of shipments and no expected_<table>.json" in text, text[-1500:]
 
 
 def test_a_live_server_is_not_held_to_the_fixtures_expected_rows(pytester):

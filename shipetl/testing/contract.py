@@ -384,8 +384,11 @@ class ProviderContract:
         if contract_base_url:
             pytest.skip("expected_<table>.json lists the fixtures' rows; a live server answers with its own data")
         files = sorted(Path(self.fixtures).glob("expected_*.json"))
-        if not files:
-            pytest.skip("no expected_<table>.json beside the fixtures")
+        made = {name for name, rows in harvest.tables.items() if rows.num_rows and name != "rejects"}
+        unchecked = sorted(made - {path.stem.removeprefix("expected_") for path in files})
+        assert not unchecked, (f"the fixtures give rows of {', '.join(unchecked)} and no expected_<table>.json beside them "
+                               f"({self.fixtures}) says what they must be: list them (a row per line of the table, with "
+                               f"at least its key and its times in UTC), so a wrong zone, status or id fails")
         for path in files:
             name = path.stem.removeprefix("expected_")
             assert name in TABLES, f"{path.name}: no canonical table {name!r}"
