@@ -21,6 +21,7 @@ from .polling import Polls, Skip
 from .provider import ExtractContext, NoOptions, Page, Provider, Stream, TableMapping
 from .tokens import TokenPair, TokenStore
 from .ratelimit import RateLimit
+from .redact import register_secret
 from .sqltext import sql_literal
 
 __version__ = "0.1.0"
@@ -28,5 +29,5 @@ __all__ = [
     "API_VERSION", "AuthError", "ConfigError", "ExtractContext", "HttpClient", "NoOptions", "NotFoundError", "Page",
     "PluginError", "Polls", "Provider", "RateLimit", "ShipetlError", "Skip", "SkipRecord", "SourceError", "Stream",
     "TableMapping", "TerminalError", "TokenPair", "TokenStore", "TransientError", "event_id_sql", "hookimpl", "hookspec",
-    "http_client", "not_the_api", "parse_retry_after", "sql_literal",
+    "http_client", "not_the_api", "parse_retry_after", "register_secret", "sql_literal",
 ]

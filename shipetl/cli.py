@@ -35,9 +35,11 @@ def _stdout_closed() -> None:
 
 
 def _report_error(command: str | None, message: str) -> None:
-    """An error on stderr: ``error: ...`` on a console, one ``command_failed`` event among JSON logs."""
+    """An error on stderr: ``error: ...`` on a console, one ``command_failed`` event among JSON logs; secrets masked."""
     from . import log
+    from .redact import redact_text
 
+    message = redact_text(message)
     if log.current_format() == "json":
         log.get_logger().error("command_failed", command=command, error=message)
     else:

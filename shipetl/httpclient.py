@@ -345,6 +345,7 @@ def http_client(
     :param stop: the run's stop event: once set, a wait to retry or for the rate limit ends at once with
         :class:`~shipetl.errors.RunStopped` (the runner then loads what was fetched).
     """
+    register_secret(httpx.URL(base_url).password)  # a user:password@ in a base_url is a credential too
     return HttpClient(
         base_url=base_url, source=source, headers=headers, rate_limit=rate_limit, timeout=timeout,
         max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,

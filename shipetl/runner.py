@@ -31,6 +31,7 @@ from .log import get_logger
 from .plugins import load_registry
 from .provider import Page
 from .rawzone import RawZoneWriter, prune, safe_name
+from .redact import redact_text
 from .registry import Registry
 from .runs import INTERRUPTED, SourceRun, new_run_id
 from . import storage
@@ -126,10 +127,11 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
 
 
 def error_line(exc: Exception, provider: str) -> str:
-    """The one line a source's failure is reported with: shipetl's own message, or the plugin's bug by name."""
+    """The one line a source's failure is reported with: shipetl's own message, or the plugin's bug by name;
+    secrets masked, since the text may quote what an API echoed back (a key it calls unknown)."""
     if isinstance(exc, ShipetlError):
-        return str(exc).splitlines()[0]
-    return f"internal error in provider {provider}: {type(exc).__name__}: {exc}"
+        return redact_text(str(exc).splitlines()[0])
+    return redact_text(f"internal error in provider {provider}: {type(exc).__name__}: {exc}")
 
 
 def _spill_root(pipeline: PipelineConfig) -> Path:

@@ -218,6 +218,13 @@ def test_classify_transient_is_retried_with_its_retry_after():
     assert 2 <= sleeps[0] <= 2.5
 
 
+def test_a_password_in_the_base_url_is_masked_in_request_logs():
+    with capture_logs() as logs:
+        http_client(base_url="https://proxyuser:Pr0xyPassw0rd@api.example", source=SOURCE,
+                    transport=httpx.MockTransport(lambda request: ok()), sleep=lambda _s: None).get("/x")
+    assert logs and "Pr0xyPassw0rd" not in str(logs) and redact.redact_text("Pr0xyPassw0rd") == "***"
+
+
 def test_classify_terminal_error_is_raised_at_once_with_source():
     sleeps = []
 

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage, warehouse
 from shipetl.destination import DuckDBDestination
-from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped, ShipetlError
+from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped, ShipetlError, TerminalError
 from shipetl.rawzone import RawZoneWriter
 from shipetl.registry import PluginInfo, Registry
 
@@ -452,6 +452,24 @@ def test_unknown_credential_fails_its_source_with_a_hint(pipeline, registry) -> 
     runs = by_name(runner.run_pipeline(cfg, registry=registry))
     assert runs["keyed"].error == f"{cfg.path}:13: sources[0].credentials.apikey: unknown credential; did you mean 'api_key'?"
     assert runs["good"].ok
+
+
+class EchoingProvider(KeyedProvider):
+    """An API that quotes the key it refuses in its error (a 400 "unknown key ...")."""
+
+    name = "echoco"
+
+    def extract(self, ctx) -> Iterator[Page]:
+        raise TerminalError(f"HTTP 400 invalid_request: unknown key {ctx.secret('api_key')}")
+        yield  # pragma: no cover
+
+
+def test_a_secret_an_api_echoes_in_its_error_is_masked_in_the_run_record(pipeline, registry) -> None:
+    registry.add_provider("fakes", EchoingProvider)
+    cfg = pipeline("- name: echo\n  provider: echoco\n  pii: keep\n  credentials: {api_key: SEKEYq7Zr4Xw9PbLm2N}\n")
+    (run,) = runner.run_pipeline(cfg, registry=registry).sources
+    assert run.error == "HTTP 400 invalid_request: unknown key ***"
+    assert query(cfg, "SELECT error FROM runs") == [(run.error,)]
 
 
 # --- the warehouse's folders ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from shipetl import AuthError, HttpClient, NotFoundError, SkipRecord, TerminalError, TransientError
+from shipetl import AuthError, HttpClient, NotFoundError, SkipRecord, TerminalError, TransientError, register_secret
 
 if TYPE_CHECKING:
     from .tokens import ShopTokens
@@ -281,6 +281,7 @@ class ShopeeApi:
 
     def token_from_code(self, code: str, shop_id: int) -> dict[str, Any]:
         """``POST /auth/token/get``: the first pair of a shop, from the single-use code of the redirect."""
+        register_secret(code)  # one of several per-shop codes, or pasted into `shipetl auth`: masked all the same
         return self.call(TOKEN_GET_PATH, json={"code": code, "partner_id": self.partner_id,
                                                "shop_id": int(shop_id)})[1]
 

@@ -27,6 +27,7 @@ from shipetl import keys
 from shipetl.context import RunBookkeeping
 from shipetl.plugins import registry_from_modules
 from shipetl.rawzone import RawZoneWriter
+from shipetl.redact import redact_text
 from shipetl.testing import ContractContext, ErrorFixture, FixtureTransport, ProviderContract
 from shipetl.transform import staged_table
 from shipetl_shopee.client import (
@@ -301,6 +302,8 @@ def test_unlinked_shop_uses_the_configured_code_once(tmp_path):
     assert fake.paths().count("/api/v2/auth/token/get") == 1
     assert orjson.loads(fake.requests[0].content)["code"] == "the-code"
     assert store.load(PROVIDER, f"shop-{SHOP_ID}").access_token == "4a6b9c0d1e2f30415263748596a7b8c9"
+    # The shop's code, one of the credential's pairs, is masked like a credential of its own.
+    assert redact_text("Invalid code the-code") == "Invalid code ***"
 
 
 def test_unlinked_shop_without_code_says_run_shipetl_auth(tmp_path):
