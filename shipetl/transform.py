@@ -141,14 +141,12 @@ class Transformer:
         if stream is None or not stream.mappings:
             return
         con, provider = self._cursor(), self._args[0]
-        columns = "{'meta': 'JSON', 'body': " + sql_literal(stream.body_type) + "}"
         try:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM read_json({sql_literal(str(path))}, "
-                f"format='newline_delimited', columns={columns}, compression='zstd', maximum_object_size=33554432)"
-            )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM {_read_pages(path, stream.body_type)}")
         except duckdb.InvalidInputException as exc:
-            raise _body_type_error(provider, stream, exc) from None
+            if not str(exc).startswith("Invalid Input Error: JSON transform error"):
+                raise _not_json_error(provider, stream, exc) from None
+            self._set_misfits_apart(con, stream, path)
         with self._lock:
             if stream.name not in self._wrappers:
                 self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone, self._status_map)
@@ -156,6 +154,45 @@ class Transformer:
         for wrapper in self._wrappers[stream.name]:
             _stage(con, self.result, self._lock, wrapper, order, *self._args)
         con.execute("DROP TABLE pages")
+
+    def _set_misfits_apart(self, con, stream: Stream, path: Path) -> None:
+        """Fill ``pages`` with the file's pages that fit the stream's body type; stage each other page as a
+        reject of every table the stream maps to, its reason DuckDB's own and its record the page's body.
+
+        One value the API sends in a shape the plugin did not expect (``""`` where it reads a number) costs
+        that page, never the source: the pages of every other record load, and the misfit is there to see.
+        """
+        provider, account_id, run_id, extracted_at = self._args
+        con.execute(f"CREATE OR REPLACE TEMP TABLE untyped_pages AS SELECT * FROM {_read_pages(path, 'JSON')}")
+        typed = f"try(CAST(body AS {stream.body_type}))"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE pages AS SELECT meta, {typed} AS body FROM untyped_pages "
+                    f"WHERE body IS NULL OR {typed} IS NOT NULL")
+        misfits = []
+        for line, body in con.execute(f"SELECT rowid + 1, CAST(body AS VARCHAR) FROM untyped_pages "
+                                      f"WHERE body IS NOT NULL AND {typed} IS NULL").fetchall():
+            try:
+                con.execute(f"SELECT CAST(CAST(? AS JSON) AS {stream.body_type})", [body])
+                detail = "does not fit"
+            except duckdb.Error as exc:
+                detail = str(exc).splitlines()[0].partition(": ")[2]
+            misfits.append((f"page does not fit the body type of stream {stream.name} ({detail}); the plugin should read such "
+                            f"a field as VARCHAR; the page is line {line} of {path.name} in the raw zone", body))
+        con.execute("DROP TABLE untyped_pages")
+        tables = sorted({mapping.table for mapping in stream.mappings})
+        with self._lock:
+            part = _next_part(self.result, "rejects")
+            for table in tables:
+                counts = self.result.tables.setdefault(table, TableCounts())
+                counts.mapped += len(misfits)
+                counts.rejected += len(misfits)
+        con.execute("CREATE OR REPLACE TEMP TABLE misfits (reason VARCHAR, record VARCHAR)")
+        con.executemany("INSERT INTO misfits VALUES (?, ?)", misfits)
+        con.execute(
+            f"COPY (SELECT {sql_literal(provider)} AS provider, {sql_literal(account_id)} AS account_id, "
+            f"{sql_literal(run_id)} AS run_id, TIMESTAMPTZ {sql_literal(extracted_at.isoformat())} AS extracted_at, "
+            f"t.table_name, reason, record FROM misfits, (SELECT unnest({_sql_list(tables)}) AS table_name) t) "
+            f"TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+        con.execute("DROP TABLE misfits")
 
     def close(self) -> None:
         """Close the workers' cursors (safe to call twice; ``finish`` does it)."""
@@ -227,14 +264,23 @@ def staged_unmapped(table: str) -> str:
     return f"temp.main.staged_unmapped_{table}"
 
 
-def _body_type_error(provider: str, stream: Stream, exc: duckdb.Error) -> PluginError:
-    """The one line for pages DuckDB cannot read as their stream's ``body_type`` (it names the raw file and line)."""
+def _read_pages(path: Path, body_type: str) -> str:
+    """SQL reading one raw file's pages, the body as ``body_type``."""
+    columns = "{'meta': 'JSON', 'body': " + sql_literal(body_type) + "}"
+    return (f"read_json({sql_literal(str(path))}, format='newline_delimited', columns={columns}, compression='zstd', "
+            "maximum_object_size=33554432)")
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
+
+
+def _not_json_error(provider: str, stream: Stream, exc: duckdb.Error) -> PluginError:
+    """The one line for a raw file DuckDB cannot read as JSON (it names the file and line)."""
     detail = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
-    fix = ("the plugin should read such a field as VARCHAR and let its mapping cast it (a bad value then becomes a "
-           "reject)" if detail.startswith("JSON transform error") else
-           "the plugin yielded a body that is not JSON (give Page a dict, or bytes of JSON)")
-    return PluginError(f"provider {provider}, stream {stream.name}: a page does not fit the stream's body type ({detail}); "
-                       f"{fix}; nothing of the source is committed, so the next run fetches it again")
+    return PluginError(f"provider {provider}, stream {stream.name}: a page is not JSON ({detail}); the plugin yielded a "
+                       f"body that is not JSON (give Page a dict, or bytes of JSON); nothing of the source is committed, "
+                       f"so the next run fetches it again")
 
 
 def _next_part(result: TransformResult, table: str) -> Path:

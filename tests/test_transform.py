@@ -231,19 +231,25 @@ def test_unknown_time_kind_is_a_plugin_error(tmp_path) -> None:
         shipments(tmp_path, {"id": "A1"}, times={"created_at": "epoch_ns"})
 
 
-def test_a_page_that_does_not_fit_the_body_type_is_a_plugin_error_naming_stream_file_and_line(tmp_path) -> None:
-    typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])",
-                   (TableMapping("shipments", "SELECT i.id AS shipment_id FROM (SELECT unnest(body.items) AS i FROM pages)"),))
-    with pytest.raises(PluginError) as info:
-        run(tmp_path, typed, [{"items": [{"id": "A1", "n": 1}]}, {"items": [{"id": "A2", "n": "soon"}]}])
-    message = str(info.value)
-    assert message.startswith("provider acme, stream parcels: a page does not fit the stream's body type")
-    assert "parcels-00001.ndjson.zst" in message and "line 2" in message and '"soon"' in message
-    assert "VARCHAR" in message and "auto_detect" not in message and "\n" not in message
+def test_a_page_that_does_not_fit_the_body_type_is_a_reject_of_each_table_and_the_other_pages_load(tmp_path) -> None:
+    item = "SELECT i.id AS shipment_id, i.id AS {col} FROM (SELECT unnest(body.items) AS i FROM pages)"
+    typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])", (
+        TableMapping("shipments", item.format(col="tracking_number")),
+        TableMapping("tracking_events", item.format(col="description") + " WHERE false")))
+    pages = [{"items": [{"id": "A1", "n": 1}]}, {"items": [{"id": "A2", "n": "soon"}]}, {"items": [{"id": "A3", "n": 3}]}]
+    result = run(tmp_path, typed, pages)
+    assert [r["shipment_id"] for r in rows(result, "shipments", "shipment_id")] == ["A1", "A3"]
+    got = rows(result, "rejects", "table_name")
+    assert [r["table_name"] for r in got] == ["shipments", "tracking_events"]
+    reason = got[0]["reason"]
+    assert reason.startswith("page does not fit the body type of stream parcels (") and '"soon"' in reason, reason
+    assert "read such a field as VARCHAR" in reason and "line 2 of parcels-00001.ndjson.zst" in reason, reason
+    assert json.loads(got[0]["record"]) == pages[1]
+    assert (result.tables["shipments"].mapped, result.tables["shipments"].rejected) == (3, 1)
 
 
 def test_a_page_that_is_not_json_is_a_plugin_error_saying_so(tmp_path) -> None:
-    with pytest.raises(PluginError, match=r"stream parcels: .*Malformed JSON.*the plugin yielded a body that is not JSON"):
+    with pytest.raises(PluginError, match=r"stream parcels: a page is not JSON .*Malformed JSON.*the plugin yielded a body that is not JSON"):
         run(tmp_path, [TableMapping("shipments", SHIPMENTS_SQL, SHIPMENT_TIMES)], [{"items": []}, b"<html>busy</html>"])
 
 

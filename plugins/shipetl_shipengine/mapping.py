@@ -43,7 +43,7 @@ _EVENT = (
     "state_province VARCHAR, postal_code VARCHAR, country_code VARCHAR, company_name VARCHAR, signer VARCHAR, "
     "event_code VARCHAR, carrier_detail_code VARCHAR, status_code VARCHAR, status_detail_code VARCHAR, "
     "status_description VARCHAR, carrier_status_code VARCHAR, carrier_status_description VARCHAR, "
-    "latitude DOUBLE, longitude DOUBLE)"
+    "latitude VARCHAR, longitude VARCHAR)"
 )
 TRACKING_BODY = (
     "STRUCT(tracking_number VARCHAR, tracking_url VARCHAR, status_code VARCHAR, status_detail_code VARCHAR, "
@@ -128,8 +128,9 @@ SELECT
     e.state_province AS state,
     e.postal_code,
     e.country_code AS country,
-    e.latitude,
-    e.longitude,
+    -- "" (UPS, providers.md 6.1) and any other text that is no number: no position.
+    TRY_CAST(nullif(trim(e.latitude), '') AS DOUBLE) AS latitude,
+    TRY_CAST(nullif(trim(e.longitude), '') AS DOUBLE) AS longitude,
     json_object('status_code', e.status_code, 'status_detail_code', e.status_detail_code,
                 'carrier_status_code', e.carrier_status_code, 'signed', {_SIGNED},
                 'signer', pii(nullif(trim(e.signer), '')), 'company_name', pii(nullif(trim(e.company_name), '')),

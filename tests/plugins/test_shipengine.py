@@ -187,6 +187,17 @@ def test_a_scan_whose_local_and_utc_times_are_the_same_midnight_is_flagged_date_
     assert nt["occurred_at"] == datetime(2021, 9, 18, tzinfo=UTC)  # the instant stays as sent
 
 
+def test_a_position_sent_as_empty_text_loads_as_none_and_the_reply_with_it(tmp_path, registry) -> None:
+    body = fixture("tracking_usps_seed_004.json")
+    body["events"][0].update({"latitude": "", "longitude": ""})  # UPS's "" for absent (providers.md 6.1)
+    body["events"][1].update({"latitude": "37.0776", "longitude": -94.1258})
+    rows, result = mapped(tmp_path, registry, [body])
+    assert result.tables["tracking_events"].rejected == 0
+    newest, second = sorted(rows, key=lambda r: r["occurred_at"], reverse=True)[:2]
+    assert (newest["latitude"], newest["longitude"]) == (None, None)
+    assert (second["latitude"], second["longitude"]) == (37.0776, -94.1258)
+
+
 def test_scans_no_carrier_table_knows_take_shipengines_own_per_event_status(tmp_path, registry) -> None:
     # The trial user's codes (UPS OT, FedEx PU / OD): no table knows them, but each event of a current
     # reply carries ShipEngine's own status_code and status_detail_code (providers.md 6.1), which place it.
