@@ -62,8 +62,11 @@ _DATETIME_RE = (
 )
 _ABSENT_RE = r"^([+-]?0+(\.0*)?)?$"
 # The shapes providers send almost always; DuckDB's own cast reads them exactly like the slow path.
-_FAST_ISO_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
-_FAST_NAIVE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+# Hours, minutes and offsets in range only: DuckDB's cast reads 24:00 as the next midnight and an offset of
+# +25:00 as 25 hours, where the exact route (and Python) reject them.
+_HHMMSS = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+_FAST_ISO_RE = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T{_HHMMSS}(\.[0-9]{{1,6}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+_FAST_NAIVE_RE = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ]{_HHMMSS}"
 _DECIMAL_RE = r"^([+-]?)([0-9]+)(?:\.([0-9]*))?$"
 _FLOAT_EXP_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+$"
 

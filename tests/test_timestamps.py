@@ -127,6 +127,11 @@ REJECTS = [
     ("iso", "2021-09-20 19:03:00", None, "col: '2021-09-20 19:03:00' is not a valid ISO 8601 time with offset"),
     ("iso", "2021-09-20T25:03:00Z", None, "col: '2021-09-20T25:03:00Z' is not a valid ISO 8601 time with offset"),
     ("iso", "yesterday", None, "col: 'yesterday' is not a valid ISO 8601 time with offset"),
+    # Shapes DuckDB's own cast would read as another instant: hour 24, an offset out of range.
+    ("iso", "2025-09-04T24:00:00Z", None, "col: '2025-09-04T24:00:00Z' is not a valid ISO 8601 time with offset"),
+    ("iso", "2025-09-04T21:54:00+25:00", None, "col: '2025-09-04T21:54:00+25:00' is not a valid ISO 8601 time with offset"),
+    ("iso", "2025-09-04T21:54:00+23:75", None, "col: '2025-09-04T21:54:00+23:75' is not a valid ISO 8601 time with offset"),
+    ("local", "2025-09-04 24:00:00", "Asia/Hong_Kong", "col: '2025-09-04 24:00:00' is not a valid local time in Asia/Hong_Kong"),
     ("epoch_s", "abc", None, "col: 'abc' is not epoch seconds"),
     ("epoch_ms", "12:00", None, "col: '12:00' is not epoch milliseconds"),
     (
