@@ -53,11 +53,17 @@ def configured_ids(ctx: ExtractContext, options) -> list[str]:
         ids += ids_from_file(options.order_ids_file, options.order_ids_column)
     if options.order_ids_sql:
         ids += [str(row[0]).strip() for row in ctx.query(options.order_ids_sql) if row and row[0] is not None]
-    valid = [i for i in ids if i.isdigit()]
+    valid = [i for i in ids if _is_order_id(i)]
     if len(valid) < len(ids):
         ctx.count("bad_order_ids", len(ids) - len(valid))
-        ctx.log.warning("order_ids_skipped", reason="not a number", examples=[i for i in ids if not i.isdigit()][:3])
+        ctx.log.warning("order_ids_skipped", reason="not an order number (ASCII digits, at most 19)",
+                        examples=[i for i in ids if not _is_order_id(i)][:3])
     return list(dict.fromkeys(valid))
+
+
+def _is_order_id(text: str) -> bool:
+    """An AliExpress order id: a positive number the API's 64-bit ``order_id`` can hold."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
 
 
 def ids_to_fetch(ctx: ExtractContext, options) -> list[str]:

@@ -308,13 +308,15 @@ def test_options_need_some_source_of_order_ids() -> None:
 
 def test_order_ids_from_list_file_csv_and_sql_without_repeats(tmp_path: Path) -> None:
     lines = tmp_path / "ids.txt"
-    lines.write_text("# placed this week\n8190000000000002\n\n 8190000000000003 \nnot-an-id\n")
+    # Not ids: a word, a number too large for the API's 64-bit order_id, a digit that is not ASCII, zero.
+    lines.write_text("# placed this week\n8190000000000002\n\n 8190000000000003 \nnot-an-id\n"
+                     "99999999999999999999999\n\u00b2\n0\n")
     table = tmp_path / "ids.csv"
     table.write_text("shop,ae_order_id\nA,8190000000000004\nB,8190000000000002\n")
     ctx = FakeContext(tmp_path, rows={"FROM my_orders": [("8190000000000005",), (None,)]})
     assert extract.configured_ids(ctx, options(order_ids=["8190000000000001"], order_ids_file=lines)) == [
         "8190000000000001", "8190000000000002", "8190000000000003"]
-    assert ctx.counters["bad_order_ids"] == 1
+    assert ctx.counters["bad_order_ids"] == 4
     got = extract.configured_ids(ctx, options(order_ids_file=table, order_ids_column="ae_order_id",
                                               order_ids_sql="SELECT id FROM my_orders"))
     assert got == ["8190000000000004", "8190000000000002", "8190000000000005"]
