@@ -10,6 +10,7 @@ from shipetl import NotFoundError, TerminalError
 from shipetl_aliexpress.client import classify as aliexpress
 from shipetl_fuuffy.client import classify as fuuffy
 from shipetl_shipengine.client import classify as shipengine
+from shipetl_shopee.client import classify as shopee
 
 ELSEWHERE = [(httpx.Response(404, json={"detail": "Not Found"}), "json"),
              (httpx.Response(404, text="<html>no such page</html>"), "html")]
@@ -19,7 +20,8 @@ ELSEWHERE = [(httpx.Response(404, json={"detail": "Not Found"}), "json"),
     (aliexpress, "AliExpress", "POST", "/aliexpres/sync"),
     (fuuffy, "Fuuffy", "GET", "/fuufy/v1/order/list"),
     (shipengine, "ShipEngine", "GET", "/shipengin/v1/labels"),
-], ids=["aliexpress", "fuuffy", "shipengine"])
+    (shopee, "Shopee", "POST", "/shope/api/v2/auth/access_token/get"),
+], ids=["aliexpress", "fuuffy", "shipengine", "shopee"])
 @pytest.mark.parametrize("reply", [r for r, _ in ELSEWHERE], ids=[kind for _, kind in ELSEWHERE])
 def test_a_404_that_is_not_the_apis_own_error_names_the_url_and_base_url(classify, api, method, path, reply):
     reply.request = httpx.Request(method, f"http://127.0.0.1:8765{path}?page=2&access_token=t0ken")

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from shipetl import AuthError, HttpClient, NotFoundError, SkipRecord, TerminalError, TransientError, register_secret
+from shipetl import (AuthError, HttpClient, NotFoundError, SkipRecord, TerminalError, TransientError, not_the_api,
+                     register_secret)
 
 if TYPE_CHECKING:
     from .tokens import ShopTokens
@@ -79,6 +80,10 @@ class NotYetAvailable(SkipRecord):
     """The carrier is still being allocated (``logistics.error_param``): ask again next run."""
 
 
+class NotShopee(TerminalError):
+    """An HTTP 404 without Shopee's envelope: the request reached something else (a wrong ``base_url``)."""
+
+
 class DailyQuotaExceeded(TerminalError):
     """``error_limit``: the app's daily quota is spent (resets 00:00 UTC+8); keep what is committed."""
 
@@ -134,6 +139,8 @@ def classify(response: httpx.Response, shop: str = "partner") -> None:
     """
     env = envelope_of(response)
     if env is None:
+        if response.status_code == 404:
+            raise NotShopee(str(not_the_api(response, "Shopee")))
         return
     where = f"{shop}: {response.request.url.path}"
     said = f"{env.error} \"{env.message}\" (request_id {env.request_id})"

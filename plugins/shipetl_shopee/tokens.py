@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipetl import AuthError, TerminalError, TokenPair, TokenStore, TransientError
 
-from .client import CredentialRefused, StaleTimestamp
+from .client import CredentialRefused, NotShopee, StaleTimestamp
 
 if TYPE_CHECKING:
     from .client import ShopeeApi
@@ -107,7 +107,7 @@ class ShopTokens:
                                  obtained_at=current.obtained_at.isoformat())
             try:
                 reply = self.api.token_from_refresh(current.refresh_token, self.shop_id)
-            except (TransientError, CredentialRefused, StaleTimestamp):
+            except (TransientError, CredentialRefused, StaleTimestamp, NotShopee):
                 raise
             except TerminalError as exc:
                 raise AuthError(f"shop {self.shop_id}: Shopee refused its refresh token; {self._relink_hint()} "
@@ -121,7 +121,7 @@ class ShopTokens:
     def _exchange(self, code: str) -> TokenPair:
         try:
             reply = self.api.token_from_code(code, self.shop_id)
-        except (TransientError, CredentialRefused, StaleTimestamp):
+        except (TransientError, CredentialRefused, StaleTimestamp, NotShopee):
             raise
         except TerminalError as exc:
             raise AuthError(f"shop {self.shop_id}: Shopee refused the authorization code (single-use, valid 10 "

@@ -293,6 +293,16 @@ def test_spent_refresh_token_names_the_shop_and_the_fix(tmp_path):
     assert "shop 880303" in str(caught.value) and RELINK in str(caught.value)
 
 
+def test_a_wrong_base_url_is_blamed_on_the_base_url_not_on_the_refresh_token(tmp_path):
+    fake = FakeShopee({"/api/v2/auth/access_token/get": [httpx.Response(404, text="<html>no such page</html>")]})
+    api, _ = _api(fake, tmp_path, _pair(expires_in=timedelta(0)))
+    with pytest.raises(TerminalError) as caught:
+        api.tracking_info("SN1", None)
+    assert not isinstance(caught.value, AuthError)
+    assert str(caught.value) == ("POST http://shopee.test/api/v2/auth/access_token/get answered HTTP 404 with no Shopee "
+                                 "error body: Shopee is not there; check the source's base_url")
+
+
 def test_unlinked_shop_uses_the_configured_code_once(tmp_path):
     fake = FakeShopee({"/api/v2/auth/token/get": [_reply("token_get.json")],
                        "/api/v2/logistics/get_tracking_info": [_reply("tracking_info_seed.json")]})
