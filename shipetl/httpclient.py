@@ -76,6 +76,9 @@ def _redacted_target(url: httpx.URL) -> str:
     return redact_text(url.raw_path.decode("ascii", errors="replace"))
 
 
+# The whole of a reply must arrive within this many times the per-read timeout.
+REPLY_DEADLINE_FACTOR = 4
+
 # An error line names the request by its path and the start of its query; the http_request log has it whole.
 _SHOWN_QUERY_CHARS = 80
 
@@ -148,6 +151,9 @@ class HttpClient:
         self._sleep = sleep
         self._stop = stop
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        # httpx's timeout bounds each read, so a server sending a byte every few seconds would hold a request
+        # (and the run) for ever: the whole reply must arrive within this many seconds.
+        self._reply_deadline_s = timeout * REPLY_DEADLINE_FACTOR
 
     def __enter__(self) -> HttpClient:
         return self
@@ -240,7 +246,7 @@ class HttpClient:
         with self._slot():
             started = time.perf_counter()
             try:
-                response = self._client.send(request)
+                response = self._receive(request)
             except httpx.TransportError as exc:
                 elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
                 _log.info(
@@ -248,7 +254,8 @@ class HttpClient:
                     elapsed_ms=elapsed_ms, attempt=attempt, error=type(exc).__name__,
                 )
                 where = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}" if request.url.port else "")
-                raise _Retry("transport_error", f"cannot reach {where}: {type(exc).__name__}: {redact_text(str(exc))}; "
+                what = f"no whole reply from {where}" if isinstance(exc, httpx.ReadTimeout) else f"cannot reach {where}"
+                raise _Retry("transport_error", f"{what}: {type(exc).__name__}: {redact_text(str(exc))}; "
                                                 "check base_url and the network") from exc
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         status = response.status_code
@@ -276,6 +283,28 @@ class HttpClient:
             raise _Retry(f"http_{status}", _status_failure(status), parse_retry_after(response.headers))
         self._raise_for_status(response, request.method, target)
         return response, body
+
+    def _receive(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and read its whole reply within the reply deadline (a ``ReadTimeout`` past it, retried as
+        any timeout); a stopping run ends the wait at the next piece of the reply."""
+        deadline = time.monotonic() + self._reply_deadline_s
+        response = self._client.send(request, stream=True)
+        if response.is_stream_consumed:  # a transport that hands over whole replies (httpx.MockTransport)
+            return response
+        try:
+            raw = []
+            for chunk in response.iter_raw():
+                raw.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the reply was still arriving after {self._reply_deadline_s:.0f} s",
+                                            request=request)
+                if self._stop is not None and self._stop.is_set():
+                    raise RunStopped(f"{self.source}: the run is stopping")
+        finally:
+            response.close()
+        # As received: the new response decodes the raw bytes by their Content-Encoding, as httpx's read would.
+        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(raw), request=request,
+                              extensions=response.extensions)
 
     def _decode(self, response: httpx.Response, want_json: bool) -> Any:
         """Decode a successful JSON body; a body that fails to decode was cut short, so retry."""

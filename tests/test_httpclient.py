@@ -288,3 +288,70 @@ def test_a_stopping_run_ends_a_wait_to_retry_or_for_the_limiter_at_once():
     with make(Script(ok()), [], rate_limit=limiter, stop=stop) as client, pytest.raises(RunStopped):
         client.get("/v1/labels")  # the 429 paused the limiter a minute: the next request does not wait it out
 
+
+
+# --- over loopback: replies read in pieces ---------------------------------------------------------------
+
+
+class _Loopback:
+    """A real HTTP server on 127.0.0.1 answering every GET with ``handler(self)`` (an http.server handler)."""
+
+    def __init__(self, respond):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                respond(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_reply_that_trickles_in_fails_like_a_timeout_at_its_deadline():
+    def drip(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        try:
+            for _ in range(1000):  # a byte every 0.1 s: no single read waits the 0.5 s timeout
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass  # the client gave up
+
+    with _Loopback(drip) as url:
+        started = time.monotonic()
+        with pytest.raises(TransientError, match=r"no whole reply from http://127.0.0.1:[0-9]+: ReadTimeout: the reply was still arriving after 2 s"):
+            http_client(base_url=url, source=SOURCE, timeout=0.5, max_retries=0).get("/x")
+    assert time.monotonic() - started < 10
+
+
+def test_a_compressed_reply_read_in_pieces_is_decoded_once():
+    import gzip
+
+    body = gzip.compress(orjson.dumps({"items": list(range(50_000))}))
+
+    def gzipped(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with _Loopback(gzipped) as url, http_client(base_url=url, source=SOURCE) as client:
+        assert client.json("GET", "/x") == {"items": list(range(50_000))}
+        assert client.get("/x").headers["content-encoding"] == "gzip"
