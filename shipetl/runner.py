@@ -131,7 +131,9 @@ def error_line(exc: Exception, provider: str) -> str:
     secrets masked, since the text may quote what an API echoed back (a key it calls unknown)."""
     if isinstance(exc, ShipetlError):
         return redact_text(str(exc).splitlines()[0])
-    return redact_text(f"internal error in provider {provider}: {type(exc).__name__}: {exc}")
+    return redact_text(f"internal error in provider {provider}: {type(exc).__name__}: {exc} (a reply the plugin cannot "
+                       f"read: check the source's base_url; if it is right, report this line and the log's traceback "
+                       f"to the plugin's author)")
 
 
 def _spill_root(pipeline: PipelineConfig) -> Path:
