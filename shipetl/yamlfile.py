@@ -45,6 +45,10 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, int]]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{shown}:{mark.line + 1}" if mark else shown
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        if problem.startswith(("found undefined alias", "could not determine a constructor for the tag")):
+            # Its name is the rest of a value, perhaps a secret written in the file: not repeated here.
+            problem = ("a value starting with '*' or '!' is read as a YAML alias or tag; put the value in quotes (or "
+                       "better, a secret in ${VARIABLE})")
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{shown}: invalid YAML: {exc}") from None

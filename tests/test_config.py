@@ -274,6 +274,11 @@ def test_duplicate_yaml_key(tmp_path) -> None:
         ("# only a comment\n", "{path}: the file is empty"),
         ("- a\n- b\n", "{path}:1: expected a mapping with a 'sources:' list, got a list"),
         ("sources:\n  - provider: a\n   bad: [\n", "{path}:3: invalid YAML"),
+        # An inline secret starting with * or ! is not repeated in the error.
+        ("sources:\n  - provider: a\n    credentials: {api_key: *SEKEYq7Zr4Xw9}\n",
+         "{path}:3: invalid YAML: a value starting with '*' or '!' is read as a YAML alias or tag; put the value in quotes"),
+        ("sources:\n  - provider: a\n    credentials:\n      api_key: !SEKEYq7Zr4Xw9\n",
+         "{path}:4: invalid YAML: a value starting with '*' or '!' is read as a YAML alias or tag; put the value in quotes"),
         ("sources: []\n", "{path}:1: sources: needs at least one source"),
         ("run: {}\n", "{path}: sources: required key is missing"),
         ("sources:\n  - enabled: true\n", "{path}:2: sources[0].provider: required key is missing"),
