@@ -218,7 +218,7 @@ def test_classify_transient_is_retried_with_its_retry_after():
     assert 2 <= sleeps[0] <= 2.5
 
 
-def test_a_password_in_the_base_url_is_masked_in_request_logs():
+def test_a_password_in_the_base_url_is_masked_in_request_logs(debug_logs):
     with capture_logs() as logs:
         http_client(base_url="https://proxyuser:Pr0xyPassw0rd@api.example", source=SOURCE,
                     transport=httpx.MockTransport(lambda request: ok()), sleep=lambda _s: None).get("/x")
