@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import lake, warehouse
+from . import lake, runs, warehouse
 from .config import PipelineConfig
 from .errors import ShipetlError
 from .schema import DATA_TABLES, TABLES
@@ -74,13 +74,16 @@ def audit(pipeline: PipelineConfig) -> list[Drift]:
 def rebuild(pipeline: PipelineConfig) -> list[Drift]:
     """Rewrite every drifted partition from the warehouse; returns what was rebuilt.
 
-    The new files are staged first and the old ones removed just before they move in; a rebuild cut short
-    leaves a partition short, never doubled, and running it again finishes the job.
+    Staging areas a crash left are settled first, as a commit would (a committed one published, any other
+    deleted), so that no later commit publishes rows the rebuild has already written. The new files are
+    staged first and the old ones removed just before they move in; a rebuild cut short leaves a partition
+    short, never doubled, and running it again finishes the job.
     """
     lake_root = Path(pipeline.warehouse.lake)
     path = Path(pipeline.warehouse.path)
     with warehouse.connect(path, read_only=False, timeout=pipeline.warehouse.commit_timeout) as con:
         lake.claim(lake_root, path)
+        lake.repair(lake_root, runs.committed_ids(con))
         drifts = _drifts(con, lake_root)
         commit_id = "rebuild-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         for table in sorted({d.table for d in drifts}):

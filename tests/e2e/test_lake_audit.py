@@ -42,3 +42,17 @@ def test_a_deleted_and_a_doubled_partition_are_found_and_rebuilt(sandbox, make_p
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM tracking_events").fetchone()[0] == lake_rows(lake, "tracking_events")
     assert not (lake / "_staging").exists() or not any((lake / "_staging").iterdir())
+
+
+def test_a_rebuild_after_a_crash_between_commit_and_publish_leaves_nothing_for_the_next_run_to_double(
+        sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    killed = run_cli("run", str(pipeline), env={"SHIPETL_KILL_AT": "committed"})
+    assert killed.returncode == -9  # committed, its Parquet still in the lake's staging area
+    assert run_cli("lake", str(pipeline)).returncode == 1
+    assert run_cli("lake", str(pipeline), "--rebuild").returncode == 0
+    assert run_cli("run", str(pipeline)).returncode == 0  # its commit finds no staging area left to publish
+    assert run_cli("lake", str(pipeline)).returncode == 0
+    lake = tmp_path / "lake"
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM tracking_events").fetchone()[0] == lake_rows(lake, "tracking_events")
