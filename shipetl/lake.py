@@ -27,31 +27,57 @@ DAYS_PER_COPY = 31
 OWNER = "_warehouse"  # names the one warehouse whose rows this lake mirrors ("_": Parquet readers skip it)
 
 
-def owner_problem(lake: Path, warehouse: Path) -> str | None:
-    """Why ``warehouse`` may not write ``lake`` (it mirrors another warehouse), or None."""
+def _marker(lake: Path) -> tuple[str, str | None] | None:
+    """(the owning warehouse's path, the last commit published) of a lake's marker; None without one."""
     marker = Path(lake) / OWNER
     if not marker.is_file():
         return None
-    owner = marker.read_text(encoding="utf-8").strip()
-    if owner == str(Path(warehouse).resolve()):
+    lines = marker.read_text(encoding="utf-8").splitlines() or [""]
+    return lines[0].strip(), (lines[1].strip() or None) if len(lines) > 1 else None
+
+
+def _write_marker(lake: Path, owner: str, last_commit: str | None) -> None:
+    marker = Path(lake) / OWNER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    partial = marker.with_name(OWNER + ".partial")
+    partial.write_text(owner + "\n" + (f"{last_commit}\n" if last_commit else ""), encoding="utf-8")
+    os.replace(partial, marker)
+
+
+def owner_problem(lake: Path, warehouse: Path, committed: set[str] | None = None) -> str | None:
+    """Why ``warehouse`` may not write ``lake``, or None: the lake mirrors another warehouse, or (given the
+    warehouse's ``committed`` ids) it holds a commit this warehouse has no record of."""
+    found = _marker(lake)
+    if found is None:
         return None
-    return (f"lake {lake} mirrors the warehouse {owner}, not {Path(warehouse).resolve()}: give each warehouse its own "
-            f"warehouse.lake (if the warehouse file was moved, delete {marker})")
+    owner, last_commit = found
+    if owner != str(Path(warehouse).resolve()):
+        return (f"lake {lake} mirrors the warehouse {owner}, not {Path(warehouse).resolve()}: give each warehouse its "
+                f"own warehouse.lake (if the warehouse file was moved, delete {Path(lake) / OWNER})")
+    if committed is not None and last_commit and last_commit not in committed:
+        return (f"lake {lake} holds commit {last_commit}, of which the warehouse {owner} has no record (it was started "
+                f"over, or restored from an older copy), so its runs would put rows in the lake a second time: run "
+                f"`shipetl lake <pipeline> --rebuild` to rewrite the lake from this warehouse first")
+    return None
 
 
-def claim(lake: Path, warehouse: Path) -> None:
-    """Mark ``lake`` as the mirror of ``warehouse``; ConfigError if another warehouse's rows are in it.
+def claim(lake: Path, warehouse: Path, committed: set[str] | None = None) -> None:
+    """Mark ``lake`` as the mirror of ``warehouse``; ConfigError if another warehouse's rows are in it, or rows this
+    warehouse does not hold (see :func:`owner_problem`).
 
     Two warehouses sharing one lake would each discard the other's committed staging areas as never
     committed, and the lake would stop matching either.
     """
-    problem = owner_problem(lake, warehouse)
+    problem = owner_problem(lake, warehouse, committed)
     if problem:
         raise ConfigError(problem)
-    marker = Path(lake) / OWNER
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(Path(warehouse).resolve()) + "\n", encoding="utf-8")
+    if _marker(lake) is None:
+        _write_marker(lake, str(Path(warehouse).resolve()), None)
+
+
+def restart_history(lake: Path, warehouse: Path) -> None:
+    """Make ``warehouse`` the lake's owner with no commit recorded: the lake is about to be rewritten from it."""
+    _write_marker(lake, str(Path(warehouse).resolve()), None)
 
 
 def staging_dir(lake: Path, commit_id: str) -> Path:
@@ -87,8 +113,11 @@ def write_staging(con, table: Table, relation: str, lake: Path, commit_id: str) 
     return sum(1 for _ in target.rglob("*.parquet"))
 
 
-def publish(lake: Path, commit_id: str) -> int:
-    """Move a committed staging area into place, file by file (each rename is atomic); returns files moved."""
+def publish(lake: Path, commit_id: str, record: bool = True) -> int:
+    """Move a committed staging area into place, file by file (each rename is atomic); returns files moved.
+
+    ``record``: note ``commit_id`` in the lake's marker as the last commit published (a run's commit is in the
+    warehouse's ``runs``; a rebuild's is not)."""
     root = staging_dir(lake, commit_id)
     moved = 0
     for src in sorted(root.rglob("*.parquet")):
@@ -99,6 +128,9 @@ def publish(lake: Path, commit_id: str) -> int:
         if moved == 1:
             faultpoints.reached("lake_half_published")
     shutil.rmtree(root, ignore_errors=True)
+    found = _marker(lake)
+    if record and found is not None:
+        _write_marker(lake, found[0], commit_id)
     return moved
 
 

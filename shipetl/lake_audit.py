@@ -83,6 +83,7 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
     path = Path(pipeline.warehouse.path)
     with warehouse.connect(path, read_only=False, timeout=pipeline.warehouse.commit_timeout) as con:
         lake.claim(lake_root, path)
+        lake.restart_history(lake_root, path)
         lake.repair(lake_root, runs.committed_ids(con))
         drifts = _drifts(con, lake_root)
         commit_id = "rebuild-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -95,7 +96,7 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
                 shutil.rmtree(lake_root / table / f"provider={d.provider}" / f"date={d.day.isoformat()}",
                               ignore_errors=True)
         if drifts:
-            lake.publish(lake_root, commit_id)
+            lake.publish(lake_root, commit_id, record=False)
     return drifts
 
 

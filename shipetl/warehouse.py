@@ -268,8 +268,9 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     started = time.perf_counter()
     with attached(staged.con, path, timeout) as con:
         ensure_schema(con, analytics)
-        lake.claim(lake_root, path)
-        lake.repair(lake_root, runs.committed_ids(con))
+        committed = runs.committed_ids(con)
+        lake.claim(lake_root, path, committed)
+        lake.repair(lake_root, committed)
         _move_in_pending_runs(con, path)
         con.execute("BEGIN TRANSACTION")
         try:

@@ -130,3 +130,19 @@ def test_a_lake_mirrors_one_warehouse_only(tmp_path) -> None:
     (lake_dir / lake.OWNER).unlink()  # the file was moved: the hint says to delete the marker
     lake.claim(lake_dir, tmp_path / "b.duckdb")
     assert lake.owner_problem(lake_dir, tmp_path / "b.duckdb") is None
+
+
+def test_a_lake_holding_a_commit_its_warehouse_has_no_record_of_is_refused_until_rebuilt(con, tmp_path) -> None:
+    from shipetl.errors import ConfigError
+
+    lake_dir, warehouse = tmp_path / "lake", tmp_path / "a.duckdb"
+    lake.claim(lake_dir, warehouse, set())
+    events = add_events(con, [("shipengine", "e1", "2024-05-01 10:00:00+00")])
+    lake.write_staging(con, TABLES["tracking_events"], events, lake_dir, "run-1")
+    lake.publish(lake_dir, "run-1")
+    lake.claim(lake_dir, warehouse, {"run-1"})  # the warehouse that committed it: fine
+    # Started over (or restored from a copy older than run-1): its next commit would write e1 a second time.
+    with pytest.raises(ConfigError, match=r"holds commit run-1, of which the warehouse .*a\.duckdb has no record .*--rebuild"):
+        lake.claim(lake_dir, warehouse, set())
+    lake.restart_history(lake_dir, warehouse)  # what `shipetl lake --rebuild` does before rewriting the lake
+    lake.claim(lake_dir, warehouse, set())

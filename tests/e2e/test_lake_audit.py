@@ -56,3 +56,19 @@ def test_a_rebuild_after_a_crash_between_commit_and_publish_leaves_nothing_for_t
     lake = tmp_path / "lake"
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM tracking_events").fetchone()[0] == lake_rows(lake, "tracking_events")
+
+
+def test_a_warehouse_started_over_beside_its_old_lake_is_refused_until_the_lake_is_rebuilt(
+        sandbox, make_pipeline, run_cli, tmp_path):
+    pipeline = make_pipeline(shipengine_source(sandbox))
+    assert run_cli("run", str(pipeline)).returncode == 0
+    (tmp_path / "warehouse.duckdb").unlink()  # started over; the lake holds the old warehouse's rows
+    refused = run_cli("run", str(pipeline))
+    assert refused.returncode == 1 and "of which the warehouse" in refused.stderr and "--rebuild" in refused.stderr
+    assert run_cli("lake", str(pipeline), "--rebuild").returncode == 0  # the lake now mirrors the empty warehouse
+    assert run_cli("run", str(pipeline)).returncode == 0
+    assert run_cli("lake", str(pipeline)).returncode == 0
+    lake = tmp_path / "lake"
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.execute("SELECT count(*) FROM tracking_events").fetchone()[0]
+    assert stored > 0 and lake_rows(lake, "tracking_events") == stored
