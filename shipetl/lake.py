@@ -71,8 +71,10 @@ def claim(lake: Path, warehouse: Path, committed: set[str] | None = None) -> Non
     problem = owner_problem(lake, warehouse, committed)
     if problem:
         raise ConfigError(problem)
-    if _marker(lake) is None:
-        _write_marker(lake, str(Path(warehouse).resolve()), None)
+    marker = Path(lake) / OWNER
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(Path(warehouse).resolve()) + "\n", encoding="utf-8")
 
 
 def restart_history(lake: Path, warehouse: Path) -> None:
