@@ -78,8 +78,8 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
     ``only`` selects sources (``shopee``) or single accounts as the summary names them (``shopee/shop-880101``).
     That includes a source with an unset ``${VAR}`` (raised by ``validate_options``): it fails alone with
     the first ``file:line: key: ${VAR} is unset`` line; disabled or unselected ones are never looked at.
-    ``only`` naming no source of the pipeline, or an account a source does not have, is a ConfigError listing
-    what there is: the command line is wrong, so nothing runs.
+    ``only`` naming no source of the pipeline, a disabled one, or an account a source does not have, is a
+    ConfigError saying what there is: the command line is wrong, so nothing runs.
     """
     selected: dict[str, set[str]] = {}  # source -> accounts asked for (empty: all)
     for entry in only:
@@ -89,6 +89,9 @@ def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ())
     if unknown:
         raise config_mod.ConfigError(f"{pipeline.path}: --only names no source called {', '.join(sorted(unknown))}; "
                                      f"sources: {', '.join(s.name for s in pipeline.sources)}")
+    if disabled := sorted(s.name for s in pipeline.sources if s.name in selected and not s.enabled):
+        raise config_mod.ConfigError(f"{pipeline.path}: --only names {', '.join(disabled)}, set to `enabled: false` "
+                                     f"there; set it to true (or remove the line) to run it")
     jobs, refused, no_account = [], [], []
     for src in pipeline.sources:
         if not src.enabled or (only and src.name not in selected):

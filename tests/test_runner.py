@@ -367,6 +367,9 @@ def test_disabled_source_is_skipped(pipeline, registry) -> None:
         """)
     result = runner.run_pipeline(cfg, registry=registry)
     assert result.ok and [s.source for s in result.sources] == ["good"]
+    # Asked for by name, it is not silently left out: the command line says what will not happen.
+    with pytest.raises(ConfigError, match=r"--only names bad, set to `enabled: false` there; set it to true"):
+        runner.run_pipeline(cfg, registry=registry, only=["bad"])
 
 
 class PersonProvider(GoodProvider):
