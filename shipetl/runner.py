@@ -126,6 +126,23 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
     return stopped
 
 
+def _warn_if_renamed(pipeline: PipelineConfig, destination: Destination, run: SourceRun, log) -> None:
+    """On a source account's first run, name the accounts of its provider that sources no longer in the pipeline
+    loaded: a source renamed starts over under a new account id and the old one's parcels stay open for ever."""
+    names = [s.name for s in pipeline.sources]
+    try:
+        gone = destination.query(
+            f"SELECT DISTINCT source, account_id FROM runs WHERE provider = ? AND status = 'ok' AND account_id <> ? "
+            f"AND source NOT IN ({', '.join('?' * len(names))}) ORDER BY 1, 2", [run.provider, run.account_id, *names])
+    except ShipetlError:  # a destination without a runs table: nothing to compare with
+        return
+    if gone:
+        log.warning("source_maybe_renamed", loaded_before=[f"{source} (account_id {account})" for source, account in gone],
+                    hint=f"this is the first run of {run.label}; if it is one of those sources renamed, give it its old "
+                         f"account_id in options (account_id: ...) so its rows continue that account's instead of "
+                         f"starting a second copy")
+
+
 def error_line(exc: Exception, provider: str) -> str:
     """The one line a source's failure is reported with: shipetl's own message, or the plugin's bug by name;
     secrets masked, since the text may quote what an API echoed back (a key it calls unknown)."""
@@ -214,6 +231,8 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
     spill = _spill_root(pipeline) / run_id / safe_name(run.label)
     try:
         cursors, open_shipments = destination.start_state(src.name, provider_cls.name, job.account_id)
+        if not cursors:
+            _warn_if_renamed(pipeline, destination, run, log)
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
                              since=since, until=until, query=destination.query, stop=stop, started_at=run.started_at)
         log.info("source_started", open_shipments=len(open_shipments))

@@ -318,6 +318,19 @@ def test_auth_error_is_one_line(pipeline, registry) -> None:
     assert runs["good"].ok
 
 
+def test_a_source_renamed_is_told_on_its_first_run_which_account_it_may_have_been(make_pipeline, registry) -> None:
+    first = config.load(make_pipeline("- name: good\n  provider: goodco\n  pii: keep\n"), env={})
+    assert runner.run_pipeline(first, registry=registry).ok
+    renamed = config.load(make_pipeline("- name: good-eu\n  provider: goodco\n  pii: keep\n"), env={})
+    with capture_logs() as logs:
+        assert runner.run_pipeline(renamed, registry=registry).ok
+    (warning,) = [e for e in logs if e["event"] == "source_maybe_renamed"]
+    assert warning["loaded_before"] == ["good (account_id good)"] and "account_id" in warning["hint"]
+    with capture_logs() as logs:
+        assert runner.run_pipeline(renamed, registry=registry).ok
+    assert [e for e in logs if e["event"] == "source_maybe_renamed"] == []  # its own cursors exist: not a first run
+
+
 def test_only_runs_the_named_sources(pipeline, registry) -> None:
     cfg = pipeline(GOOD_AND_BAD)
     result = runner.run_pipeline(cfg, registry=registry, only=["good"])
