@@ -48,7 +48,12 @@ _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 
 
 def write_error(pipeline: PipelineConfig, exc: Exception) -> ShipetlError | None:
-    """A one-line error naming the ``warehouse:`` setting for a failure to write its folder, else None."""
+    """A one-line error naming the ``warehouse:`` setting for a failure to write its folder, or the warehouse file
+    if DuckDB cannot read it, else None."""
+    if isinstance(exc, duckdb.Error) and "database file" in str(exc).lower():  # "not a valid", "Corrupt"
+        return ShipetlError(f"the warehouse file {pipeline.warehouse.path} cannot be read ({str(exc).splitlines()[0]}); "
+                            f"restore it from a backup, or move it aside to start over and then run "
+                            f"`shipetl lake {pipeline.path} --rebuild`")
     if isinstance(exc, OSError):
         if exc.errno not in _WRITE_ERRNOS:
             return None

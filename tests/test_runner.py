@@ -488,6 +488,14 @@ def test_a_secret_an_api_echoes_in_its_error_is_masked_in_the_run_record(pipelin
     assert query(cfg, "SELECT error FROM runs") == [(run.error,)]
 
 
+def test_a_warehouse_file_that_is_not_a_database_is_named_not_blamed_on_the_plugin(pipeline, registry) -> None:
+    cfg = pipeline("- name: good\n  provider: goodco\n  pii: keep\n")
+    Path(cfg.warehouse.path).write_bytes(b"not a database" * 30_000)
+    (run,) = runner.run_pipeline(cfg, registry=registry).sources
+    assert run.error.startswith(f"the warehouse file {cfg.warehouse.path} cannot be read (IO Error: The file ")
+    assert "restore it from a backup" in run.error and "internal error" not in run.error
+
+
 # --- the warehouse's folders ------------------------------------------------------------------------------
 
 
