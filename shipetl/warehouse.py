@@ -87,8 +87,9 @@ def _retry_locked(open_fn, path: Path, mode: str, timeout: float):
             if not _is_lock_error(exc):
                 raise
             if time.monotonic() >= deadline:
-                hint = ("a run commits in short bursts, so try again in a moment, or close the other connection"
-                        if mode == "read" else
+                hint = ("a shipetl run's commit holds it for a few seconds at a time, so try again in a moment; a "
+                        "notebook or BI tool connected read-write holds it until it closes (connect it with "
+                        "read_only=True)" if mode == "read" else
                         "close the connection holding it (a notebook or BI tool left open?), or raise "
                         "warehouse.commit_timeout")
                 raise WarehouseBusyError(f"{path}: another process holds the warehouse, so it cannot be opened to "
