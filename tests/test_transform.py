@@ -236,16 +236,32 @@ def test_a_page_that_does_not_fit_the_body_type_is_a_reject_of_each_table_and_th
     typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])", (
         TableMapping("shipments", item.format(col="tracking_number")),
         TableMapping("tracking_events", item.format(col="description") + " WHERE false")))
-    pages = [{"items": [{"id": "A1", "n": 1}]}, {"items": [{"id": "A2", "n": "soon"}]}, {"items": [{"id": "A3", "n": 3}]}]
+    # Keys the body type does not list, as every real reply has, are no misfit; "soon" and "" for a number are.
+    pages = [{"items": [{"id": "A1", "n": 1, "extra": True}], "request_id": "r1"},
+             {"items": [{"id": "A2", "n": "soon"}], "request_id": "r2"},
+             {"items": [{"id": "A3", "n": 3}], "request_id": "r3"},
+             {"items": [{"id": "A4", "n": ""}]},
+             {"items": [{"id": "A5"}], "request_id": "r5"}]
     result = run(tmp_path, typed, pages)
-    assert [r["shipment_id"] for r in rows(result, "shipments", "shipment_id")] == ["A1", "A3"]
-    got = rows(result, "rejects", "table_name")
-    assert [r["table_name"] for r in got] == ["shipments", "tracking_events"]
-    reason = got[0]["reason"]
-    assert reason.startswith("page does not fit the body type of stream parcels (") and '"soon"' in reason, reason
-    assert "read such a field as VARCHAR" in reason and "line 2 of parcels-00001.ndjson.zst" in reason, reason
-    assert json.loads(got[0]["record"]) == pages[1]
-    assert (result.tables["shipments"].mapped, result.tables["shipments"].rejected) == (3, 1)
+    assert [r["shipment_id"] for r in rows(result, "shipments", "shipment_id")] == ["A1", "A3", "A5"]
+    got = rows(result, "rejects", "table_name, reason")
+    assert [r["table_name"] for r in got] == ["shipments", "shipments", "tracking_events", "tracking_events"]
+    soon = next(r for r in got if "soon" in r["reason"])
+    assert soon["reason"].startswith("page does not fit the body type of stream parcels ("), soon["reason"]
+    assert "read such a field as VARCHAR" in soon["reason"], soon["reason"]
+    assert "line 2 of parcels-00001.ndjson.zst" in soon["reason"], soon["reason"]
+    assert json.loads(soon["record"]) == pages[1]
+    assert any("line 4 of parcels-00001.ndjson.zst" in r["reason"] for r in got)  # its number in the raw file
+    assert (result.tables["shipments"].mapped, result.tables["shipments"].rejected) == (5, 2)
+
+
+def test_more_misfits_in_a_file_than_a_few_pages_mean_the_body_type_is_wrong(tmp_path) -> None:
+    typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])",
+                   (TableMapping("shipments", "SELECT i.id AS shipment_id FROM (SELECT unnest(body.items) AS i FROM pages)"),))
+    pages = [{"items": [{"id": f"A{i}", "n": "later"}]} for i in range(transform.MAX_MISFITS_PER_FILE + 1)]
+    with pytest.raises(PluginError, match=rf"stream parcels: more than {transform.MAX_MISFITS_PER_FILE} pages of "
+                                          r"parcels-00001.ndjson.zst do not fit the stream's body type \(JSON transform"):
+        run(tmp_path, typed, pages)
 
 
 def test_a_page_that_is_not_json_is_a_plugin_error_saying_so(tmp_path) -> None:
