@@ -77,9 +77,9 @@ def claim(lake: Path, warehouse: Path, committed: set[str] | None = None) -> Non
         marker.write_text(str(Path(warehouse).resolve()) + "\n", encoding="utf-8")
 
 
-def restart_history(lake: Path, warehouse: Path) -> None:
-    """Make ``warehouse`` the lake's owner with no commit recorded: the lake is about to be rewritten from it."""
-    _write_marker(lake, str(Path(warehouse).resolve()), None)
+def mark_rebuilt(lake: Path, warehouse: Path, newest_commit: str | None) -> None:
+    """Record that the lake has been rewritten from ``warehouse``, whose newest commit is ``newest_commit``."""
+    _write_marker(lake, str(Path(warehouse).resolve()), newest_commit)
 
 
 def staging_dir(lake: Path, commit_id: str) -> Path:
@@ -119,8 +119,12 @@ def publish(lake: Path, commit_id: str, record: bool = True) -> int:
     """Move a committed staging area into place, file by file (each rename is atomic); returns files moved.
 
     ``record``: note ``commit_id`` in the lake's marker as the last commit published (a run's commit is in the
-    warehouse's ``runs``; a rebuild's is not)."""
+    warehouse's ``runs``; a rebuild's is not), before the first file moves, so the marker never lags the files.
+    """
     root = staging_dir(lake, commit_id)
+    found = _marker(lake)
+    if record and found is not None:
+        _write_marker(lake, found[0], commit_id)
     moved = 0
     for src in sorted(root.rglob("*.parquet")):
         dest = Path(lake) / src.relative_to(root)
@@ -130,9 +134,6 @@ def publish(lake: Path, commit_id: str, record: bool = True) -> int:
         if moved == 1:
             faultpoints.reached("lake_half_published")
     shutil.rmtree(root, ignore_errors=True)
-    found = _marker(lake)
-    if record and found is not None:
-        _write_marker(lake, found[0], commit_id)
     return moved
 
 
@@ -142,8 +143,9 @@ def pending(lake: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
-def repair(lake: Path, committed: set[str]) -> None:
+def repair(lake: Path, committed: set[str], record: bool = True) -> None:
     """Publish staging areas whose commit is recorded; delete the rest (their transaction never committed).
+    ``record`` as for :func:`publish`.
 
     Call only while holding the warehouse write lock, so no other commit is writing its staging area.
     A committed area that cannot be moved yet (a folder not writable) stays for a later repair: its rows
@@ -153,7 +155,7 @@ def repair(lake: Path, committed: set[str]) -> None:
     for commit_id in pending(lake):
         if commit_id in committed:
             try:
-                log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id))
+                log.warning("lake_repaired", commit_id=commit_id, files=publish(lake, commit_id, record))
             except OSError as exc:
                 log.warning("lake_publish_deferred", commit_id=commit_id, error=str(exc))
         else:

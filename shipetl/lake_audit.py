@@ -77,14 +77,15 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
     Staging areas a crash left are settled first, as a commit would (a committed one published, any other
     deleted), so that no later commit publishes rows the rebuild has already written. The new files are
     staged first and the old ones removed just before they move in; a rebuild cut short leaves a partition
-    short, never doubled, and running it again finishes the job.
+    short, never doubled, and running it again finishes the job. Only a finished rebuild records the
+    warehouse's newest commit in the lake's marker, so until then a run still refuses a lake holding commits
+    its warehouse has no record of.
     """
     lake_root = Path(pipeline.warehouse.lake)
     path = Path(pipeline.warehouse.path)
     with warehouse.connect(path, read_only=False, timeout=pipeline.warehouse.commit_timeout) as con:
         lake.claim(lake_root, path)
-        lake.restart_history(lake_root, path)
-        lake.repair(lake_root, runs.committed_ids(con))
+        lake.repair(lake_root, runs.committed_ids(con), record=False)
         drifts = _drifts(con, lake_root)
         commit_id = "rebuild-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         for table in sorted({d.table for d in drifts}):
@@ -97,6 +98,7 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
                               ignore_errors=True)
         if drifts:
             lake.publish(lake_root, commit_id, record=False)
+        lake.mark_rebuilt(lake_root, path, runs.newest_commit_id(con))
     return drifts
 
 

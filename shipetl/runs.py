@@ -144,6 +144,12 @@ def committed_ids(con) -> set[str]:
     return {r[0] for r in con.execute("SELECT commit_id FROM runs WHERE commit_id IS NOT NULL").fetchall()}
 
 
+def newest_commit_id(con) -> str | None:
+    """The commit id of the run that committed last, or None."""
+    row = con.execute("SELECT commit_id FROM runs WHERE commit_id IS NOT NULL ORDER BY finished_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 def history(con, limit: int = 20) -> list[tuple]:
     """Latest runs first, one row per source account."""
     return con.execute(

@@ -144,5 +144,24 @@ def test_a_lake_holding_a_commit_its_warehouse_has_no_record_of_is_refused_until
     # Started over (or restored from a copy older than run-1): its next commit would write e1 a second time.
     with pytest.raises(ConfigError, match=r"holds commit run-1, of which the warehouse .*a\.duckdb has no record .*--rebuild"):
         lake.claim(lake_dir, warehouse, set())
-    lake.restart_history(lake_dir, warehouse)  # what `shipetl lake --rebuild` does before rewriting the lake
+    lake.mark_rebuilt(lake_dir, warehouse, None)  # what a finished `shipetl lake --rebuild` does
     lake.claim(lake_dir, warehouse, set())
+
+
+def test_the_marker_names_a_commit_before_its_first_file_moves(con, tmp_path, monkeypatch) -> None:
+    from shipetl import faultpoints
+
+    lake_dir, warehouse = tmp_path / "lake", tmp_path / "a.duckdb"
+    lake.claim(lake_dir, warehouse, set())
+    events = add_events(con, [("shipengine", "e1", "2024-05-01 10:00:00+00")])
+    lake.write_staging(con, TABLES["tracking_events"], events, lake_dir, "run-1")
+
+    def killed(point: str) -> None:
+        if point == "lake_half_published":
+            raise RuntimeError("killed after its first file moved")
+
+    monkeypatch.setattr(faultpoints, "reached", killed)
+    with pytest.raises(RuntimeError):
+        lake.publish(lake_dir, "run-1")
+    # A warehouse with no record of run-1 (restored from before it) is refused, though run-1 never finished publishing.
+    assert "holds commit run-1" in lake.owner_problem(lake_dir, warehouse, set())
