@@ -78,8 +78,12 @@ def _base_url(value: Any) -> str | None:
     except ValueError:
         parts = None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL with a host, like 'https://api.example.com', got {value!r}")
+        shown = _USERINFO.sub("//***@", text)  # a user:password@ in it is a credential
+        raise ValueError(f"expected an http(s) URL with a host, like 'https://api.example.com', got {shown!r}")
     return text
+
+
+_USERINFO = re.compile(r"//[^/?#]*@")
 
 
 Duration = Annotated[timedelta, PlainValidator(_duration)]

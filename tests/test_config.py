@@ -451,6 +451,12 @@ def test_base_url_must_be_http_url_with_host(tmp_path, url) -> None:
                               f"like 'https://api.example.com', got {url!r}")
 
 
+def test_a_bad_base_url_is_shown_without_its_password(tmp_path) -> None:
+    path = write(tmp_path, "sources:\n  - provider: shipengine\n    base_url: 'https://proxyuser:Pr0xyPassw0rd@api.example:44x3'\n")
+    assert error_of(path) == (f"{path}:3: sources[0].base_url: expected an http(s) URL with a host, "
+                              f"like 'https://api.example.com', got 'https://***@api.example:44x3'")
+
+
 @pytest.mark.parametrize("url", ["http://localhost:8080", "https://api.example.com/v1/", "HTTPS://API.EXAMPLE.COM",
                                  "http://127.0.0.1:8765/shipengine", "http://[::1]:80"])
 def test_base_url_accepts_http_urls(tmp_path, url) -> None:
