@@ -127,13 +127,16 @@ def _extract_and_transform(pipeline: PipelineConfig, provider, ctx: SourceContex
 
 
 def _warn_if_renamed(pipeline: PipelineConfig, destination: Destination, run: SourceRun, log) -> None:
-    """On a source account's first run, name the accounts of its provider that sources no longer in the pipeline
-    loaded: a source renamed starts over under a new account id and the old one's parcels stay open for ever."""
+    """On a source account's first run (no cursors, no run that went through), name the accounts of its provider
+    that sources no longer in the pipeline loaded: a source renamed starts over under a new account id and the
+    old one's parcels stay open for ever."""
     names = [s.name for s in pipeline.sources]
     try:
         gone = destination.query(
             f"SELECT DISTINCT source, account_id FROM runs WHERE provider = ? AND status = 'ok' AND account_id <> ? "
-            f"AND source NOT IN ({', '.join('?' * len(names))}) ORDER BY 1, 2", [run.provider, run.account_id, *names])
+            f"AND source NOT IN ({', '.join('?' * len(names))}) AND NOT EXISTS (SELECT 1 FROM runs WHERE source = ? "
+            f"AND account_id = ? AND status = 'ok') ORDER BY 1, 2",
+            [run.provider, run.account_id, *names, run.source, run.account_id])
     except ShipetlError:  # a destination without a runs table: nothing to compare with
         return
     if gone:

@@ -318,17 +318,27 @@ def test_auth_error_is_one_line(pipeline, registry) -> None:
     assert runs["good"].ok
 
 
+class NoCursorProvider(GoodProvider):
+    """Keeps no cursor (AliExpress without max_open_polls): every run of it looks like a first one by its cursors."""
+
+    name = "nocursorco"
+
+    def extract(self, ctx) -> Iterator[Page]:
+        yield Page("parcels", {"items": [{"tn": "1Z", "code": "IT", "at": "2025-05-01T00:00:00Z"}]})
+
+
 def test_a_source_renamed_is_told_on_its_first_run_which_account_it_may_have_been(make_pipeline, registry) -> None:
-    first = config.load(make_pipeline("- name: good\n  provider: goodco\n  pii: keep\n"), env={})
+    registry.add_provider("fakes", NoCursorProvider)
+    first = config.load(make_pipeline("- name: good\n  provider: nocursorco\n  pii: keep\n"), env={})
     assert runner.run_pipeline(first, registry=registry).ok
-    renamed = config.load(make_pipeline("- name: good-eu\n  provider: goodco\n  pii: keep\n"), env={})
+    renamed = config.load(make_pipeline("- name: good-eu\n  provider: nocursorco\n  pii: keep\n"), env={})
     with capture_logs() as logs:
         assert runner.run_pipeline(renamed, registry=registry).ok
     (warning,) = [e for e in logs if e["event"] == "source_maybe_renamed"]
     assert warning["loaded_before"] == ["good (account_id good)"] and "account_id" in warning["hint"]
     with capture_logs() as logs:
         assert runner.run_pipeline(renamed, registry=registry).ok
-    assert [e for e in logs if e["event"] == "source_maybe_renamed"] == []  # its own cursors exist: not a first run
+    assert [e for e in logs if e["event"] == "source_maybe_renamed"] == []  # it has run before: not a first run
 
 
 def test_only_runs_the_named_sources(pipeline, registry) -> None:
