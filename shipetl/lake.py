@@ -44,7 +44,8 @@ def _write_marker(lake: Path, owner: str, last_commit: str | None) -> None:
     os.replace(partial, marker)
 
 
-def owner_problem(lake: Path, warehouse: Path, committed: set[str] | None = None) -> str | None:
+def owner_problem(lake: Path, warehouse: Path, committed: set[str] | None = None,
+                  pipeline_file: str | Path = "<pipeline>") -> str | None:
     """Why ``warehouse`` may not write ``lake``, or None: the lake mirrors another warehouse, or (given the
     warehouse's ``committed`` ids) it holds a commit this warehouse has no record of."""
     found = _marker(lake)
@@ -57,7 +58,7 @@ def owner_problem(lake: Path, warehouse: Path, committed: set[str] | None = None
     if committed is not None and last_commit and last_commit not in committed:
         return (f"lake {lake} holds commit {last_commit}, of which the warehouse {owner} has no record (it was started "
                 f"over, or restored from an older copy), so its runs would put rows in the lake a second time: run "
-                f"`shipetl lake <pipeline> --rebuild` to rewrite the lake from this warehouse first")
+                f"`shipetl lake {pipeline_file} --rebuild` to rewrite the lake from this warehouse first")
     return None
 
 

@@ -84,6 +84,7 @@ def rebuild(pipeline: PipelineConfig) -> list[Drift]:
     lake_root = Path(pipeline.warehouse.lake)
     path = Path(pipeline.warehouse.path)
     with warehouse.connect(path, read_only=False, timeout=pipeline.warehouse.commit_timeout) as con:
+        warehouse.ensure_schema(con, pipeline.analytics)  # a warehouse started over may have none yet
         lake.claim(lake_root, path)
         lake.repair(lake_root, runs.committed_ids(con), record=False)
         drifts = _drifts(con, lake_root)

@@ -15,6 +15,7 @@ import duckdb
 
 from .config import PipelineConfig
 from .errors import ShipetlError
+from . import warehouse
 from .lake import owner_problem
 
 
@@ -28,7 +29,8 @@ def paths(pipeline: PipelineConfig) -> dict[str, Path]:
 def problems(pipeline: PipelineConfig) -> list[str]:
     """One line per folder of ``warehouse:`` a run could not create or write, naming the setting."""
     found = []
-    if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path)):
+    if owner := owner_problem(Path(pipeline.warehouse.lake), Path(pipeline.warehouse.path), _committed(pipeline),
+                              pipeline.path):
         found.append(f"{pipeline.path}: warehouse.lake: {owner}")
     if Path(pipeline.warehouse.path).is_dir():
         found.append(f"{pipeline.path}: warehouse.path: {pipeline.warehouse.path} is a folder; name the warehouse "
@@ -45,6 +47,16 @@ def problems(pipeline: PipelineConfig) -> list[str]:
 
 # Failures of writing a file that the folder or its disk cause, not the data.
 _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
+def _committed(pipeline: PipelineConfig) -> set[str] | None:
+    """The warehouse's commit ids (none for a warehouse not made yet); None while another process holds it."""
+    try:
+        rows = warehouse.query(Path(pipeline.warehouse.path), "SELECT commit_id FROM runs WHERE commit_id IS NOT NULL",
+                               timeout=1)
+    except (ShipetlError, duckdb.Error):  # busy, or not a warehouse: its first commit checks again, or says why
+        return None
+    return {commit_id for (commit_id,) in rows}
 
 
 def write_error(pipeline: PipelineConfig, exc: Exception) -> ShipetlError | None:

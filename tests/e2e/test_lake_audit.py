@@ -63,8 +63,9 @@ def test_a_warehouse_started_over_beside_its_old_lake_is_refused_until_the_lake_
     pipeline = make_pipeline(shipengine_source(sandbox))
     assert run_cli("run", str(pipeline)).returncode == 0
     (tmp_path / "warehouse.duckdb").unlink()  # started over; the lake holds the old warehouse's rows
-    refused = run_cli("run", str(pipeline))
-    assert refused.returncode == 1 and "of which the warehouse" in refused.stderr and "--rebuild" in refused.stderr
+    refused = run_cli("run", str(pipeline))  # before fetching anything
+    assert refused.returncode == 2 and "of which the warehouse" in refused.stderr, refused.stderr[-2000:]
+    assert f"shipetl lake {pipeline} --rebuild" in refused.stderr and "source_started" not in refused.stderr
     assert run_cli("lake", str(pipeline), "--rebuild").returncode == 0  # the lake now mirrors the empty warehouse
     assert run_cli("run", str(pipeline)).returncode == 0
     assert run_cli("lake", str(pipeline)).returncode == 0
