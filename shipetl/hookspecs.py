@@ -43,7 +43,10 @@ class Destination(Protocol):
         """Load one source account's staged rows with its cursors and run record, all or nothing.
 
         ``staged.con`` is the DuckDB connection whose temp views (``transform.staged_table(name)``,
-        one per name in ``staged.staged``) hold the rows. Returns rows loaded per table; fills ``run.loaded``.
+        one per name in ``staged.staged``) hold the rows. An entity may come twice in one run: of its rows,
+        ``duckdb`` keeps the one with the greatest ``__order`` (the raw file's place; the same rows with that
+        column: ``transform.staged_in_order(name)``), then first by the table's ``newest_first``.
+        Returns rows loaded per table; fills ``run.loaded``.
         ``run.unmapped`` arrives with the staged rows' unmapped codes; a destination that deduplicates may
         narrow it to the rows it loaded (``transform.staged_unmapped(name)`` has their keys).
         ``run.status`` is ``ok``, or ``interrupted`` for a run stopped early: its rows are those fetched until

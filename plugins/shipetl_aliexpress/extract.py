@@ -56,7 +56,7 @@ def configured_ids(ctx: ExtractContext, options) -> list[str]:
     valid = [i for i in ids if _is_order_id(i)]
     if len(valid) < len(ids):
         ctx.count("bad_order_ids", len(ids) - len(valid))
-        ctx.log.warning("order_ids_skipped", reason="not an order number (ASCII digits, at most 19)",
+        ctx.log.warning("order_ids_skipped", reason="not an order number (ASCII digits, a 64-bit number)",
                         examples=[i for i in ids if not _is_order_id(i)][:3])
     return list(dict.fromkeys(valid))
 
