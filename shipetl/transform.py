@@ -323,9 +323,9 @@ def _misfit_detail(con, path: Path, body_type: str) -> str:
 def _misfits_error(provider: str, stream: Stream, path: Path, error: duckdb.Error, misfits: int) -> PluginError:
     """The one line for a raw file whose pages do not fit the stream's body type beyond a few misfits."""
     detail = str(error).splitlines()[0].removeprefix("Invalid Input Error: ")
-    return PluginError(f"provider {provider}, stream {stream.name}: more than {misfits} pages of {path.name} do not fit "
-                       f"the stream's body type ({detail}): the plugin should read such a field as VARCHAR and let its "
-                       f"mapping cast it; nothing of the source is committed, so the next run fetches it again")
+    which = f"more than {misfits} pages of {path.name} do" if misfits else f"a page of {path.name} does"
+    return PluginError(f"provider {provider}, stream {stream.name}: {which} not fit the stream's body type ({detail}): the plugin should read such a field as VARCHAR and let its mapping cast it; "
+                       f"nothing of the source is committed, so the next run fetches it again")
 
 
 def _sql_list(values: Sequence[str]) -> str:
