@@ -76,6 +76,25 @@ def _keep_unheard(ctx: SourceContext, run: SourceRun, cursors: dict[str, Any]) -
     return {**cursors, polling.UNHEARD_CURSOR: kept} if kept or before else cursors
 
 
+TIMEZONE_CURSOR = "core.timezone"  # the zone the account's last run read naive local times in
+
+
+def _warn_if_zone_changed(ctx: SourceContext, log) -> None:
+    """Say so when this run reads local times in another zone than the last: scans read again get new instants."""
+    before = ctx.cursor(TIMEZONE_CURSOR)
+    if before is not None and ctx.timezone is not None and before != ctx.timezone:
+        log.warning("timezone_changed", before=before, now=ctx.timezone,
+                    hint="scans read again are stored once more at their new instants (an event's id has its instant), "
+                         "beside those loaded before; rows loaded before keep their instants")
+
+
+def _keep_timezone(ctx: SourceContext, cursors: dict[str, Any]) -> dict[str, Any]:
+    """``cursors`` with the zone this run read local times in, when it is not the one stored already."""
+    if ctx.timezone is None or ctx.cursor(TIMEZONE_CURSOR) == ctx.timezone:
+        return cursors
+    return {**cursors, TIMEZONE_CURSOR: ctx.timezone}
+
+
 def interrupted_line(checkpoint_moved: bool) -> str:
     """The summary's note for a source stopped early, which loads the pages it had fetched."""
     then = ("the next run goes on from its last checkpoint" if checkpoint_moved
@@ -239,6 +258,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         ctx = source_context(pipeline, job, run.label, log, cursors=cursors, open_shipments=open_shipments,
                              since=since, until=until, query=destination.query, stop=stop, started_at=run.started_at)
         log.info("source_started", open_shipments=len(open_shipments))
+        _warn_if_zone_changed(ctx, log)
         pii, pii_key = pii_settings(src, provider_cls)
         con = transform.connect(pipeline.warehouse.memory_limit, spill, registry.statuses, pii=pii, pii_key=pii_key)
         transformer = transform.Transformer(con, provider_cls.streams, provider=provider_cls.name,
@@ -257,7 +277,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
                 log.warning("source_interrupted", pages=run.pages, checkpoint=ctx.checkpointed is not None)
             else:
                 run.status, cursors = "ok", ctx.new_cursors
-            cursors = _keep_unheard(ctx, run, cursors)
+            cursors = _keep_timezone(ctx, _keep_unheard(ctx, run, cursors))
             run.finished_at = datetime.now(timezone.utc)
             destination.commit(result, run, cursors)
             _log_unmapped(run, log)

@@ -341,6 +341,26 @@ def test_a_source_renamed_is_told_on_its_first_run_which_account_it_may_have_bee
     assert [e for e in logs if e["event"] == "source_maybe_renamed"] == []  # it has run before: not a first run
 
 
+class LocalTimesProvider(GoodProvider):
+    name = "localco"
+    default_timezone = "Asia/Hong_Kong"
+
+
+def test_a_source_whose_timezone_changed_is_told_what_that_does(make_pipeline, registry) -> None:
+    registry.add_provider("fakes", LocalTimesProvider)
+
+    def zone_warnings(zone_line: str) -> list[dict]:
+        cfg = config.load(make_pipeline(f"- name: local\n  provider: localco\n  pii: keep\n{zone_line}"), env={})
+        with capture_logs() as logs:
+            assert runner.run_pipeline(cfg, registry=registry).ok
+        return [e for e in logs if e["event"] == "timezone_changed"]
+
+    assert zone_warnings("") == []  # the first run: the provider's default zone, stored
+    (warning,) = zone_warnings("  timezone: Asia/Tokyo\n")
+    assert (warning["before"], warning["now"]) == ("Asia/Hong_Kong", "Asia/Tokyo") and "new instants" in warning["hint"]
+    assert zone_warnings("  timezone: Asia/Tokyo\n") == []  # stored now: no longer a change
+
+
 def test_only_runs_the_named_sources(pipeline, registry) -> None:
     cfg = pipeline(GOOD_AND_BAD)
     result = runner.run_pipeline(cfg, registry=registry, only=["good"])
