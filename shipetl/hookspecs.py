@@ -47,8 +47,9 @@ class Destination(Protocol):
         ``duckdb`` keeps the one with the greatest ``__order`` (the raw file's place; the same rows with that
         column: ``transform.staged_in_order(name)``), then first by the table's ``newest_first``.
         Returns rows loaded per table; fills ``run.loaded``.
-        ``run.unmapped`` arrives with the staged rows' unmapped codes; a destination that deduplicates may
-        narrow it to the rows it loaded (``transform.staged_unmapped(name)`` has their keys).
+        ``run.unmapped`` arrives with the staged rows' unmapped codes, and ``run.counters`` with what the
+        mappings' counters counted; a destination that deduplicates may narrow both to the rows it loaded
+        (``transform.staged_unmapped(name)`` and ``transform.staged_counters(name)`` have their keys).
         ``run.status`` is ``ok``, or ``interrupted`` for a run stopped early: its rows are those fetched until
         then, and ``cursors`` those of the provider's last checkpoint (``{}``: leave them as they are).
         A destination that expires open shipments gone silent (``duckdb`` does, after ``run.expire_after_days``)

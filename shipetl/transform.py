@@ -51,6 +51,7 @@ class TransformResult:
     unmapped: Counter = field(default_factory=Counter)
     unknown_countries: Counter = field(default_factory=Counter)
     counters: Counter = field(default_factory=Counter)
+    counted: set[str] = field(default_factory=set)  # tables whose mappings count something: staged_counters_<table>
     parts: dict[str, list[Path]] = field(default_factory=dict)
 
     @property
@@ -241,6 +242,10 @@ class Transformer:
             if table != "rejects":
                 self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_in_order_{table} AS SELECT {select}, __order "
                                         f"FROM read_parquet([{files}]){where}")
+            if table in self.result.counted:
+                keys = ", ".join(TABLES[table].key)
+                self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_counters_{table} AS SELECT {keys}, __counters "
+                                        f"FROM read_parquet([{files}]) WHERE __reason IS NULL AND __counters <> ''")
             if table in unmapped:
                 keys = ", ".join(TABLES[table].key)
                 self.result.con.execute(f"CREATE OR REPLACE TEMP VIEW staged_unmapped_{table} AS SELECT {keys}, __status_raw "
@@ -284,6 +289,12 @@ def staged_in_order(table: str) -> str:
     """Name of the temp view of the same rows as :func:`staged_table` with ``__order``, the place of the raw file
     each came from among the run's files."""
     return f"temp.main.staged_in_order_{table}"
+
+
+def staged_counters(table: str) -> str:
+    """Name of the temp view of the key and the counter names (``chr(30)``-joined) of each staged row of ``table``
+    a mapping's ``counters`` counted (only for a table whose mappings have counters)."""
+    return f"temp.main.staged_counters_{table}"
 
 
 def staged_unmapped(table: str) -> str:
@@ -397,3 +408,5 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: Canonica
         result.unmapped.update({(table.name, code): n for code, n in unmapped})
         result.unknown_countries.update(dict(countries))
         result.counters.update(dict(counters))
+        if wrapper.mapping.counters:
+            result.counted.add(table.name)

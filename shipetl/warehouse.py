@@ -26,7 +26,7 @@ from .rawzone import safe_name
 from .schema import DATA_TABLES, TABLES, Table
 from .snapshots import Snapshots
 from .sqltext import sql_literal
-from .transform import TransformResult, staged_in_order, staged_table, staged_unmapped
+from .transform import TransformResult, staged_counters, staged_in_order, staged_table, staged_unmapped
 
 _LOCK = threading.RLock()
 # The file format the warehouse is written in: DuckDB 1.0 and every later release can read it, so analysts'
@@ -204,6 +204,17 @@ def _insert(con, table: Table, select: str) -> int:
     return con.execute(f"INSERT INTO {table.name} ({cols}) {select}").fetchone()[0]
 
 
+def _all_loaded(staged: TransformResult, name: str, loaded: dict[str, int]) -> bool:
+    counts = staged.tables[name]
+    return loaded.get(name, 0) == counts.mapped - counts.rejected
+
+
+def _inserted(run: runs.SourceRun, name: str) -> str:
+    """SQL of the keys of the rows of ``name`` this run's commit inserted."""
+    return (f"SELECT {', '.join(TABLES[name].key)} FROM {name} WHERE run_id = {sql_literal(run.run_id)} "
+            f"AND provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)}")
+
+
 def _count_unmapped_loaded(con, staged: TransformResult, run: runs.SourceRun, loaded: dict[str, int]) -> None:
     """Keep in ``run.unmapped`` only the unmapped codes of rows this commit inserted.
 
@@ -211,16 +222,32 @@ def _count_unmapped_loaded(con, staged: TransformResult, run: runs.SourceRun, lo
     that loaded them. Where every staged row went in, the transform's counts stand as they are.
     """
     for name in sorted({table for table, _ in staged.unmapped}):
-        counts = staged.tables[name]
-        if loaded.get(name, 0) == counts.mapped - counts.rejected:
+        if _all_loaded(staged, name, loaded):
             continue
         keys = ", ".join(TABLES[name].key)
-        inserted = (f"SELECT {keys} FROM {name} WHERE run_id = {sql_literal(run.run_id)} "
-                    f"AND provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)}")
         rows = con.execute(f"SELECT __status_raw, count(DISTINCT ({keys})) FROM {staged_unmapped(name)} "
-                           f"SEMI JOIN ({inserted}) USING ({keys}) GROUP BY 1").fetchall()
+                           f"SEMI JOIN ({_inserted(run, name)}) USING ({keys}) GROUP BY 1").fetchall()
         run.unmapped = {k: n for k, n in run.unmapped.items() if not k.startswith(f"{name}:")}
         run.unmapped.update({f"{name}:{code}": n for code, n in rows})
+
+
+def _count_counters_loaded(con, staged: TransformResult, run: runs.SourceRun, loaded: dict[str, int]) -> None:
+    """Keep in ``run.counters``, of what the mappings' ``counters`` counted, only the rows this commit inserted
+    (ShipEngine's ``time_conflicts`` of scans polled again were counted by the run that loaded them)."""
+    for name in sorted(staged.counted):
+        if _all_loaded(staged, name, loaded):
+            continue
+        keys = ", ".join(TABLES[name].key)
+        split = f"SELECT {keys}, unnest(string_split(__counters, chr(30))) AS counter FROM {staged_counters(name)}"
+        staged_counts = con.execute(f"SELECT counter, count(*) FROM ({split}) WHERE counter <> '' GROUP BY 1").fetchall()
+        kept = dict(con.execute(f"SELECT counter, count(DISTINCT ({keys})) FROM ({split}) SEMI JOIN "
+                                f"({_inserted(run, name)}) USING ({keys}) WHERE counter <> '' GROUP BY 1").fetchall())
+        for counter, n in staged_counts:
+            left = run.counters.get(counter, 0) - n + kept.get(counter, 0)
+            if left:
+                run.counters[counter] = left
+            else:
+                run.counters.pop(counter, None)
 
 
 def _expire_silent_shipments(con, run: runs.SourceRun, cutoff: datetime) -> int:
@@ -279,6 +306,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
                 if name in staged.staged:
                     loaded[name] = _insert_new_rows(con, TABLES[name])
             _count_unmapped_loaded(con, staged, run, loaded)
+            _count_counters_loaded(con, staged, run, loaded)
             expired = _expire_silent_shipments(con, run, expire_before) if expire_before is not None else 0
             if expired:
                 run.counters["expired"] = expired

@@ -156,6 +156,26 @@ def test_of_two_snapshots_in_one_file_the_newer_by_its_last_scan_loads(wh) -> No
     assert wh.query("SELECT DISTINCT status FROM shipments_latest") == [("delivered",)]
 
 
+def test_a_mappings_counters_count_only_the_rows_a_commit_loads(wh) -> None:
+    counting = Stream("tracking", "JSON", (TableMapping(
+        "tracking_events", EVENTS_SQL, {"occurred_at": "iso"},
+        counters=("CASE WHEN m.status_raw = 'EX' THEN 'exceptions_seen' END",)),))
+
+    def commit(*pages):
+        result, run = wh.stage(*pages, stream=counting)
+        run.counters = {"pages_asked": len(pages), **result.counters}  # a provider's own counter, and the mapping's
+        warehouse.commit(wh.path, wh.lake, result, run, {}, timeout=5)
+        return run.counters
+
+    first = scans(("1Z", "EX", "2024-05-01T10:00:00Z"), ("2Z", "EX", "2024-05-01T11:00:00Z"))
+    assert commit(first) == {"pages_asked": 1, "exceptions_seen": 2}
+    # Polled again, with one new exception scan: the two old ones were counted by the run that loaded them.
+    again = scans(("1Z", "EX", "2024-05-01T10:00:00Z"), ("2Z", "EX", "2024-05-01T11:00:00Z"), ("2Z", "EX", "2024-05-02T09:00:00Z"))
+    assert commit(again) == {"pages_asked": 1, "exceptions_seen": 1}
+    assert commit(again) == {"pages_asked": 1}
+    assert wh.query("SELECT sum((details->>'$.counters.exceptions_seen')::INT) FROM runs") == [(3,)]
+
+
 def test_snapshot_changing_back_is_appended_again(wh) -> None:
     wh.commit(scans(("1Z", "IT", "2024-05-01T10:00:00Z")))
     wh.commit(scans(("1Z", "EX", "2024-05-02T10:00:00Z")))
