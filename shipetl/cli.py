@@ -107,11 +107,13 @@ class UtcTime(click.ParamType):
     def convert(self, value, param, ctx) -> datetime:
         if isinstance(value, datetime):
             return value
+        from .context import as_utc
+
         try:
             parsed = datetime.fromisoformat(str(value).strip())
         except ValueError:
             self.fail(f"{value!r} is not a date or an ISO 8601 time (2025-11-01, 2025-11-01T06:00:00Z)", param, ctx)
-        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return as_utc(parsed)
 
 
 def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -24,9 +24,9 @@ canonical column with its canonical Arrow type; instants are UTC and do not depe
 zone; statuses are in the vocabulary and raw codes are mapped; ``event_id``s and snapshot hashes are
 stable; every cursor the extract takes its window from is set; a second run, started from the cursors,
 open shipments and warehouse the first run's commit left, adds nothing; every fixture route that answers
-without an error is requested by one of the two runs; rows equal ``expected_<table>.json`` where given; auth, rate-limit and bad-input replies raise
-``AuthError``, ``TransientError`` and ``TerminalError``; no credential reaches logs, stdout, the raw
-zone, rows or error messages.
+without an error is requested by one of the two runs; rows equal ``expected_<table>.json``, one for each
+table the fixtures fill; auth, rate-limit and bad-input replies raise ``AuthError``, ``TransientError`` and
+``TerminalError``; no credential reaches logs, stdout, the raw zone, rows or error messages.
 
 The kit is split by job: ``transport`` (fixture replies by route, request recording), ``context`` (the
 ExtractContext an extract runs in, and what it yields) and ``contract`` (the checks). This module is
