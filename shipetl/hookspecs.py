@@ -57,7 +57,12 @@ class Destination(Protocol):
         """
 
     def record_failure(self, run: SourceRun) -> None:
-        """Store the run record of a source that failed; its rows and cursors stay as they were."""
+        """Store the run record of a source that failed; its rows and cursors stay as they were.
+
+        The run after a killed one calls it for each account the killed run had not finished (``status`` failed,
+        ``error`` starting ``killed:``); the kill may have come just after that account's commit, whose own
+        record, if stored, stands.
+        """
 
     def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
         """What the last commit of one source account left: its cursors (as ``commit`` got them) and its

@@ -7,8 +7,6 @@ their commits take turns on the warehouse.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import threading
 import traceback
@@ -21,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import polling, transform
+from . import polling, runlock, transform
 from .config import PipelineConfig
 from .context import SourceContext, as_utc
-from .errors import PluginError, RunInProgressError, RunStopped, ShipetlError
+from .errors import PluginError, RunStopped, ShipetlError
 from .hookspecs import DESTINATION_METHODS, Destination
 from .jobs import AccountJob, pii_settings, plan, source_context
 from .log import get_logger
@@ -33,7 +31,7 @@ from .provider import Page
 from .rawzone import RawZoneWriter, prune, safe_name
 from .redact import redact_text
 from .registry import Registry
-from .runs import INTERRUPTED, SourceRun, new_run_id
+from .runs import INTERRUPTED, SourceRun, account_label, new_run_id
 from . import storage
 
 
@@ -230,10 +228,31 @@ def _fail(destination: Destination, run: SourceRun, exc: Exception, log) -> None
         log.error("source_failed", error=run.error, error_type=type(exc).__name__)
     else:
         log.error("source_failed", error=run.error, traceback="".join(traceback.format_exception(exc)))
+    _record(destination, run, log)
+
+
+def _record(destination: Destination, run: SourceRun, log) -> None:
+    """Store a failed source's run record; a warehouse that cannot take it leaves the log line as all there is."""
     try:
         destination.record_failure(run)
-    except Exception as rec_exc:  # an unwritable or busy warehouse: the log line is all that is left
-        log.error("run_record_failed", error=error_line(rec_exc, run.provider))
+    except Exception as exc:  # an unwritable or busy warehouse
+        log.error("run_record_failed", error=error_line(exc, run.provider))
+
+
+KILLED = ("killed: the run stopped before this source finished (SIGKILL, the out-of-memory killer, a reboot or a "
+          "second Ctrl-C); nothing of it was loaded, and a later run fetches it again")
+
+
+def _record_killed(pipeline: PipelineConfig, destination: Destination, killed: runlock.KilledRun) -> None:
+    """Record each source account a killed run left unfinished as failed (``KILLED``), and delete that run's spill folder."""
+    log = get_logger(run_id=killed.run_id)
+    log.warning("previous_run_killed", holder=killed.holder, sources=[account_label(s, a) for s, _, a in killed.accounts],
+                hint="nothing of these sources was loaded by it; this run fetches it again. If nothing stopped it on "
+                     "purpose, look for the out-of-memory killer in the system log (dmesg)")
+    for source, provider, account_id in killed.accounts:
+        run = SourceRun(killed.run_id, source, provider, account_id, killed.started_at, status="failed", error=KILLED)
+        _record(destination, run, log)
+    shutil.rmtree(_spill_root(pipeline) / killed.run_id, ignore_errors=True)
 
 
 def _not_started(job: AccountJob, run_id: str) -> SourceRun:
@@ -312,45 +331,6 @@ def _destination(pipeline: PipelineConfig, registry: Registry) -> Destination:
     return destination
 
 
-def run_lock_file(pipeline: PipelineConfig) -> Path:
-    """The file a run holds locked for as long as it lasts, beside the warehouse file."""
-    path = Path(pipeline.warehouse.path)
-    return path.with_name(path.name + ".run.lock")
-
-
-@contextmanager
-def _only_run(pipeline: PipelineConfig) -> Iterator[None]:
-    """Hold the warehouse's run lock; RunInProgressError if another run holds it.
-
-    Two overlapping runs (a slow night meeting the next cron start) would fetch everything twice, against
-    the same rate limits, for nothing: the second adds no row. The lock is the operating system's, so a
-    killed run leaves nothing behind to clean up.
-    """
-    lock = run_lock_file(pipeline)
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock, "a+", encoding="utf-8")
-    except OSError as exc:  # the first file a run makes beside the warehouse: its folder is to blame (even /proc's ENOENT)
-        raise ShipetlError(f"cannot write warehouse.path ({lock.parent}): {exc.strerror or exc}") from None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise RunInProgressError(
-                f"{pipeline.warehouse.path}: another `shipetl run` of this warehouse is under way ({holder}); this "
-                "one fetched nothing. If a nightly run lasts into the next, schedule them further apart") from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
-            fh.flush()
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, until: datetime | None = None,
                  only: Sequence[str] = (), registry: Registry | None = None,
                  progress: Callable[[str, int], None] | None = None, stop: threading.Event | None = None) -> RunResult:
@@ -365,12 +345,14 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     destination = _destination(pipeline, registry)
     if problems := storage.problems(pipeline):
         raise config_mod.ConfigError("\n".join(problems))
-    with _only_run(pipeline):
-        return _run_pipeline(pipeline, destination, since=since, until=until, only=only, registry=registry,
+    with runlock.hold(pipeline.warehouse.path) as (lock, killed):
+        if killed:
+            _record_killed(pipeline, destination, killed)
+        return _run_pipeline(pipeline, destination, lock, since=since, until=until, only=only, registry=registry,
                              progress=progress, stop=stop or threading.Event())
 
 
-def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: datetime | None,
+def _run_pipeline(pipeline: PipelineConfig, destination: Destination, lock: runlock.RunLock, *, since: datetime | None,
                   until: datetime | None, only: Sequence[str], registry: Registry,
                   progress: Callable[[str, int], None] | None, stop: threading.Event) -> RunResult:
     run_id = new_run_id()
@@ -386,10 +368,13 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: 
         _fail(destination, run, exc, get_logger(source=src.name, run_id=run_id))
         result.sources.append(run)
     get_logger(run_id=run_id).info("run_started", sources=len(jobs))
+    lock.begin(run_id, now, [(job.source.name, job.provider_cls.name, job.account_id) for job in jobs])
     pool = ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources))
     try:
         futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
                    for job in jobs]
+        for job, future in zip(jobs, futures):
+            future.add_done_callback(lambda _, job=job: lock.finished(job.source.name, job.account_id))
         try:
             # Short waits: the signal may land on a worker thread, and the main thread sees it only between waits.
             while wait(futures, timeout=0.25).not_done and not stop.is_set():
@@ -407,6 +392,7 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, *, since: 
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    lock.end()
     shutil.rmtree(_spill_root(pipeline) / run_id, ignore_errors=True)
     get_logger(run_id=run_id).info("run_finished", ok=result.ok)
     return result

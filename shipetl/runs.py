@@ -96,8 +96,21 @@ class SourceRun:
                 commit_id, orjson.dumps(details).decode()]
 
 
-def insert(con, run: SourceRun, commit_id: str | None) -> None:
-    con.execute("INSERT INTO runs VALUES (" + ", ".join("?" * 16) + ")", run.record(commit_id))
+def insert(con, run: SourceRun, commit_id: str | None) -> int:
+    """Store one run record unless ``runs`` has one for its run and account already; returns 1 if stored, else 0.
+
+    A killed run's account is recorded by the next run (:mod:`shipetl.runlock`), which cannot tell a kill just
+    after that account's commit from one before it: the commit's own record stands.
+    """
+    return _insert_record(con, run.record(commit_id))
+
+
+def _insert_record(con, record: list[Any]) -> int:
+    run_id, source, _, account_id = record[:4]
+    return con.execute(
+        "INSERT INTO runs SELECT " + ", ".join("?" * 16) + " WHERE NOT EXISTS "
+        "(SELECT 1 FROM runs WHERE run_id = ? AND source = ? AND account_id = ?)",
+        [*record, run_id, source, account_id]).fetchone()[0]
 
 
 def set_aside(file: Path, run: SourceRun) -> None:
@@ -130,12 +143,7 @@ def move_in(con, file: Path) -> int:
     with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         for line in fh.read().splitlines():
-            record = orjson.loads(line)
-            run_id, source, _, account_id = record[:4]
-            moved += con.execute(
-                "INSERT INTO runs SELECT " + ", ".join("?" * 16) + " WHERE NOT EXISTS "
-                "(SELECT 1 FROM runs WHERE run_id = ? AND source = ? AND account_id = ?)",
-                [*record, run_id, source, account_id]).fetchone()[0]
+            moved += _insert_record(con, orjson.loads(line))
         file.unlink()
     return moved
 

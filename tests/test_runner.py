@@ -15,7 +15,7 @@ import pytest
 import zstandard
 from structlog.testing import capture_logs
 
-from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runner, storage, warehouse
+from shipetl import Page, Polls, Provider, Skip, Stream, TableMapping, TransientError, config, runlock, runner, storage, warehouse
 from shipetl.destination import DuckDBDestination
 from shipetl.errors import AuthError, ConfigError, RunInProgressError, RunStopped, ShipetlError, TerminalError
 from shipetl.rawzone import RawZoneWriter
@@ -546,7 +546,7 @@ def test_a_warehouse_path_that_is_a_folder_stops_the_run_naming_the_file_to_give
 
 def test_a_run_lock_that_cannot_be_made_is_one_line_naming_the_setting(make_pipeline, registry, monkeypatch) -> None:
     cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
-    lock = runner.run_lock_file(cfg)
+    lock = runlock.lock_file(cfg.warehouse.path)
     real_open = open
 
     def refusing_open(file, *args, **kwargs):  # as /proc refuses a new file: ENOENT in a folder that exists
@@ -710,12 +710,67 @@ def test_a_run_removes_the_spill_folders_killed_runs_left(pipeline, registry, tm
     assert not killed.exists() and recent.exists()  # a folder of a run that may still be going stays
 
 
+def test_the_run_after_a_killed_one_records_the_sources_it_left_unfinished(pipeline, registry, tmp_path) -> None:
+    """A run killed with one source committed (just before its note said so) and another under way: the next
+    run records the second as failed, keeps the first's own record, and deletes the killed run's spill folder."""
+    cfg = pipeline(GOOD_AND_BAD)
+    killed = runner.run_pipeline(cfg, registry=registry, only=["good"])
+    with runlock.hold(cfg.warehouse.path) as (lock, _):  # what the killed run's lock said when it died
+        lock.begin(killed.run_id, datetime(2025, 5, 10, 2, 0, tzinfo=UTC), [("good", "goodco", "good"), ("bad", "badco", "bad")])
+    spill = tmp_path / ".staging" / killed.run_id / "bad"
+    spill.mkdir(parents=True)
+
+    with capture_logs() as logs:
+        assert runner.run_pipeline(cfg, registry=registry, only=["good"]).ok
+    rows = query(cfg, f"SELECT source, status, error, started_at FROM runs WHERE run_id = '{killed.run_id}' ORDER BY source")
+    assert [r[:3] for r in rows] == [("bad", "failed", runner.KILLED), ("good", "ok", None)]
+    assert rows[0][3] == datetime(2025, 5, 10, 2, 0, tzinfo=UTC)
+    (warning,) = [e for e in logs if e["event"] == "previous_run_killed"]
+    assert warning["run_id"] == killed.run_id and warning["sources"] == ["good", "bad"]
+    assert not spill.parent.exists()
+
+    runner.run_pipeline(cfg, registry=registry, only=["good"])  # recorded once: the note is gone
+    assert query(cfg, f"SELECT count(*) FROM runs WHERE run_id = '{killed.run_id}'") == [(2,)]
+
+
+def test_a_run_notes_in_its_lock_the_sources_it_has_not_finished(pipeline, registry, monkeypatch) -> None:
+    cfg = pipeline(GOOD_AND_BAD)
+    notes = []
+
+    class Watching(runlock.RunLock):
+        def _write(self) -> None:
+            super()._write()
+            self._fh.seek(0)
+            notes.append(self._fh.read())
+
+    monkeypatch.setattr(runlock, "RunLock", Watching)
+    result = runner.run_pipeline(cfg, registry=registry)
+    unfinished = [orjson.loads(n.splitlines()[1])["unfinished"] if "\n{" in n else [] for n in notes]
+    assert unfinished[0] == []  # the lock taken: only who holds it
+    assert unfinished[1] == [["good", "goodco", "good"], ["bad", "badco", "bad"]]
+    assert [] in unfinished[2:] and unfinished[-1] == []  # each source noted as finished, then the run
+    assert all(n.startswith(f"pid {__import__('os').getpid()}, started ") for n in notes)
+    assert runlock.lock_file(cfg.warehouse.path).read_text() == notes[-1]
+    assert {s.source for s in result.sources} == {"good", "bad"}
+
+
+@pytest.mark.parametrize("note", ["", "pid 1, started 2025-05-10 02:00:00 UTC\n", "pid 1\n{\"run_id\": \"x\", \"unfi", "pid 1\n[1, 2]\n"])
+def test_a_lock_without_a_whole_note_of_a_killed_run_records_nothing(pipeline, registry, note) -> None:
+    """A finished run's lock, an older shipetl's, a note torn by the kill: nothing to record, nothing fails."""
+    cfg = pipeline(GOOD_AND_BAD)
+    lock = runlock.lock_file(cfg.warehouse.path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(note)
+    with runlock.hold(cfg.warehouse.path) as (_, killed):
+        assert killed is None
+
+
 def test_a_second_run_of_the_same_warehouse_stops_before_fetching(pipeline, registry) -> None:
     """A slow night meeting the next cron start: the second run fetches nothing and says who holds the lock."""
     import fcntl
 
     cfg = pipeline(GOOD_AND_BAD)
-    lock = runner.run_lock_file(cfg)
+    lock = runlock.lock_file(cfg.warehouse.path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+", encoding="utf-8") as held:
         held.write("pid 4242, started 2025-05-10 02:00:00 UTC\n")

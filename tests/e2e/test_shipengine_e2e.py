@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from shipetl.runner import KILLED
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK, build_world
 from shipetl_shipengine.statuses import USPS_CODES
 from ground_truth import expected_event_keys, loaded_event_keys, warehouse_rows
@@ -150,6 +151,9 @@ def test_sigkill_during_load_then_rerun_equals_a_clean_run(point, sandbox, make_
         assert warehouse_rows(tmp_path, f"SELECT count(*) FROM {table}")[0][0] == entities
         assert lake_count(tmp_path, table) == entities
     assert not list((tmp_path / "lake" / "_staging").glob("*"))
+    # The killed run has one record: its commit's, or else the rerun's note that it was killed before committing.
+    records = warehouse_rows(tmp_path, "SELECT status, error FROM runs ORDER BY started_at")
+    assert records == [("failed", KILLED) if point == "lake_staged" else ("ok", None), ("ok", None)]
 
 
 def test_api_key_appears_nowhere(sandbox, make_pipeline, run_cli, tmp_path):
