@@ -98,12 +98,18 @@ def _status_failure(status: int) -> str:
     return f"HTTP {status}: the API's own failure; the next run asks again"
 
 
-def not_the_api(response: httpx.Response, api: str) -> TerminalError:
-    """The error for an HTTP 404 whose body is not ``api``'s own error: the request reached something other than
-    the API (a wrong ``base_url``), which must fail the source rather than count every record as not found."""
+def not_the_api(response: httpx.Response, api: str, lacking: str | None = None) -> TerminalError:
+    """The error for a reply that is not ``api``'s: the request reached something other than the API (a wrong
+    ``base_url``), which must fail the source rather than count every record as not found, or load nothing and
+    call it a night.
+
+    Without ``lacking``, for an HTTP 404 whose body is not ``api``'s own error; with it, for a success whose body
+    lacks ``lacking``, which every reply of ``api`` to that request carries (``"a labels list"``).
+    """
     url = response.request.url  # host, port and path only: no query, nor any user:password@ of the base_url
     where = redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
-    return TerminalError(f"{response.request.method} {where} answered HTTP 404 with no {api} error body: {api} is not "
+    said = f"without {lacking}" if lacking else f"with no {api} error body"
+    return TerminalError(f"{response.request.method} {where} answered HTTP {response.status_code} {said}: {api} is not "
                          f"there; check the source's base_url")
 
 

@@ -43,3 +43,29 @@ def test_the_apis_own_not_found_is_still_a_record_not_found():
                         request=httpx.Request("GET", "https://api-gateway.fuuffy.com/v1/order?id=1"))
     with pytest.raises(NotFoundError):
         fuuffy(ff)
+
+
+@pytest.mark.parametrize(("classify", "api", "lacking", "path"), [
+    (shipengine, "ShipEngine", "a labels list", "/v1/labels"),
+    (shopee, "Shopee", "Shopee's envelope (request_id, response)", "/api/v2/order/get_order_list"),
+], ids=["shipengine", "shopee"])
+def test_a_success_of_another_api_fails_the_source_instead_of_loading_nothing(classify, api, lacking, path):
+    """A base_url at another JSON API answering 200 everywhere: ShipEngine's listing ended empty and Shopee's windows
+    held no orders, so the source was `ok` every night with nothing loaded."""
+    reply = httpx.Response(200, json={"status": "ok", "data": [1, 2, 3]},
+                           request=httpx.Request("GET", f"http://127.0.0.1:8765/other{path}?page=1"))
+    with pytest.raises(TerminalError) as info:
+        classify(reply)
+    assert str(info.value) == (f"GET http://127.0.0.1:8765/other{path} answered HTTP 200 without {lacking}: {api} is not "
+                               f"there; check the source's base_url")
+
+
+def test_the_apis_own_successes_pass():
+    labels = httpx.Response(200, json={"labels": [], "total": 0, "page": 1, "pages": 0},
+                            request=httpx.Request("GET", "https://api.shipengine.com/v1/labels?page=1"))
+    tracking = httpx.Response(200, json={"tracking_number": "1Z", "events": []},
+                              request=httpx.Request("GET", "https://api.shipengine.com/v1/tracking?tracking_number=1Z"))
+    orders = httpx.Response(200, json={"request_id": "r", "error": "", "message": "", "response": {"order_list": []}},
+                            request=httpx.Request("GET", "https://partner.shopeemobile.com/api/v2/order/get_order_list"))
+    for classify, reply in ((shipengine, labels), (shipengine, tracking), (shopee, orders)):
+        assert classify(reply) is None

@@ -41,13 +41,16 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
 def classify(response: httpx.Response, log: Any = None) -> None:
     """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors (providers.md 3.3).
 
-    A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A carrier-side error, whatever
+    A label listing without ``labels`` is not ShipEngine's (a wrong ``base_url``): it fails the source rather than
+    end the listing empty. A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A carrier-side error, whatever
     its status, costs that parcel until the next run (``SkipRecord``), never the source; other 5xx are left to
     core, which retries them. A success that lists errors is a partial success: its data is kept and, given a
     ``log``, the errors are logged.
     """
     status = response.status_code
     if status < 400:
+        if response.request.url.path.endswith(LABELS_PATH) and b'"labels"' not in response.content:
+            raise not_the_api(response, "ShipEngine", "a labels list")
         if log is not None and b'"errors"' in response.content and (errors := _errors(response)):
             log.warning("partial_success", url=str(response.request.url.copy_with(query=None)), status=status,
                         errors=[{k: e.get(k) for k in ("error_source", "error_code", "message")} for e in errors])

@@ -81,7 +81,8 @@ class NotYetAvailable(SkipRecord):
 
 
 class NotShopee(TerminalError):
-    """An HTTP 404 without Shopee's envelope: the request reached something else (a wrong ``base_url``)."""
+    """An HTTP 404 without Shopee's envelope, or a success without any of it: the request reached something else
+    (a wrong ``base_url``)."""
 
 
 class DailyQuotaExceeded(TerminalError):
@@ -133,7 +134,8 @@ def envelope_of(response: httpx.Response) -> Envelope | None:
 
 
 def classify(response: httpx.Response, shop: str = "partner") -> None:
-    """Raise the typed error a Shopee envelope stands for; the message names the endpoint and the shop.
+    """Raise the typed error a Shopee envelope stands for; the message names the endpoint and the shop. A reply
+    with no envelope at all (a 404, or a success without ``request_id`` or ``response``) is ``NotShopee``.
 
     :param shop: ``shop 12345`` (or ``partner`` for public calls), put in every message.
     """
@@ -141,6 +143,8 @@ def classify(response: httpx.Response, shop: str = "partner") -> None:
     if env is None:
         if response.status_code == 404:
             raise NotShopee(str(not_the_api(response, "Shopee")))
+        if response.status_code < 400 and b'"request_id"' not in response.content and b'"response"' not in response.content:
+            raise NotShopee(str(not_the_api(response, "Shopee", "Shopee's envelope (request_id, response)")))
         return
     where = f"{shop}: {response.request.url.path}"
     said = f"{env.error} \"{env.message}\" (request_id {env.request_id})"
