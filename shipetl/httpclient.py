@@ -106,11 +106,15 @@ def not_the_api(response: httpx.Response, api: str, lacking: str | None = None) 
     Without ``lacking``, for an HTTP 404 whose body is not ``api``'s own error; with it, for a success whose body
     lacks ``lacking``, which every reply of ``api`` to that request carries (``"a labels list"``).
     """
-    url = response.request.url  # host, port and path only: no query, nor any user:password@ of the base_url
-    where = redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
     said = f"without {lacking}" if lacking else f"with no {api} error body"
-    return TerminalError(f"{response.request.method} {where} answered HTTP {response.status_code} {said}: {api} is not "
+    return TerminalError(f"{_asked(response.request)} answered HTTP {response.status_code} {said}: {api} is not "
                          f"there; check the source's base_url")
+
+
+def _asked(request: httpx.Request) -> str:
+    """Method, scheme, host, port and path of a request: no query, nor any user:password@ of the base_url."""
+    url = request.url
+    return request.method + " " + redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
 
 
 def _excerpt(response: httpx.Response) -> str:
@@ -313,7 +317,8 @@ class HttpClient:
                               extensions=response.extensions)
 
     def _decode(self, response: httpx.Response, want_json: bool) -> Any:
-        """Decode a successful JSON body; a body that fails to decode was cut short, so retry."""
+        """Decode a successful JSON body; a body that fails to decode was cut short, so retry, unless it is a web
+        page (markup) where JSON was asked for: a wrong ``base_url``, a TerminalError."""
         if response.status_code >= 400:
             return None
         if not want_json and not (_declares_json(response) and response.content):
@@ -321,6 +326,9 @@ class HttpClient:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
+            if want_json and response.content.lstrip()[:1] == b"<":  # a web page: whole, and no retry makes it JSON
+                raise TerminalError(f"source {self.source}: {_asked(response.request)} answered HTTP {response.status_code} with a web page, "
+                                    "not JSON: the API is not there; check the source's base_url", source=self.source) from None
             failure = f"HTTP {response.status_code}: undecodable JSON body ({len(response.content)} bytes)"
             raise _Retry("truncated_json", failure) from exc
 

@@ -127,6 +127,19 @@ def test_truncated_json_is_retried():
     assert len(script.requests) == 2
 
 
+def test_a_web_page_where_json_was_asked_fails_at_once_naming_base_url():
+    """A base_url at a web server (nginx's welcome page): asking six times and calling it truncated JSON misled."""
+    sleeps = []
+    page = httpx.Response(200, content=b"\n<!DOCTYPE html><html><body>Welcome to nginx!</body></html>",
+                          headers={"content-type": "text/html"})
+    script = Script(page, ok())
+    with pytest.raises(TerminalError) as info:
+        make(script, sleeps).json("GET", "/v1/labels", params={"page": 1})
+    assert len(script.requests) == 1 and sleeps == []
+    assert str(info.value) == (f"source {SOURCE}: GET https://api.example/v1/labels answered HTTP 200 with a web page, not JSON: "
+                               "the API is not there; check the source's base_url")
+
+
 def test_truncated_json_is_retried_by_plain_request_when_declared_json():
     sleeps = []
     truncated = httpx.Response(200, content=b'{"a": ', headers={"content-type": "application/json; charset=utf-8"})
