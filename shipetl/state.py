@@ -6,9 +6,11 @@ from typing import Any
 
 import orjson
 
+# One row per (source, account_id, key), kept so by ``write``. No PRIMARY KEY: DuckDB 2 stores an index in a way
+# DuckDB 1.0 cannot read even in 1.0's storage format, and the warehouse is meant to open in any DuckDB from 1.0.
 DDL = """CREATE TABLE IF NOT EXISTS source_state (
     source VARCHAR NOT NULL, account_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value JSON,
-    run_id VARCHAR, updated_at TIMESTAMPTZ, PRIMARY KEY (source, account_id, key))"""
+    run_id VARCHAR, updated_at TIMESTAMPTZ)"""
 
 
 def read(con, source: str, account_id: str) -> dict[str, Any]:
@@ -20,10 +22,9 @@ def read(con, source: str, account_id: str) -> dict[str, Any]:
 def write(con, source: str, account_id: str, run_id: str, cursors: dict[str, Any]) -> None:
     """Upsert cursors inside the caller's transaction."""
     for key, value in cursors.items():
-        con.execute(
-            "INSERT OR REPLACE INTO source_state VALUES (?, ?, ?, ?, ?, now())",
-            [source, account_id, key, orjson.dumps(value, default=str).decode(), run_id],
-        )
+        con.execute("DELETE FROM source_state WHERE source = ? AND account_id = ? AND key = ?", [source, account_id, key])
+        con.execute("INSERT INTO source_state VALUES (?, ?, ?, ?, ?, now())",
+                    [source, account_id, key, orjson.dumps(value, default=str).decode(), run_id])
 
 
 def list_all(con) -> list[tuple]:

@@ -300,6 +300,9 @@ def test_a_new_warehouse_is_written_in_a_format_duckdb_1_reads(wh, first_write) 
         wh.commit(PAGE_1)
     assert warehouse.STORAGE_VERSION == "v1.0.0" and storage_version_number(wh.path) == 64
     assert wh.query("SELECT count(*) FROM tracking_events") == [(2,)]
+    # The format alone is not enough: DuckDB 2 writes an index (a PRIMARY KEY, UNIQUE) that DuckDB 1.0 fails to read.
+    assert wh.query("SELECT count(*) FROM duckdb_indexes()") == [(0,)]
+    assert wh.query("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')") == [(0,)]
 
 
 def test_reader_on_missing_file_gets_none(tmp_path) -> None:
