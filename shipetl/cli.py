@@ -271,7 +271,7 @@ def new_plugin(name: str, directory: str) -> None:
     from . import plugins, scaffold
 
     path = scaffold.create(name, directory, registry=plugins.load_registry())
-    click.echo(f"created {path}; next: pip install -e {path} && pytest {path}")
+    click.echo(f"created {path}; next: pip install -e '{path}[test]' && python -m pytest {path}")
 
 
 @cli.command()

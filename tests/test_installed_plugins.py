@@ -12,10 +12,12 @@ import contextlib
 import os
 import re
 import socket
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +237,20 @@ def test_status_mapping_only_package_changes_the_status_in_the_next_run(venv: Ve
     assert plugin_line(listing, "example_statuses").split()[1:3] == ["shipetl-example-statuses", "1.0.0"]
     assert "statuses:example (overrides example)" in listing
     assert re.search(r"^\s+example: example, example_statuses$", listing, re.MULTILINE), listing
+
+
+def test_the_wheel_holds_every_file_of_shipetl_and_its_built_in_plugins(venv: Venv, tmp_path: Path):
+    """What a `pip install shipetl` gets: every file in the packages' folders (the AliExpress demo's order ids,
+    `py.typed`, SQL, templates, fixtures), built from a copy of the working tree as a release would be."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "data", "tests", "build", "dist", "__pycache__",
+                                                             "*.egg-info"))
+    venv.run("python", "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "--no-deps", "--no-index",
+             "-w", str(tmp_path / "dist"), str(src), timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("shipetl-*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {path.relative_to(top).as_posix()
+              for top, package in [(src, src / "shipetl"), *((src / "plugins", p) for p in (src / "plugins").glob("shipetl_*"))]
+              for path in package.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    assert "shipetl/py.typed" in wanted and "shipetl_aliexpress/fixtures/demo_order_ids.txt" in wanted
+    assert sorted(wanted - packed) == []
