@@ -262,6 +262,20 @@ def plugins_cmd() -> None:
     click.echo(plugins.report(plugins.load_registry()), nl=False)
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False), default=".")
+def init(folder: str) -> None:
+    """Write a starter pipeline file, FOLDER/pipelines/daily.yaml, to point at your own shops and accounts.
+
+    Its warehouse, lake, raw zone and tokens go to FOLDER/data/. FOLDER defaults to the current folder.
+    """
+    from . import starter
+
+    path = starter.write(folder)
+    click.echo(f"wrote {path}: keep a block per shop or account, export the credentials it names, then "
+               f"`shipetl validate {path}` and `shipetl check {path}` (README: Running it for real)")
+
+
 @cli.command("new-plugin")
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
@@ -388,8 +402,11 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
         sys.exit(3)
 
 
+DEMO_PIPELINE = "pipelines/demo.yaml"
+
+
 @cli.command()
-@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False), default="pipelines/demo.yaml")
+@click.argument("pipeline", type=click.Path(dir_okay=False), default=DEMO_PIPELINE)
 @click.option("--seed", default=42, show_default=True)
 def demo(pipeline: str, seed: int) -> None:
     """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try.
@@ -398,6 +415,11 @@ def demo(pipeline: str, seed: int) -> None:
     """
     from . import demo as demo_mod
     from . import progress as progress_mod
+
+    if not Path(pipeline).is_file():
+        raise click.BadParameter(f"no file {pipeline}" + (
+            ": the demo pipeline comes with shipetl's repository (run `make demo` in a clone of it); to start a "
+            "pipeline of your own, `shipetl init`" if pipeline == DEMO_PIPELINE else ""), param_hint="PIPELINE")
 
     with progress_mod.display() as tick:
         result, cfg = demo_mod.run_demo(pipeline, seed, progress=tick)

@@ -1,7 +1,8 @@
 """Text produced from the code: ``shipetl schema`` output, and the schema and CLI references in README.md.
 
 ``python -m shipetl.docs`` rewrites the generated sections of README.md (between ``<!-- name:start -->``
-and ``<!-- name:end -->`` markers); ``tests/test_docs.py`` fails when they drift from the code.
+and ``<!-- name:end -->`` markers) and the repository's ``pipelines/daily.yaml`` (from the package's starter, see
+:mod:`shipetl.starter`); ``tests/test_docs.py`` fails when they drift from the code.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def refresh(text: str) -> str:
 
 
 if __name__ == "__main__":
+    from . import starter
+
     readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
     readme.write_text(refresh(readme.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"refreshed {readme}")
+    daily = readme.parent / starter.PLACE
+    daily.write_text(starter.template_text(), encoding="utf-8")
+    print(f"refreshed {readme} and {daily}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shipetl import docs
+from shipetl import docs, starter
 from shipetl.cli import cli
 from shipetl.errors import ShipetlError
 from shipetl.schema import TABLES
@@ -20,6 +20,18 @@ README = ROOT / "README.md"
 def test_readme_generated_sections_are_current() -> None:
     text = README.read_text(encoding="utf-8")
     assert docs.refresh(text) == text, "README.md is stale: run `python -m shipetl.docs README.md`"
+
+
+def test_the_repositorys_daily_yaml_is_the_starter_shipetl_init_writes(tmp_path) -> None:
+    assert (ROOT / starter.PLACE).read_text(encoding="utf-8") == starter.template_text(), (
+        "pipelines/daily.yaml differs from shipetl/daily.yaml: edit shipetl/daily.yaml, then run `python -m shipetl.docs README.md`")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "shop")])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "shop" / "pipelines" / "daily.yaml"
+    assert written.read_text(encoding="utf-8") == starter.template_text()
+    assert f"wrote {written}" in result.output and f"shipetl validate {written}" in result.output
+    again = CliRunner().invoke(cli, ["init", str(tmp_path / "shop")])
+    assert again.exit_code == 2 and f"{written} exists already" in again.output
 
 
 def test_stale_copy_is_detected_and_refresh_fixes_it(tmp_path) -> None:
