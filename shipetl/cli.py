@@ -255,11 +255,22 @@ def lake_cmd(pipeline: str, rebuild: bool) -> None:
 
 
 @cli.command("plugins")
-def plugins_cmd() -> None:
-    """List installed plugins: package, module, what each provides, why any failed, who supplied each status map."""
-    from . import plugins
+@click.argument("provider", required=False)
+def plugins_cmd(provider: str | None) -> None:
+    """List installed plugins: package, module, what each provides, why any failed, who supplied each status map.
 
-    click.echo(plugins.report(plugins.load_registry()), nl=False)
+    With a PROVIDER name, print its reference instead: defaults, credentials and options, as in the README.
+    """
+    from . import docs, plugins
+
+    registry = plugins.load_registry()
+    if provider is None:
+        click.echo(plugins.report(registry), nl=False)
+        return
+    if provider not in registry.providers:
+        raise click.BadParameter(f"no provider {provider!r} installed; providers: {', '.join(sorted(registry.providers))}",
+                                 param_hint="PROVIDER")
+    click.echo(docs.provider_markdown(provider, registry.providers[provider]), nl=False)
 
 
 @cli.command()

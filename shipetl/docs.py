@@ -72,23 +72,26 @@ def providers_markdown() -> str:
     registry = load_registry()
     builtin = {n: p for n, p in registry.providers.items()
                if registry.plugins[registry.provider_plugin[n]].distribution == "shipetl"}
-    out = []
-    for name, provider in sorted(builtin.items()):
-        doc = " ".join((provider.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
-        limit = provider.default_rate_limit
-        rates = ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in (limit.__dict__.items() if limit else ())
-                          if k.startswith("per_") and v) or "none"
-        out.append(f"#### `{name}`\n\n{doc}\n\n")
-        out.append(f"- base URL: `{provider.default_base_url}`; time zone of naive times: "
-                   f"`{provider.default_timezone or 'n/a'}`; default rate limit: {rates}\n")
-        out.append(f"- credentials: {', '.join(f'`{c}`' for c in provider.secrets) or 'none'}\n\n")
-        fields = provider.options_model.model_fields
-        if fields:
-            out.append("| option | default | meaning |\n| --- | --- | --- |\n")
-            for key, field in fields.items():
-                default = "required" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
-                out.append(f"| `{key}` | {default} | {(field.description or '').replace('|', '/')} |\n")
-            out.append("\n")
+    return "".join(provider_markdown(name, provider) for name, provider in sorted(builtin.items()))
+
+
+def provider_markdown(name: str, provider) -> str:
+    """One provider's reference: what it is, its defaults, the credentials it reads and its options."""
+    doc = " ".join((provider.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
+    limit = provider.default_rate_limit
+    rates = ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in (limit.__dict__.items() if limit else ())
+                      if k.startswith("per_") and v) or "none"
+    out = [f"#### `{name}`\n\n{doc}\n\n",
+           f"- base URL: `{provider.default_base_url}`; time zone of naive times: "
+           f"`{provider.default_timezone or 'n/a'}`; default rate limit: {rates}\n",
+           f"- credentials: {', '.join(f'`{c}`' for c in provider.secrets) or 'none'}\n\n"]
+    fields = provider.options_model.model_fields
+    if fields:
+        out.append("| option | default | meaning |\n| --- | --- | --- |\n")
+        for key, field in fields.items():
+            default = "required" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
+            out.append(f"| `{key}` | {default} | {(field.description or '').replace('|', '/')} |\n")
+        out.append("\n")
     return "".join(out)
 
 

@@ -34,6 +34,15 @@ def test_the_repositorys_daily_yaml_is_the_starter_shipetl_init_writes(tmp_path)
     assert again.exit_code == 2 and f"{written} exists already" in again.output
 
 
+def test_shipetl_plugins_name_prints_a_providers_reference_as_the_readme_has_it() -> None:
+    for name in ("shipengine", "shopee"):
+        result = CliRunner().invoke(cli, ["plugins", name])
+        assert result.exit_code == 0 and result.output.startswith(f"#### `{name}`\n")
+        assert result.output in README.read_text(encoding="utf-8")
+    unknown = CliRunner().invoke(cli, ["plugins", "dhl"])
+    assert unknown.exit_code == 2 and "no provider 'dhl' installed; providers: aliexpress," in unknown.output
+
+
 def test_stale_copy_is_detected_and_refresh_fixes_it(tmp_path) -> None:
     text = docs.refresh(README.read_text(encoding="utf-8"))
     stale = text.replace("| `shipment_id` |", "| `parcel_id` |", 1).replace("#### `shipetl run`", "#### `shipetl go`", 1)
