@@ -315,6 +315,25 @@ def test_delivery_performance_share_delivered_by_eta(hand_built):
     assert (exc["kind"], exc["reason"], exc["events"]) == ("failed_attempt", "Recipient not home", 1)
 
 
+def test_delivered_by_eta_reads_the_delivery_day_where_the_carrier_delivered(tmp_path):
+    """ETA 2025-10-03 (a date: UTC midnight). L1 was delivered at 7 pm in Los Angeles that day, 02:00 UTC the next:
+    on time by its local date. L2 came at the same instant with no local time sent: late by its UTC date. L3's
+    local text is no date (epoch seconds): its UTC date, late too."""
+    path = tmp_path / "warehouse.duckdb"
+    eta, delivered = datetime(2025, 10, 3, tzinfo=UTC), datetime(2025, 10, 4, 2, tzinfo=UTC)
+    with warehouse.connect(path, read_only=False) as con:
+        warehouse.ensure_schema(con)
+        for sid, local in (("L1", "2025-10-03T19:00:00"), ("L2", None), ("L3", "1759543200")):
+            _shipment(con, sid, None, status="delivered", is_final=True, estimated_delivery_at=eta)
+            _event(con, sid, delivered - timedelta(days=2), "in_transit")
+            _insert(con, "tracking_events", event_id=f"{sid}-d", shipment_id=sid, tracking_number=sid, carrier_code="spx",
+                    occurred_at=delivered, occurred_at_local=local, status="delivered", status_raw="DE")
+    con = reader(path, as_of=T + timedelta(days=9))
+    rows = {r["shipment_id"]: r for r in dicts(con, "SELECT * FROM shipment_timeline")}
+    assert {sid: (str(r["delivered_on"]), r["delivered_by_eta"]) for sid, r in rows.items()} == {
+        "L1": ("2025-10-03", True), "L2": ("2025-10-04", False), "L3": ("2025-10-04", False)}
+
+
 def test_stored_macros_default_to_now_and_five_days(hand_built):
     con = duckdb.connect(str(hand_built), read_only=True)
     ((days, lag),) = con.execute(

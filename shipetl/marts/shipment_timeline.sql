@@ -12,11 +12,15 @@
 -- picked_up_at               first in_transit event
 -- first_out_for_delivery_at  first out_for_delivery event
 -- delivered_at               first delivered event, else the shipment's own delivered_at
+-- delivered_on               the day of delivered_at as delivered_by_eta reads it (below)
 -- failed_attempts, exceptions  number of failed_attempt / exception events
 -- estimated_delivery_at      newest ETA the carrier gave: carriers drop it once delivered (ShipEngine does),
 --                            so it comes from the newest snapshot that had one
 -- days_in_transit            first_scan_at to delivered_at; for a parcel still moving, to analytics_as_of()
--- delivered_by_eta           delivered on or before the ETA's UTC calendar day (carriers give ETAs as dates)
+-- delivered_by_eta           delivered on or before the ETA's day (carriers give ETAs as dates, loaded as UTC
+--                            midnights): the delivery's day is its scan's local date where the provider sent
+--                            one (occurred_at_local starting YYYY-MM-DD: a Los Angeles delivery at 7 pm is
+--                            on its day, though 2 am the next day in UTC), else its UTC date
 -- Scans join by provider and shipment_id, not account: a scan is stored once per provider (its event_id has
 -- no account), so two accounts that see the same parcel (two API keys of one ShipEngine account) share it.
 -- Dates and weeks are UTC whatever the session's TimeZone.
@@ -36,6 +40,8 @@ WITH last_eta AS (
            min(occurred_at) FILTER (WHERE status = 'in_transit') AS picked_up_at,
            min(occurred_at) FILTER (WHERE status = 'out_for_delivery') AS first_out_for_delivery_at,
            min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_event_at,
+           arg_min(try_cast(substr(occurred_at_local, 1, 10) AS DATE), occurred_at) FILTER (WHERE status = 'delivered')
+               AS delivered_event_local_date,
            count(*) FILTER (WHERE status = 'failed_attempt') AS failed_attempts,
            count(*) FILTER (WHERE status = 'exception') AS exceptions,
            max(occurred_at) AS last_event_at,
@@ -52,6 +58,8 @@ WITH last_eta AS (
            e.first_event_at, e.first_scan_at, coalesce(e.first_scan_at, s.shipped_at) AS handed_over_at,
            e.picked_up_at, e.first_out_for_delivery_at,
            coalesce(e.delivered_event_at, s.delivered_at) AS delivered_at,
+           coalesce(e.delivered_event_local_date, timezone('UTC', coalesce(e.delivered_event_at, s.delivered_at))::DATE)
+               AS delivered_on,
            coalesce(e.failed_attempts, 0) AS failed_attempts,
            coalesce(e.exceptions, 0) AS exceptions,
            coalesce(e.last_event_at, s.last_event_at) AS last_event_at,
@@ -64,5 +72,5 @@ WITH last_eta AS (
 SELECT *,
        epoch(coalesce(delivered_at, CASE WHEN NOT is_final THEN analytics_as_of() END) - first_scan_at) / 86400
            AS days_in_transit,
-       timezone('UTC', delivered_at)::DATE <= timezone('UTC', estimated_delivery_at)::DATE AS delivered_by_eta
+       delivered_on <= timezone('UTC', estimated_delivery_at)::DATE AS delivered_by_eta
 FROM joined
