@@ -74,7 +74,7 @@ def test_every_template_ships_as_package_data():
         "tool"]["setuptools"]["package-data"]["shipetl"]
     templates = {str(p.relative_to(scaffold.TEMPLATES.parent)) for p in scaffold.TEMPLATES.rglob("*") if p.is_file()}
     shipped = {str(p.relative_to(scaffold.TEMPLATES.parent)) for pattern in patterns
-               for p in scaffold.TEMPLATES.parent.glob(pattern)}
+               for p in scaffold.TEMPLATES.parent.glob(pattern) if scaffold.TEMPLATES in p.parents}
     assert templates and templates == shipped
 
 
