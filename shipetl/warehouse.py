@@ -346,15 +346,16 @@ def _move_in_pending_runs(con, path: Path) -> None:
         get_logger().info("run_records_moved_in", records=moved)
 
 
-def record_failure(path: Path, run: runs.SourceRun, timeout: float = 60.0) -> None:
-    """Store the run record of a failed source; its rows and cursors stay as they were.
+def record_failure(path: Path, run: runs.SourceRun, timeout: float = 60.0, analytics=None) -> None:
+    """Store the run record of a failed source; its rows and cursors stay as they were. ``analytics``: as for
+    :func:`ensure_schema` (without it, the marts' stored settings go back to their defaults).
 
     While another process holds the warehouse past ``timeout``, the record is set aside in a file beside
     it, and the next commit or failure record stores it.
     """
     try:
         with connect(path, read_only=False, timeout=timeout) as con:
-            ensure_schema(con)
+            ensure_schema(con, analytics)
             _move_in_pending_runs(con, path)
             runs.insert(con, run, None)
     except WarehouseBusyError:

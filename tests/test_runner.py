@@ -765,6 +765,17 @@ def test_a_lock_without_a_whole_note_of_a_killed_run_records_nothing(pipeline, r
         assert killed is None
 
 
+def test_a_failed_source_keeps_the_pipelines_analytics_settings_in_the_warehouse(make_pipeline, registry) -> None:
+    """Recording a failure rewrote the marts' stored settings with their defaults: a BI tool saw 5 days, not 9."""
+    path = make_pipeline(GOOD_AND_BAD)
+    path.write_text(path.read_text() + "analytics: {stuck_after_days: 9}\n")
+    cfg = config.load(path, env={})
+    runner.run_pipeline(cfg, registry=registry, only=["good"])
+    assert query(cfg, "SELECT analytics_stuck_after_days()") == [(9,)]
+    assert not by_name(runner.run_pipeline(cfg, registry=registry, only=["bad"]))["bad"].ok
+    assert query(cfg, "SELECT analytics_stuck_after_days()") == [(9,)]
+
+
 def test_a_second_run_of_the_same_warehouse_stops_before_fetching(pipeline, registry) -> None:
     """A slow night meeting the next cron start: the second run fetches nothing and says who holds the lock."""
     import fcntl
