@@ -35,11 +35,12 @@ class DuckDBDestination:
         self.settings = pipeline.warehouse
         self.expire_after = timedelta(days=pipeline.run.expire_after_days)
         self.analytics = pipeline.analytics
+        self.pipeline_file = pipeline.path
 
     def commit(self, staged: TransformResult, run: SourceRun, cursors: dict[str, Any]) -> dict[str, int]:
         return warehouse.commit(Path(self.settings.path), Path(self.settings.lake), staged, run, cursors,
                                 timeout=self.settings.commit_timeout, expire_before=self.expire_before(run, cursors),
-                                analytics=self.analytics)
+                                analytics=self.analytics, pipeline_file=self.pipeline_file)
 
     def expire_before(self, run: SourceRun, cursors: dict[str, Any]) -> datetime | None:
         """Open shipments with no news since this instant are silent and get an ``expired`` snapshot (None: none
@@ -59,7 +60,7 @@ class DuckDBDestination:
         # A failure record is not worth a second long wait (a busy warehouse may be why the source failed):
         # after a short one it is set aside for the next commit.
         warehouse.record_failure(Path(self.settings.path), run, timeout=min(self.settings.commit_timeout, FAILURE_RECORD_WAIT),
-                                 analytics=self.analytics)
+                                 analytics=self.analytics, pipeline_file=self.pipeline_file)
 
     def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
         return warehouse.start_state(Path(self.settings.path), source, provider, account_id, timeout=self.settings.commit_timeout)

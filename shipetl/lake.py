@@ -62,14 +62,14 @@ def owner_problem(lake: Path, warehouse: Path, committed: set[str] | None = None
     return None
 
 
-def claim(lake: Path, warehouse: Path, committed: set[str] | None = None) -> None:
+def claim(lake: Path, warehouse: Path, committed: set[str] | None = None, pipeline_file: str | Path = "<pipeline>") -> None:
     """Mark ``lake`` as the mirror of ``warehouse``; ConfigError if another warehouse's rows are in it, or rows this
     warehouse does not hold (see :func:`owner_problem`).
 
     Two warehouses sharing one lake would each discard the other's committed staging areas as never
     committed, and the lake would stop matching either.
     """
-    problem = owner_problem(lake, warehouse, committed)
+    problem = owner_problem(lake, warehouse, committed, pipeline_file)
     if problem:
         raise ConfigError(problem)
     marker = Path(lake) / OWNER

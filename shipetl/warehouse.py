@@ -283,7 +283,8 @@ def _stage_lake(con, run: runs.SourceRun, tables: list[str], lake_root: Path, co
 
 
 def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.SourceRun, cursors: dict[str, Any],
-           timeout: float = 60.0, expire_before: datetime | None = None, analytics=None) -> dict[str, int]:
+           timeout: float = 60.0, expire_before: datetime | None = None, analytics=None,
+           pipeline_file: str | Path = "<pipeline>") -> dict[str, int]:
     """Insert one source account's staged rows, cursors and run record in one transaction, then publish its Parquet.
 
     Open shipments of the account with no event since ``expire_before`` get an ``expired`` snapshot.
@@ -297,7 +298,7 @@ def commit(path: Path, lake_root: Path, staged: TransformResult, run: runs.Sourc
     with attached(staged.con, path, timeout) as con:
         ensure_schema(con, analytics)
         committed = runs.committed_ids(con)
-        lake.claim(lake_root, path, committed)
+        lake.claim(lake_root, path, committed, pipeline_file)
         lake.repair(lake_root, committed)
         _move_in_pending_runs(con, path)
         con.execute("BEGIN TRANSACTION")

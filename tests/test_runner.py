@@ -697,6 +697,17 @@ def test_a_second_warehouse_on_the_same_lake_is_refused_before_it_runs(make_pipe
     assert not (tmp_path / "other.duckdb").exists()
 
 
+def test_a_commit_refused_for_a_warehouse_started_over_names_the_pipeline_to_rebuild(make_pipeline, registry, tmp_path,
+                                                                                      monkeypatch) -> None:
+    """The check before fetching is skipped while the warehouse is busy; the commit's own then names the file."""
+    cfg = config.load(make_pipeline(GOOD_AND_BAD), env={})
+    assert by_name(runner.run_pipeline(cfg, registry=registry, only=["good"]))["good"].ok
+    Path(cfg.warehouse.path).unlink()  # started over; the lake holds the old warehouse's rows
+    monkeypatch.setattr(storage, "_committed", lambda pipeline: None)  # as when the warehouse is busy at the check
+    good = by_name(runner.run_pipeline(cfg, registry=registry, only=["good"]))["good"]
+    assert not good.ok and f"run `shipetl lake {cfg.path} --rebuild`" in good.error
+
+
 def test_a_run_removes_the_spill_folders_killed_runs_left(pipeline, registry, tmp_path) -> None:
     import os
     import time
