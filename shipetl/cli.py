@@ -391,6 +391,7 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
     """Serve every installed provider's sandbox API (built-in and plugins') on loopback from deterministic data,
     with faults on request."""
     from . import plugins
+    from .errors import ShipetlError
     from .sandbox import SandboxSettings, serve
     from .sandbox.faults import Faults
 
@@ -409,8 +410,7 @@ def sandbox(host: str, port: int, seed: int, scale: float, latency_ms: int, rate
         if announced:
             raise
         reason = "already in use" if exc.errno == errno.EADDRINUSE else f"not available ({exc.strerror or exc})"
-        click.echo(f"error: port {port} on {host} is {reason}; pick another with --port (0 picks a free one)", err=True)
-        sys.exit(3)
+        raise ShipetlError(f"port {port} on {host} is {reason}; pick another with --port (0 picks a free one)") from None
 
 
 DEMO_PIPELINE = "pipelines/demo.yaml"
@@ -422,7 +422,7 @@ DEMO_PIPELINE = "pipelines/demo.yaml"
 def demo(pipeline: str, seed: int) -> None:
     """Start the sandbox, run PIPELINE against it (${SHIPETL_SANDBOX_URL}), stop it, print a query to try.
 
-    PIPELINE defaults to pipelines/demo.yaml, from the repository's top folder.
+    PIPELINE defaults to pipelines/demo.yaml in the current folder: run it from a clone's top folder.
     """
     from . import demo as demo_mod
     from . import progress as progress_mod

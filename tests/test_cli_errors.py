@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -172,9 +173,10 @@ def test_sandbox_on_a_busy_port_says_so_without_announcing(run_cli) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = run_cli("sandbox", "--port", str(port), timeout=60)
-    assert proc.returncode == 3
+    assert proc.returncode == 2
     line = one_line(proc.stderr)
     assert str(port) in line and "in use" in line and "--port" in line
+    assert json.loads(line)["event"] == "command_failed"  # --log-format json: one event, as every command's error
     assert "sandbox on" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
 
 
