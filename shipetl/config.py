@@ -2,8 +2,8 @@
 
 Shape (every mapping rejects unknown keys)::
 
-    warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw,
-                memory_limit: 512MB, commit_timeout: 60}     # optional; see WarehouseConfig for paths
+    warehouse: {path: data/warehouse.duckdb, lake: data/lake, raw: data/raw, tokens: data/tokens,
+                raw_keep_days: null, memory_limit: 512MB, commit_timeout: 60}  # optional; see WarehouseConfig
     run: {max_parallel_sources: 2, expire_after_days: 30}  # optional
     analytics: {stuck_after_days: 5}                       # optional; the marts' settings
     destination: duckdb              # optional; a destination plugin's name
@@ -17,6 +17,7 @@ Shape (every mapping rejects unknown keys)::
         lookback: 2d                 # 90s, 15m, 6h, 2d, 1w
         rate_limit: {per_second:, per_minute:, per_hour:, burst:, max_in_flight:}
         credentials: {api_key: "${SHIPENGINE_API_KEY}"}   # every value is a secret
+        pii: hash                    # personal fields: hash (keyed by credentials.pii_key), drop or keep
         status_map: {tracking_events: {"DP": in_transit}}  # codes no status table knows, by table
         max_open_polls: null         # open parcels asked again per run at most, in turn; null: all
         options: {}                  # checked later against the provider's own model

@@ -5,7 +5,7 @@ A plugin is a module listed under the ``shipetl`` entry-point group whose functi
 plugin, checks names, reports clashes and names the plugin at fault. Implement only the hooks you need,
 and declare only the arguments you use: specs grow by adding arguments, never by changing them.
 
-``plugins/README.md`` carries a reference generated from this module (``python -m shipetl.plugins``
+``plugins/README.md`` carries a reference generated from this module (``python -m shipetl.docs``
 rewrites it; a test fails when the two differ).
 """
 
@@ -107,8 +107,8 @@ def shipetl_api_version() -> int:
 def register_providers(register: RegisterProvider) -> None:
     """Add provider classes: sources of orders, shipments and tracking events.
 
-    Called once at start-up, before the pipeline file is validated, because a source's ``provider:``
-    key must name a registered provider. Every plugin's answer counts; none wins over another.
+    Called once per command that needs providers, before the sources are checked against them: a source's
+    ``provider:`` key must name a registered provider, and its options are validated by that provider's model. Every plugin's answer counts; none wins over another.
 
     :param register: call ``register(ProviderSubclass)`` per provider. ``ProviderSubclass.name`` is the
         name users write in pipeline YAML; a name another plugin already registered marks the later

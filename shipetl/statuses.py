@@ -1,4 +1,7 @@
-"""The canonical tracking statuses, the registered code tables, and the tally of codes nobody mapped."""
+"""The canonical tracking statuses, the registered code tables, and the SQL that looks codes up in them.
+
+A code no table knows loads as ``unknown``; the transform and the commit count such codes (``status_unmapped``).
+"""
 
 from __future__ import annotations
 

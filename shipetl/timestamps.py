@@ -1,8 +1,8 @@
 """Every accepted provider time format turned into a UTC instant, in DuckDB SQL and in Python.
 
 Mapping runs in DuckDB SQL, so the conversion lives in SQL macros that :func:`install_macros` puts on a
-connection; :func:`to_utc` is the scalar Python twin, the reference the tests hold the macros to, and what
-Python code uses for the few times it needs (token expiry).
+connection; :func:`to_utc` is the scalar Python twin, the reference the tests hold the macros to, and what a
+plugin's Python code can use for a time it needs outside a mapping.
 
 Kinds (:data:`TIME_KINDS`):
 
