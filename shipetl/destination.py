@@ -60,7 +60,7 @@ class DuckDBDestination:
         # A failure record is not worth a second long wait (a busy warehouse may be why the source failed):
         # after a short one it is set aside for the next commit.
         warehouse.record_failure(Path(self.settings.path), run, timeout=min(self.settings.commit_timeout, FAILURE_RECORD_WAIT),
-                                 analytics=self.analytics, pipeline_file=self.pipeline_file)
+                                 analytics=self.analytics)
 
     def start_state(self, source: str, provider: str, account_id: str) -> tuple[dict[str, Any], Sequence[dict[str, Any]]]:
         return warehouse.start_state(Path(self.settings.path), source, provider, account_id, timeout=self.settings.commit_timeout)
