@@ -215,6 +215,14 @@ def _inserted(run: runs.SourceRun, name: str) -> str:
             f"AND provider = {sql_literal(run.provider)} AND account_id = {sql_literal(run.account_id)}")
 
 
+def _tally_inserted(con, run: runs.SourceRun, name: str, rows: str, label: str) -> dict[str, int]:
+    """Per value of ``label`` in ``rows`` (SQL of keys of table ``name`` with that column), how many of the rows
+    this run's commit inserted carry it."""
+    keys = ", ".join(TABLES[name].key)
+    return dict(con.execute(f"SELECT {label}, count(DISTINCT ({keys})) FROM ({rows}) "
+                            f"SEMI JOIN ({_inserted(run, name)}) USING ({keys}) GROUP BY 1").fetchall())
+
+
 def _count_unmapped_loaded(con, staged: TransformResult, run: runs.SourceRun, loaded: dict[str, int]) -> None:
     """Keep in ``run.unmapped`` only the unmapped codes of rows this commit inserted.
 
@@ -224,11 +232,9 @@ def _count_unmapped_loaded(con, staged: TransformResult, run: runs.SourceRun, lo
     for name in sorted({table for table, _ in staged.unmapped}):
         if _all_loaded(staged, name, loaded):
             continue
-        keys = ", ".join(TABLES[name].key)
-        rows = con.execute(f"SELECT __status_raw, count(DISTINCT ({keys})) FROM {staged_unmapped(name)} "
-                           f"SEMI JOIN ({_inserted(run, name)}) USING ({keys}) GROUP BY 1").fetchall()
+        kept = _tally_inserted(con, run, name, f"SELECT * FROM {staged_unmapped(name)}", "__status_raw")
         run.unmapped = {k: n for k, n in run.unmapped.items() if not k.startswith(f"{name}:")}
-        run.unmapped.update({f"{name}:{code}": n for code, n in rows})
+        run.unmapped.update({f"{name}:{code}": n for code, n in kept.items()})
 
 
 def _count_counters_loaded(con, staged: TransformResult, run: runs.SourceRun, loaded: dict[str, int]) -> None:
@@ -237,11 +243,10 @@ def _count_counters_loaded(con, staged: TransformResult, run: runs.SourceRun, lo
     for name in sorted(staged.counted):
         if _all_loaded(staged, name, loaded):
             continue
-        keys = ", ".join(TABLES[name].key)
-        split = f"SELECT {keys}, unnest(string_split(__counters, chr(30))) AS counter FROM {staged_counters(name)}"
-        staged_counts = con.execute(f"SELECT counter, count(*) FROM ({split}) WHERE counter <> '' GROUP BY 1").fetchall()
-        kept = dict(con.execute(f"SELECT counter, count(DISTINCT ({keys})) FROM ({split}) SEMI JOIN "
-                                f"({_inserted(run, name)}) USING ({keys}) WHERE counter <> '' GROUP BY 1").fetchall())
+        split = (f"SELECT * FROM (SELECT {', '.join(TABLES[name].key)}, unnest(string_split(__counters, chr(30))) AS "
+                 f"counter FROM {staged_counters(name)}) WHERE counter <> ''")
+        staged_counts = con.execute(f"SELECT counter, count(*) FROM ({split}) GROUP BY 1").fetchall()
+        kept = _tally_inserted(con, run, name, split, "counter")
         for counter, n in staged_counts:
             left = run.counters.get(counter, 0) - n + kept.get(counter, 0)
             if left:
