@@ -362,15 +362,20 @@ def _next_part(result: TransformResult, table: str) -> Path:
 
 def _wrapper_for(con, stream: Stream, mapping: TableMapping, provider: str, timezone: str | None,
                  status_map: Mapping[str, Mapping[str, str]]) -> CanonicalSql:
+    """The typing SQL around one mapping; a PluginError naming provider and stream if the mapping is wrong."""
+    where = f"provider {provider}, stream {stream.name}"
     table = TABLES.get(mapping.table)
     if table is None:
-        raise PluginError(f"stream {stream.name}: mapping targets unknown table {mapping.table!r}; tables: {', '.join(TABLES)}")
+        raise PluginError(f"{where}: mapping targets unknown table {mapping.table!r}; tables: {', '.join(TABLES)}")
     try:
         rel = con.sql(mapping.sql)
     except duckdb.Error as exc:
-        raise PluginError(f"mapping {stream.name} -> {table.name} is not valid SQL for its pages: {exc}") from exc
-    return CanonicalSql(table, mapping, {c: str(t) for c, t in zip(rel.columns, rel.types)}, provider, timezone,
-                    status_map.get(table.name))
+        raise PluginError(f"{where}: mapping to {table.name} is not valid SQL for its pages: {exc}") from exc
+    try:
+        return CanonicalSql(table, mapping, {c: str(t) for c, t in zip(rel.columns, rel.types)}, provider, timezone,
+                            status_map.get(table.name))
+    except PluginError as exc:
+        raise PluginError(f"{where}: {exc}") from None
 
 
 def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: CanonicalSql, order: int, provider, account_id, run_id,

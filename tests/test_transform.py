@@ -377,17 +377,18 @@ def test_extras_kept_as_json_text(tmp_path) -> None:
 
 def test_unknown_output_column_is_a_plugin_error(tmp_path) -> None:
     sql = f"SELECT e->>'id' AS shipment_id, e->>'colour' AS parcel_colour FROM {ITEMS}"
-    with pytest.raises(PluginError, match="parcel_colour"):
+    with pytest.raises(PluginError, match=r"^provider acme, stream parcels: mapping of shipments outputs unknown "
+                                          r"column\(s\) parcel_colour"):
         shipments(tmp_path, {"id": "A1"}, sql=sql, times={})
 
 
 def test_unknown_table_is_a_plugin_error(tmp_path) -> None:
-    with pytest.raises(PluginError, match="'parcels'"):
+    with pytest.raises(PluginError, match="^provider acme, stream parcels: mapping targets unknown table 'parcels'"):
         run(tmp_path, [TableMapping("parcels", f"SELECT e->>'id' AS shipment_id FROM {ITEMS}")], [{"items": [{"id": "A"}]}])
 
 
 def test_invalid_mapping_sql_is_a_plugin_error(tmp_path) -> None:
-    with pytest.raises(PluginError, match="parcels -> shipments"):
+    with pytest.raises(PluginError, match="^provider acme, stream parcels: mapping to shipments is not valid SQL"):
         run(tmp_path, [TableMapping("shipments", "SELECT nosuchcolumn AS shipment_id FROM pages")], [{"items": []}])
 
 
