@@ -18,7 +18,9 @@ class PluginError(ShipetlError):
 class SourceError(ShipetlError):
     """A source cannot go on in this run; other sources are unaffected.
 
-    ``source`` names the source (``shipengine/acct-1``) so the summary can say which one failed.
+    ``source`` names the source it came from (``shipengine/acct-1``) where known: core's HTTP client fills it in
+    on what a plugin's ``classify`` raises, for code that handles errors of several sources. The message need
+    not repeat it: the run summary and ``shipetl runs`` give each source's error on the source's own line.
     """
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
