@@ -17,6 +17,15 @@ from shipetl.plugins import load_registry
 from shipetl.sandbox import SandboxSettings, running_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
+E2E = ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test under tests/e2e/ is an ``e2e`` test (``-m "not e2e"`` leaves them out), as is any test that
+    starts the sandbox through the ``sandbox`` fixture."""
+    for item in items:
+        if E2E in Path(item.path).parents or "sandbox" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

@@ -490,6 +490,7 @@ def test_delivery_exceptions_leave_out_cancellations_before_pick_up(cancellation
                    ("exception", "Weather delay"): (1, 1, pytest.approx(1 / 7))}
 
 
+@pytest.mark.e2e
 def test_two_accounts_that_see_the_same_parcels_share_their_scans(tmp_path, world):
     """Two API keys of one ShipEngine account: each scan is stored once, and both accounts' timelines have it."""
     two = PIPELINE.format(tmp=tmp_path) + (

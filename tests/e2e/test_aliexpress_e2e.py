@@ -9,7 +9,6 @@ from urllib.parse import parse_qsl
 import duckdb
 import httpx
 import orjson
-import pytest
 import zstandard
 
 from shipetl import config
@@ -18,7 +17,6 @@ from faulted import fault_requests
 from shipetl_aliexpress.sandbox import APP_SECRET, AUTH_CODE, build_world
 from sources import aliexpress_source
 
-pytestmark = pytest.mark.e2e
 
 WRONG_SECRET = "wrong-aliexpress-secret-5d1c"
 UPPER_HEX_64 = re.compile(r"[0-9A-F]{64}")

@@ -16,13 +16,11 @@ from pathlib import Path
 import duckdb
 import httpx
 import pyarrow.parquet as pq
-import pytest
 from background import BackgroundRun
 from shipetl_shipengine.sandbox import DEFAULT_CLOCK
 
 from shipetl.schema import DATA_TABLES
 
-pytestmark = pytest.mark.e2e
 
 SOURCE = """
 - name: se
