@@ -7,7 +7,7 @@ that cannot start (with why), and the ExtractContext of one job.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +70,19 @@ def no_such_account(pipeline: PipelineConfig, asked_by: str, src: config_mod.Sou
     """The error for account ids ``asked_by`` (``--only``) named that ``src`` does not have, listing those it has."""
     return config_mod.ConfigError(f"{pipeline.path}: {asked_by}: source {src.name} has no account "
                                   f"{', '.join(sorted(missing))}; its accounts: {', '.join(accounts)}")
+
+
+def authorize(pipeline: PipelineConfig, registry: Registry, target: str, prompt) -> Iterable[str]:
+    """Link a source's accounts (``target`` = ``source``) or one of them (``source/account``): the lines the
+    provider's ``authorize`` gives to show, ``prompt`` asking the user for each code pasted back."""
+    name, _, account = target.partition("/")
+    src = pipeline.source(name)
+    provider_cls = provider_for(registry, src)
+    provider = provider_cls(src.name, config_mod.validate_options(pipeline, src, provider_cls.options_model, provider_cls))
+    accounts = provider.accounts()
+    if account and account not in accounts:
+        raise no_such_account(pipeline, "auth", src, {account}, accounts)
+    return provider.authorize(src, TokenStore(Path(pipeline.warehouse.tokens)), prompt, [account] if account else accounts)
 
 
 def plan(pipeline: PipelineConfig, registry: Registry, only: Sequence[str] = ()) -> tuple[list[AccountJob], list[tuple[config_mod.SourceConfig, Exception]]]:

@@ -8,7 +8,6 @@ This module runs that per raw file, stages the rows as Parquet parts and counts 
 
 from __future__ import annotations
 
-import re
 import tempfile
 import threading
 from collections import Counter
@@ -18,10 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import orjson
-import zstandard
 
-from . import countries, statuses, timestamps
+from . import countries, raw_pages, statuses, timestamps
 from .canonical_sql import CanonicalSql
 from .errors import PluginError, ShipetlError
 from .provider import Stream, TableMapping
@@ -145,12 +142,9 @@ class Transformer:
         if stream is None or not stream.mappings:
             return
         con, provider = self._cursor(), self._args[0]
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM {_read_pages(path, stream.body_type)}")
-        except duckdb.InvalidInputException as exc:
-            if not str(exc).startswith(_MISFIT_ERROR):
-                raise _not_json_error(provider, stream, exc) from None
-            self._set_misfits_apart(con, stream, path, exc)
+        misfits = raw_pages.load(con, stream, path, provider, self.result.staging)
+        if misfits:
+            self._stage_misfits(con, stream, misfits)
         with self._lock:
             if stream.name not in self._wrappers:
                 self._wrappers[stream.name] = [_wrapper_for(con, stream, m, provider, self._timezone, self._status_map)
@@ -159,53 +153,9 @@ class Transformer:
             _stage(con, self.result, self._lock, wrapper, order, *self._args)
         con.execute("DROP TABLE pages")
 
-    def _set_misfits_apart(self, con, stream: Stream, path: Path, error: duckdb.Error) -> None:
-        """Fill ``pages`` with the file's pages that fit the stream's body type; stage each other page as a
-        reject of every table the stream maps to, its reason DuckDB's own and its record the page's body.
-
-        One value the API sends in a shape the plugin did not expect (``""`` where it reads a number) costs
-        that page, never the source: the pages of every other record load, and the misfit is there to see.
-        More misfits than ``MAX_MISFITS_PER_FILE`` in one file mean the body type is wrong, not a page: a
-        PluginError.
-        """
-        self._stage_misfits(con, stream, self._read_fitting(con, stream, path, error))
-
-    def _read_fitting(self, con, stream: Stream, path: Path, error: duckdb.Error) -> list[tuple[str, str]]:
-        """Leave out the page DuckDB's ``error`` names and read the rest into ``pages`` with the same reader, again
-        until every page left fits (so what loads is what a file without the misfits would give); returns the
-        (reason, body) of each page left out."""
-        provider = self._args[0]
-        with zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True) as raw:
-            lines = raw.read().splitlines()
-        kept = list(range(len(lines)))  # the lines still read, by their index in the raw file
-        self.result.staging.mkdir(parents=True, exist_ok=True)
-        rest = self.result.staging / f"{path.name}.fitting.zst"  # read as the raw file is: zstd, on one thread
-        misfits: list[tuple[str, str]] = []
-        try:
-            while True:
-                found = _MISFIT_LINE.search(str(error).splitlines()[0])
-                if found is None or len(misfits) == MAX_MISFITS_PER_FILE:
-                    raise _misfits_error(provider, stream, path, error, len(misfits))
-                line = kept.pop(int(found.group(1)) - 1)
-                body = orjson.dumps(orjson.loads(lines[line]).get("body")).decode()
-                # DuckDB names the first page of a batch that fails but may quote another's value: read it alone.
-                _write_pages(rest, [lines[line]])
-                misfits.append((f"page does not fit the body type of stream {stream.name} "
-                                f"({_misfit_detail(con, rest, stream.body_type)}); the plugin should read such a field "
-                                f"as VARCHAR; the page is line {line + 1} of {path.name} in the raw zone", body))
-                _write_pages(rest, [lines[i] for i in kept])
-                try:
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE pages AS SELECT * FROM {_read_pages(rest, stream.body_type)}")
-                    return misfits
-                except duckdb.InvalidInputException as exc:
-                    if not str(exc).startswith(_MISFIT_ERROR):
-                        raise _not_json_error(provider, stream, exc) from None
-                    error = exc
-        finally:
-            rest.unlink(missing_ok=True)
-
     def _stage_misfits(self, con, stream: Stream, misfits: list[tuple[str, str]]) -> None:
-        """Stage each page left out as a reject of every table the stream maps to, counted as mapped and rejected."""
+        """Stage each page :func:`raw_pages.load` left out as a reject of every table the stream maps to, counted as
+        mapped and rejected: the pages of every other record load, and the misfit is there to see."""
         provider, account_id, run_id, extracted_at = self._args
         tables = sorted({mapping.table for mapping in stream.mappings})
         with self._lock:
@@ -303,52 +253,8 @@ def staged_unmapped(table: str) -> str:
     return f"temp.main.staged_unmapped_{table}"
 
 
-def _read_pages(path: Path, body_type: str) -> str:
-    """SQL reading one raw file's pages, the body as ``body_type``."""
-    columns = "{'meta': 'JSON', 'body': " + sql_literal(body_type) + "}"
-    return (f"read_json({sql_literal(str(path))}, format='newline_delimited', columns={columns}, compression='zstd', "
-            "maximum_object_size=33554432)")
-
-
-# DuckDB's error for a page that is JSON but does not fit the body type, and where it names the page.
-_MISFIT_ERROR = "Invalid Input Error: JSON transform error"
-_MISFIT_LINE = re.compile(r"in line (\d+): (.*)$")
-MAX_MISFITS_PER_FILE = 20
-
-
-def _write_pages(path: Path, lines: Sequence[bytes]) -> None:
-    """Write raw-zone lines as a raw file is written: zstd, one page a line."""
-    path.write_bytes(zstandard.ZstdCompressor(level=1).compress(b"".join(line + b"\n" for line in lines)))
-
-
-def _misfit_detail(con, path: Path, body_type: str) -> str:
-    """DuckDB's reason for the one page in ``path`` not fitting ``body_type``."""
-    try:
-        con.execute(f"SELECT body FROM {_read_pages(path, body_type)}").fetchall()
-    except duckdb.InvalidInputException as exc:
-        found = _MISFIT_LINE.search(str(exc).splitlines()[0])
-        return found.group(2) if found else str(exc).splitlines()[0]
-    return "it does not fit"
-
-
-def _misfits_error(provider: str, stream: Stream, path: Path, error: duckdb.Error, misfits: int) -> PluginError:
-    """The one line for a raw file whose pages do not fit the stream's body type beyond a few misfits."""
-    detail = str(error).splitlines()[0].removeprefix("Invalid Input Error: ")
-    which = f"more than {misfits} pages of {path.name} do" if misfits else f"a page of {path.name} does"
-    return PluginError(f"provider {provider}, stream {stream.name}: {which} not fit the stream's body type ({detail}): the plugin should read such a field as VARCHAR and let its mapping cast it; "
-                       f"nothing of the source is committed, so the next run fetches it again")
-
-
 def _sql_list(values: Sequence[str]) -> str:
     return "[" + ", ".join(sql_literal(v) for v in values) + "]"
-
-
-def _not_json_error(provider: str, stream: Stream, exc: duckdb.Error) -> PluginError:
-    """The one line for a raw file DuckDB cannot read as JSON (it names the file and line)."""
-    detail = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
-    return PluginError(f"provider {provider}, stream {stream.name}: a page is not JSON ({detail}); the plugin yielded a "
-                       f"body that is not JSON (give Page a dict, or bytes of JSON); nothing of the source is committed, "
-                       f"so the next run fetches it again")
 
 
 def _next_part(result: TransformResult, table: str) -> Path:

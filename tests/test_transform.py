@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from shipetl import transform
+from shipetl import raw_pages, transform
 from shipetl.errors import PluginError
 from shipetl.provider import Page, Stream, TableMapping
 from shipetl.rawzone import RawZoneWriter
@@ -258,8 +258,8 @@ def test_a_page_that_does_not_fit_the_body_type_is_a_reject_of_each_table_and_th
 def test_more_misfits_in_a_file_than_a_few_pages_mean_the_body_type_is_wrong(tmp_path) -> None:
     typed = Stream("parcels", "STRUCT(items STRUCT(id VARCHAR, n BIGINT)[])",
                    (TableMapping("shipments", "SELECT i.id AS shipment_id FROM (SELECT unnest(body.items) AS i FROM pages)"),))
-    pages = [{"items": [{"id": f"A{i}", "n": "later"}]} for i in range(transform.MAX_MISFITS_PER_FILE + 1)]
-    with pytest.raises(PluginError, match=rf"stream parcels: more than {transform.MAX_MISFITS_PER_FILE} pages of "
+    pages = [{"items": [{"id": f"A{i}", "n": "later"}]} for i in range(raw_pages.MAX_MISFITS_PER_FILE + 1)]
+    with pytest.raises(PluginError, match=rf"stream parcels: more than {raw_pages.MAX_MISFITS_PER_FILE} pages of "
                                           r"parcels-00001.ndjson.zst do not fit the stream's body type \(JSON transform"):
         run(tmp_path, typed, pages)
 
