@@ -2,7 +2,8 @@
 
 Mapping runs in DuckDB SQL, so the conversion lives in SQL macros that :func:`install_macros` puts on a
 connection; :func:`to_utc` is the scalar Python twin, the reference the tests hold the macros to, and what a
-plugin's Python code can use for a time it needs outside a mapping.
+plugin's Python code can use for a time it needs outside a mapping. The two stay in one module, past 400 lines:
+they are one rule, and must change together.
 
 Kinds (:data:`TIME_KINDS`):
 
