@@ -183,9 +183,9 @@ class SourceContext(RunBookkeeping):
     def set_cursor(self, key: str, value: Any) -> None:
         """Store a cursor for the commit; a time cursor never moves back and never jumps a gap.
 
-        A ``--since`` window that starts after the committed cursor (or, with none yet, after the
-        source's ``start:``) leaves a stretch nobody fetched: the cursor stays where it was, so the next
-        plain run fetches that stretch. A window ending before the committed cursor (a backfill of old
+        A ``--since`` window that starts after the committed cursor (or, with none yet, after the source's
+        first window: ``start:``, else 30 days before the run's end) leaves a stretch nobody fetched: the
+        cursor stays where it was, so the next plain run fetches that stretch. A window ending before the committed cursor (a backfill of old
         days) leaves the cursor where it was too.
         """
         if isinstance(value, datetime):
@@ -200,8 +200,8 @@ class SourceContext(RunBookkeeping):
             committed = stored_time(self._cursors, key)
         except PluginError:
             return value  # not a time cursor after all: the provider's own business
-        floor = committed or (as_utc(self._source.start) if self._source.start else None)
-        if self._since_override and floor is not None and self._since_override > floor:
+        floor = committed or self._first_since
+        if self._since_override and self._since_override > floor:
             if key in self._kept:
                 return None
             self._kept.add(key)

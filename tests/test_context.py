@@ -182,9 +182,17 @@ def test_a_first_since_window_after_start_sets_no_cursor() -> None:
     ctx = make_ctx(since=datetime(2025, 3, 1, tzinfo=UTC), start="2025-01-01")  # January, February never fetched
     ctx.set_cursor("updated_at", UNTIL)
     assert ctx.new_cursors == {}
-    ctx = make_ctx(since=datetime(2025, 3, 1, tzinfo=UTC))  # no start: the window is where loading begins
+    ctx = make_ctx(since=datetime(2025, 3, 1, tzinfo=UTC))  # no start: a window reaching back past 30 days sets it
     ctx.set_cursor("updated_at", UNTIL)
     assert ctx.new_cursors == {"updated_at": UNTIL.isoformat()}
+
+
+def test_a_first_since_window_inside_the_default_first_window_sets_no_cursor() -> None:
+    """No start: a first plain run would fetch the 30 days before UNTIL; a window of the last ten leaves twenty
+    nobody fetched, which the next plain run must fetch (the cursor moved to UNTIL lost them)."""
+    ctx = make_ctx(since=UNTIL - timedelta(days=10))
+    ctx.set_cursor("updated_at", UNTIL)
+    assert ctx.new_cursors == {}
 
 
 def test_counters_timezone_and_open_shipments() -> None:
