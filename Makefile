@@ -25,4 +25,4 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_pipeline.py --trackings 100000 --peers
 
 clean:
-	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/warehouse.duckdb.run.lock data/warehouse.duckdb.pending-runs.ndjson data/lake data/raw data/tokens data/.staging
+	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/warehouse.duckdb.run.lock data/warehouse.duckdb.run-note.json data/warehouse.duckdb.pending-runs.ndjson data/lake data/raw data/tokens data/.staging

@@ -247,8 +247,9 @@ def _record_killed(pipeline: PipelineConfig, destination: Destination, killed: r
     """Record each source account a killed run left unfinished as failed (``KILLED``), and delete that run's spill folder."""
     log = get_logger(run_id=killed.run_id)
     log.warning("previous_run_killed", holder=killed.holder, sources=[account_label(s, a) for s, _, a in killed.accounts],
-                hint="nothing of these sources was loaded by it; this run fetches it again. If nothing stopped it on "
-                     "purpose, look for the out-of-memory killer in the system log (dmesg)")
+                hint="these sources had not finished when it was killed; one it stopped before its commit loaded nothing "
+                     "(recorded as failed, killed) and this run fetches it again. If nothing stopped it on purpose, look "
+                     "for its pid and the out-of-memory killer in the system log (dmesg)")
     for source, provider, account_id in killed.accounts:
         run = SourceRun(killed.run_id, source, provider, account_id, killed.started_at, status="failed", error=KILLED)
         _record(destination, run, log)
@@ -262,8 +263,9 @@ def _not_started(job: AccountJob, run_id: str) -> SourceRun:
 
 
 def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Destination, job: AccountJob, run_id: str,
-                 since, until, progress, stop: threading.Event) -> SourceRun:
-    """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised."""
+                 since, until, progress, stop: threading.Event, lock: runlock.RunLock) -> SourceRun:
+    """Extract, transform and commit one account; any failure is recorded on its SourceRun, never raised. Once its
+    run record is stored (by the commit, or as a failure), ``lock`` notes the account finished."""
     if stop.is_set():  # asked to stop before its turn came
         return _not_started(job, run_id)
     src, provider_cls = job.source, job.provider_cls
@@ -299,6 +301,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
             cursors = _keep_timezone(ctx, _keep_unheard(ctx, run, cursors))
             run.finished_at = datetime.now(timezone.utc)
             destination.commit(result, run, cursors)
+            lock.finished(src.name, job.account_id)
             _log_unmapped(run, log)
             _prune_raw(pipeline, run, log)
         finally:
@@ -308,6 +311,7 @@ def _run_account(pipeline: PipelineConfig, registry: Registry, destination: Dest
         known = (storage.write_error(pipeline, exc)
                  or transform.memory_error(exc, pipeline.warehouse.memory_limit, pipeline.path))
         _fail(destination, run, known or exc, log)
+        lock.finished(src.name, job.account_id)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return run
@@ -348,6 +352,7 @@ def run_pipeline(pipeline: PipelineConfig, *, since: datetime | None = None, unt
     with runlock.hold(pipeline.warehouse.path) as (lock, killed):
         if killed:
             _record_killed(pipeline, destination, killed)
+            lock.end()  # recorded: the next run must not record them again
         return _run_pipeline(pipeline, destination, lock, since=since, until=until, only=only, registry=registry,
                              progress=progress, stop=stop or threading.Event())
 
@@ -371,8 +376,8 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, lock: runl
     lock.begin(run_id, now, [(job.source.name, job.provider_cls.name, job.account_id) for job in jobs])
     pool = ThreadPoolExecutor(max_workers=max(1, pipeline.run.max_parallel_sources))
     try:
-        futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop)
-                   for job in jobs]
+        futures = [pool.submit(_run_account, pipeline, registry, destination, job, run_id, since, until, progress, stop,
+                               lock) for job in jobs]
         for job, future in zip(jobs, futures):
             future.add_done_callback(lambda _, job=job: lock.finished(job.source.name, job.account_id))
         try:
@@ -389,6 +394,7 @@ def _run_pipeline(pipeline: PipelineConfig, destination: Destination, lock: runl
         for job, future, never_started in zip(jobs, futures, cancelled):
             result.sources.append(_not_started(job, run_id) if never_started else future.result())
     except BaseException:  # a second Ctrl-C or SIGTERM: the caller leaves without waiting for the commits under way
+        lock.freeze()  # the note stays as it is, for the next run to record what did not finish
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
