@@ -13,6 +13,26 @@ DDL = """CREATE TABLE IF NOT EXISTS source_state (
     run_id VARCHAR, updated_at TIMESTAMPTZ)"""
 
 
+def ensure(con) -> None:
+    """Create ``source_state``; on a warehouse an earlier shipetl made, drop the PRIMARY KEY it has there (the table
+    is copied without it, in one transaction), so DuckDB 1.0 can open the file."""
+    con.execute(DDL)
+    keyed = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'source_state' "
+                        "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    if not keyed:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("ALTER TABLE source_state RENAME TO source_state_keyed")
+        con.execute(DDL)
+        con.execute("INSERT INTO source_state SELECT * FROM source_state_keyed")
+        con.execute("DROP TABLE source_state_keyed")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def read(con, source: str, account_id: str) -> dict[str, Any]:
     """Cursors of one account as the last committed run left them (empty on a first run)."""
     rows = con.execute("SELECT key, value FROM source_state WHERE source = ? AND account_id = ?", [source, account_id]).fetchall()

@@ -68,7 +68,7 @@ def ensure_schema(con, analytics=None) -> None:
     for name in ("orders", "order_items", "shipments"):
         con.execute(latest_view_ddl(TABLES[name]))
     con.execute(runs.DDL)
-    con.execute(state.DDL)
+    state.ensure(con)
     marts.install(con, analytics)
 
 

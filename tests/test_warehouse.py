@@ -305,6 +305,22 @@ def test_a_new_warehouse_is_written_in_a_format_duckdb_1_reads(wh, first_write) 
     assert wh.query("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')") == [(0,)]
 
 
+def test_a_warehouse_an_earlier_shipetl_made_loses_the_key_duckdb_1_cannot_read_and_keeps_its_cursors(tmp_path) -> None:
+    path = tmp_path / "wh.duckdb"
+    with warehouse.connect(path, read_only=False) as con:  # source_state as shipetl made it before
+        con.execute("CREATE TABLE source_state (source VARCHAR NOT NULL, account_id VARCHAR NOT NULL, key VARCHAR NOT NULL, "
+                    "value JSON, run_id VARCHAR, updated_at TIMESTAMPTZ, PRIMARY KEY (source, account_id, key))")
+        con.execute("INSERT INTO source_state VALUES ('se', 'acct-1', 'labels', '\"2025-01-01T00:00:00+00:00\"', 'r1', ?)", [T0])
+    with warehouse.connect(path, read_only=False) as con:
+        warehouse.ensure_schema(con)
+        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'").fetchone() == (0,)
+        assert con.execute("SELECT source, account_id, key, value, run_id FROM source_state").fetchall() == [
+            ("se", "acct-1", "labels", '"2025-01-01T00:00:00+00:00"', "r1")]
+        state.write(con, "se", "acct-1", "r2", {"labels": "2025-02-01T00:00:00+00:00"})  # still one row per key
+        assert state.read(con, "se", "acct-1") == {"labels": "2025-02-01T00:00:00+00:00"}
+        assert con.execute("SELECT count(*) FROM source_state").fetchone() == (1,)
+
+
 def test_reader_on_missing_file_gets_none(tmp_path) -> None:
     path = tmp_path / "nothing" / "wh.duckdb"
     with warehouse.connect(path, read_only=True) as con:
