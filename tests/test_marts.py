@@ -318,7 +318,8 @@ def test_delivery_performance_share_delivered_by_eta(hand_built):
 def test_delivered_by_eta_reads_the_delivery_day_where_the_carrier_delivered(tmp_path):
     """ETA 2025-10-03 (a date: UTC midnight). L1 was delivered at 7 pm in Los Angeles that day, 02:00 UTC the next:
     on time by its local date. L2 came at the same instant with no local time sent: late by its UTC date. L3's
-    local text is no date (epoch seconds): its UTC date, late too."""
+    local text is no date (epoch seconds): its UTC date, late too. L4's first delivered scan has no local time; a
+    second one, days later, has: the first one's UTC date counts."""
     path = tmp_path / "warehouse.duckdb"
     eta, delivered = datetime(2025, 10, 3, tzinfo=UTC), datetime(2025, 10, 4, 2, tzinfo=UTC)
     with warehouse.connect(path, read_only=False) as con:
@@ -328,10 +329,16 @@ def test_delivered_by_eta_reads_the_delivery_day_where_the_carrier_delivered(tmp
             _event(con, sid, delivered - timedelta(days=2), "in_transit")
             _insert(con, "tracking_events", event_id=f"{sid}-d", shipment_id=sid, tracking_number=sid, carrier_code="spx",
                     occurred_at=delivered, occurred_at_local=local, status="delivered", status_raw="DE")
+        _shipment(con, "L4", None, status="delivered", is_final=True, estimated_delivery_at=eta + timedelta(days=1))
+        _insert(con, "tracking_events", event_id="L4-d", shipment_id="L4", tracking_number="L4", carrier_code="spx",
+                occurred_at=delivered, status="delivered", status_raw="DE")
+        _insert(con, "tracking_events", event_id="L4-d2", shipment_id="L4", tracking_number="L4", carrier_code="spx",
+                occurred_at=delivered + timedelta(days=2), occurred_at_local="2025-10-06T09:00:00", status="delivered",
+                status_raw="DE")
     con = reader(path, as_of=T + timedelta(days=9))
     rows = {r["shipment_id"]: r for r in dicts(con, "SELECT * FROM shipment_timeline")}
     assert {sid: (str(r["delivered_on"]), r["delivered_by_eta"]) for sid, r in rows.items()} == {
-        "L1": ("2025-10-03", True), "L2": ("2025-10-04", False), "L3": ("2025-10-04", False)}
+        "L1": ("2025-10-03", True), "L2": ("2025-10-04", False), "L3": ("2025-10-04", False), "L4": ("2025-10-04", True)}
 
 
 def test_stored_macros_default_to_now_and_five_days(hand_built):

@@ -23,7 +23,7 @@
 --                            on its day, though 2 am the next day in UTC), else its UTC date
 -- Scans join by provider and shipment_id, not account: a scan is stored once per provider (its event_id has
 -- no account), so two accounts that see the same parcel (two API keys of one ShipEngine account) share it.
--- Dates and weeks are UTC whatever the session's TimeZone.
+-- Dates and weeks are UTC whatever the session's TimeZone, but for delivered_on (above).
 CREATE OR REPLACE {temp}VIEW shipment_timeline AS
 WITH last_eta AS (
     SELECT provider, account_id, shipment_id, arg_max(estimated_delivery_at, extracted_at) AS estimated_delivery_at
@@ -40,8 +40,9 @@ WITH last_eta AS (
            min(occurred_at) FILTER (WHERE status = 'in_transit') AS picked_up_at,
            min(occurred_at) FILTER (WHERE status = 'out_for_delivery') AS first_out_for_delivery_at,
            min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_event_at,
-           arg_min(try_cast(substr(occurred_at_local, 1, 10) AS DATE), occurred_at) FILTER (WHERE status = 'delivered')
-               AS delivered_event_local_date,
+           -- the first delivered scan's own local date, NULL if it has none (a struct: arg_min skips NULL values)
+           arg_min({'day': try_cast(substr(occurred_at_local, 1, 10) AS DATE)}, occurred_at)
+               FILTER (WHERE status = 'delivered').day AS delivered_event_local_date,
            count(*) FILTER (WHERE status = 'failed_attempt') AS failed_attempts,
            count(*) FILTER (WHERE status = 'exception') AS exceptions,
            max(occurred_at) AS last_event_at,
