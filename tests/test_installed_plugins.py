@@ -243,8 +243,13 @@ def test_the_wheel_holds_every_file_of_shipetl_and_its_built_in_plugins(venv: Ve
     """What a `pip install shipetl` gets: every file in the packages' folders (the AliExpress demo's order ids,
     `py.typed`, SQL, templates, fixtures), built from a copy of the working tree as a release would be."""
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "data", "tests", "build", "dist", "__pycache__",
-                                                             "*.egg-info"))
+
+    def left_out(folder: str, names: list[str]) -> list[str]:
+        """The checkout's own working folders (at the top only: scaffold_templates/tests/ ships), and caches."""
+        top = {".git", ".venv", "data", "tests", "build", "dist"} if Path(folder) == ROOT else set()
+        return [n for n in names if n in top or n == "__pycache__" or n.endswith(".egg-info")]
+
+    shutil.copytree(ROOT, src, ignore=left_out)
     venv.run("python", "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "--no-deps", "--no-index",
              "-w", str(tmp_path / "dist"), str(src), timeout=600)
     (wheel,) = (tmp_path / "dist").glob("shipetl-*.whl")
@@ -252,5 +257,6 @@ def test_the_wheel_holds_every_file_of_shipetl_and_its_built_in_plugins(venv: Ve
     wanted = {path.relative_to(top).as_posix()
               for top, package in [(src, src / "shipetl"), *((src / "plugins", p) for p in (src / "plugins").glob("shipetl_*"))]
               for path in package.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
-    assert "shipetl/py.typed" in wanted and "shipetl_aliexpress/fixtures/demo_order_ids.txt" in wanted
+    assert {"shipetl/py.typed", "shipetl_aliexpress/fixtures/demo_order_ids.txt",
+            "shipetl/scaffold_templates/tests/conftest.py.tmpl"} <= wanted
     assert sorted(wanted - packed) == []
