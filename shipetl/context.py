@@ -185,8 +185,8 @@ class SourceContext(RunBookkeeping):
 
         A ``--since`` window that starts after the committed cursor (or, with none yet, after the source's
         first window: ``start:``, else 30 days before the run's end) leaves a stretch nobody fetched: the
-        cursor stays where it was, so the next plain run fetches that stretch. A window ending before the committed cursor (a backfill of old
-        days) leaves the cursor where it was too.
+        cursor stays where it was, so the next plain run fetches that stretch. A window ending before the
+        committed cursor (a backfill of old days) leaves the cursor where it was too.
         """
         if isinstance(value, datetime):
             value = self._advanced(key, as_utc(value))  # naive is UTC, as a stored cursor without an offset is

@@ -108,7 +108,8 @@ def register_providers(register: RegisterProvider) -> None:
     """Add provider classes: sources of orders, shipments and tracking events.
 
     Called once per command that needs providers, before the sources are checked against them: a source's
-    ``provider:`` key must name a registered provider, and its options are validated by that provider's model. Every plugin's answer counts; none wins over another.
+    ``provider:`` key must name a registered provider, and its options are validated by that provider's model.
+    Every plugin's answer counts; none wins over another.
 
     :param register: call ``register(ProviderSubclass)`` per provider. ``ProviderSubclass.name`` is the
         name users write in pipeline YAML; a name another plugin already registered marks the later

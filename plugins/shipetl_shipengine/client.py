@@ -42,9 +42,9 @@ def classify(response: httpx.Response, log: Any = None) -> None:
     """Turn ShipEngine's ``{request_id, errors[]}`` bodies into typed errors (providers.md 3.3).
 
     A label listing without ``labels`` is not ShipEngine's (a wrong ``base_url``): it fails the source rather than
-    end the listing empty. A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A carrier-side error, whatever
-    its status, costs that parcel until the next run (``SkipRecord``), never the source; other 5xx are left to
-    core, which retries them. A success that lists errors is a partial success: its data is kept and, given a
+    end the listing empty. A 429 waits its ``Retry-After`` (core reads it, and ``RetryAfter``), else 5 s. A
+    carrier-side error, whatever its status, costs that parcel until the next run (``SkipRecord``), never the
+    source; other 5xx are left to core, which retries them. A success that lists errors is a partial success: its data is kept and, given a
     ``log``, the errors are logged.
     """
     status = response.status_code
