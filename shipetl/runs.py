@@ -148,8 +148,12 @@ def move_in(con, file: Path) -> int:
     return moved
 
 
+COMMITTED_IDS = "SELECT commit_id FROM runs WHERE commit_id IS NOT NULL"
+"""SQL of every commit id the warehouse records."""
+
+
 def committed_ids(con) -> set[str]:
-    return {r[0] for r in con.execute("SELECT commit_id FROM runs WHERE commit_id IS NOT NULL").fetchall()}
+    return {r[0] for r in con.execute(COMMITTED_IDS).fetchall()}
 
 
 def newest_commit_id(con) -> str | None:

@@ -15,7 +15,7 @@ import duckdb
 
 from .config import PipelineConfig
 from .errors import ShipetlError
-from . import warehouse
+from . import runs, warehouse
 from .lake import owner_problem
 
 
@@ -52,8 +52,7 @@ _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 def _committed(pipeline: PipelineConfig) -> set[str] | None:
     """The warehouse's commit ids (none for a warehouse not made yet); None while another process holds it."""
     try:
-        rows = warehouse.query(Path(pipeline.warehouse.path), "SELECT commit_id FROM runs WHERE commit_id IS NOT NULL",
-                               timeout=1)
+        rows = warehouse.query(Path(pipeline.warehouse.path), runs.COMMITTED_IDS, timeout=1)
     except (ShipetlError, duckdb.Error):  # busy, or not a warehouse: its first commit checks again, or says why
         return None
     return {commit_id for (commit_id,) in rows}
