@@ -111,10 +111,14 @@ def not_the_api(response: httpx.Response, api: str, lacking: str | None = None) 
                          f"there; check the source's base_url")
 
 
+def _origin(url: httpx.URL) -> str:
+    """Scheme, host and port of ``url``: no user:password@ of a base_url."""
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+
+
 def _asked(request: httpx.Request) -> str:
     """Method, scheme, host, port and path of a request: no query, nor any user:password@ of the base_url."""
-    url = request.url
-    return request.method + " " + redact_text(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path)
+    return request.method + " " + redact_text(_origin(request.url) + request.url.path)
 
 
 def _excerpt(response: httpx.Response) -> str:
@@ -263,7 +267,7 @@ class HttpClient:
                     "http_request", source=self.source, method=request.method, url=url, status=None,
                     elapsed_ms=elapsed_ms, attempt=attempt, error=type(exc).__name__,
                 )
-                where = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}" if request.url.port else "")
+                where = _origin(request.url)
                 what = f"no whole reply from {where}" if isinstance(exc, httpx.ReadTimeout) else f"cannot reach {where}"
                 raise _Retry("transport_error", f"{what}: {type(exc).__name__}: {redact_text(str(exc))}; "
                                                 "check base_url and the network") from exc
