@@ -156,7 +156,6 @@ class Transformer:
     def _stage_misfits(self, con, stream: Stream, misfits: list[tuple[str, str]]) -> None:
         """Stage each page :func:`raw_pages.load` left out as a reject of every table the stream maps to, counted as
         mapped and rejected: the pages of every other record load, and the misfit is there to see."""
-        provider, account_id, run_id, extracted_at = self._args
         tables = sorted({mapping.table for mapping in stream.mappings})
         with self._lock:
             part = _next_part(self.result, "rejects")
@@ -167,10 +166,8 @@ class Transformer:
         con.execute("CREATE OR REPLACE TEMP TABLE misfits (reason VARCHAR, record VARCHAR)")
         con.executemany("INSERT INTO misfits VALUES (?, ?)", misfits)
         con.execute(
-            f"COPY (SELECT {sql_literal(provider)} AS provider, {sql_literal(account_id)} AS account_id, "
-            f"{sql_literal(run_id)} AS run_id, TIMESTAMPTZ {sql_literal(extracted_at.isoformat())} AS extracted_at, "
-            f"t.table_name, reason, record FROM misfits, (SELECT unnest({_sql_list(tables)}) AS table_name) t) "
-            f"TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
+            f"COPY (SELECT {_run_columns(*self._args)}, t.table_name, reason, record FROM misfits, "
+            f"(SELECT unnest({_sql_list(tables)}) AS table_name) t) TO {sql_literal(str(part))} (FORMAT parquet, COMPRESSION lz4_raw)")
         con.execute("DROP TABLE misfits")
 
     def close(self) -> None:
@@ -253,6 +250,12 @@ def staged_unmapped(table: str) -> str:
     return f"temp.main.staged_unmapped_{table}"
 
 
+def _run_columns(provider: str, account_id: str, run_id: str, extracted_at: datetime) -> str:
+    """The columns every reject of one source account's run starts with, as SQL literals."""
+    return (f"{sql_literal(provider)} AS provider, {sql_literal(account_id)} AS account_id, {sql_literal(run_id)} AS run_id, "
+            f"TIMESTAMPTZ {sql_literal(extracted_at.isoformat())} AS extracted_at")
+
+
 def _sql_list(values: Sequence[str]) -> str:
     return "[" + ", ".join(sql_literal(v) for v in values) + "]"
 
@@ -308,8 +311,7 @@ def _stage(con, result: TransformResult, lock: threading.Lock, wrapper: Canonica
         with lock:
             rejects = _next_part(result, "rejects")
         con.execute(
-            f"COPY (SELECT {sql_literal(provider)} AS provider, {sql_literal(account_id)} AS account_id, {sql_literal(run_id)} AS run_id, "
-            f"TIMESTAMPTZ {sql_literal(extracted_at.isoformat())} AS extracted_at, {sql_literal(table.name)} AS table_name, "
+            f"COPY (SELECT {_run_columns(provider, account_id, run_id, extracted_at)}, {sql_literal(table.name)} AS table_name, "
             f"__reason AS reason, __record AS record FROM {rows} WHERE __reason IS NOT NULL) "
             f"TO {sql_literal(str(rejects))} (FORMAT parquet, COMPRESSION lz4_raw)")
     with lock:
